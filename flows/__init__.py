@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only; each reads as a story of task calls."""

@@ -1,0 +1,191 @@
+"""The `modelcycle` command: demo, training, and a read-only look at the registry.
+
+Prefect is imported only inside the commands that run flows, after the offline settings
+and the state folder's Prefect home are in the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelcycle.errors import ModelcycleError
+
+app = typer.Typer(help="The whole life of a machine-learning model on Prefect.", no_args_is_help=True)
+models_app = typer.Typer(help="Read the model registry.", no_args_is_help=True)
+config_app = typer.Typer(help="Pipeline configuration files.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(config_app, name="config")
+
+console = Console()
+errors = Console(stderr=True)
+
+DEMO_CONFIG = "configs/demo.yaml"
+# Survey years the demo's second run fine-tunes on; later years stay unseen for monitoring.
+DEMO_FINE_TUNE_YEARS = (2002.0, 2006.0)
+
+
+def _fail(message: str) -> None:
+    first, _, rest = message.partition("\n")
+    errors.print(f"[bold red]error:[/] {first}", highlight=False)
+    if rest:
+        errors.print(rest, highlight=False)
+    raise typer.Exit(code=1)
+
+
+def _registry():  # noqa: ANN202 - imported lazily to keep `--help` fast
+    from modelcycle.registry import Registry
+    from modelcycle.settings import get_settings
+
+    return Registry(get_settings().registry_url)
+
+
+def _run_training(config_path: str, mode: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    from modelcycle.config import TrainingOverrides, apply_overrides, load_config
+    from modelcycle.runtime import prepare_prefect_env
+
+    parsed = TrainingOverrides.model_validate(overrides or {})
+    apply_overrides(load_config(config_path), parsed)  # fail here, before a flow run exists
+    prepare_prefect_env()
+    from flows.training import TrainingMode, training
+
+    return training(config_path=config_path, mode=TrainingMode(mode), overrides=parsed)
+
+
+def _print_outcome(outcome: dict[str, Any]) -> None:
+    metric = outcome["primary_metric"]
+    value = outcome["metrics"].get(metric)
+    console.print(
+        f"[bold]{outcome['model']} v{outcome['version']}[/]: {outcome['status']} "
+        f"(gate: {outcome['gate']}, {metric} {value:.4f})"
+    )
+    console.print(f"run folder: {outcome['run_folder']}", highlight=False)
+
+
+@app.command()
+def demo(
+    config: Annotated[str, typer.Option(help="Demo pipeline config.")] = DEMO_CONFIG,
+) -> None:
+    """Train the demo model from scratch, then fine-tune it on later survey years."""
+    try:
+        console.rule("1. train from scratch on 1974-2000")
+        _print_outcome(_run_training(config, "scratch", None))
+        start, end = DEMO_FINE_TUNE_YEARS
+        console.rule(f"2. fine-tune the champion on {start:.0f}-{end:.0f}")
+        _print_outcome(
+            _run_training(config, "fine_tune", {"time_range": {"start": start, "end": end}})
+        )
+    except ModelcycleError as exc:
+        _fail(str(exc))
+    console.rule("registry")
+    list_models(as_json=False)
+
+
+@app.command()
+def train(
+    config: Annotated[str, typer.Argument(help="Pipeline config YAML.")],
+    mode: Annotated[str, typer.Option(help="scratch or fine_tune.")] = "scratch",
+    data: Annotated[str | None, typer.Option(help="Train on this CSV/Parquet file.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override split.seed.")] = None,
+    skip_search: Annotated[bool, typer.Option(help="Skip the hyperparameter search.")] = False,
+) -> None:
+    """Run the training flow for one pipeline config."""
+    if mode not in ("scratch", "fine_tune"):
+        _fail(f"--mode: expected 'scratch' or 'fine_tune', got {mode!r}")
+    overrides = {"data_source": data, "seed": seed, "skip_search": skip_search}
+    try:
+        _print_outcome(_run_training(config, mode, overrides))
+    except ModelcycleError as exc:
+        _fail(str(exc))
+
+
+@models_app.command("list")
+def list_models(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
+    """Every model with its champion and version count."""
+    registry = _registry()
+    rows = []
+    for model in registry.list_models():
+        versions = registry.list_versions(model.name)
+        champion = registry.champion(model.name)
+        rows.append(
+            {
+                "name": model.name,
+                "owner": model.owner,
+                "versions": len(versions),
+                "champion": champion.version if champion else None,
+                "latest": versions[-1].version if versions else None,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("model", "owner", "versions", "champion", "latest")
+    for row in rows:
+        table.add_row(*(str(row[k]) if row[k] is not None else "-" for k in row))
+    console.print(table)
+
+
+@models_app.command("show")
+def show_model(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int | None, typer.Argument(help="Version (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """One version in full, or every version of a model."""
+    registry = _registry()
+    try:
+        records = [registry.get_version(name, version)] if version else registry.list_versions(name)
+        if not records:
+            registry.get_model(name)
+    except ModelcycleError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    if version is None:
+        table = Table("version", "status", "parent", "created", "metrics", "code")
+        for r in records:
+            metrics = ", ".join(f"{k} {v:.3f}" for k, v in r.metrics.items() if v is not None)
+            table.add_row(
+                str(r.version), str(r.status), str(r.parent_version or "-"),
+                r.created_at.strftime("%Y-%m-%d %H:%M"), metrics, r.code_version,
+            )
+        console.print(table)
+        return
+    for key, value in records[0].to_dict().items():
+        shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
+        console.print(f"[bold]{key}[/]: {shown}", highlight=False)
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of a pipeline config."""
+    from modelcycle.config import config_json_schema
+
+    print(json.dumps(config_json_schema(), indent=2))
+
+
+@config_app.command("validate")
+def config_validate(path: Annotated[Path, typer.Argument(help="Pipeline config YAML.")]) -> None:
+    """Check a config file against the schema without running anything."""
+    from modelcycle.config import load_config
+
+    try:
+        config = load_config(path)
+    except ModelcycleError as exc:
+        _fail(str(exc))
+    console.print(f"{path}: valid ({config.name}, {config.task})", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except ModelcycleError as exc:  # anything a command did not catch itself
+        errors.print(f"error: {exc}", highlight=False)
+        sys.exit(1)

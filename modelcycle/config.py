@@ -1,0 +1,377 @@
+"""The schema of one model pipeline, read from a YAML file in `configs/`.
+
+Every default lives here, once: the CLI, the flows and the YAML files only override it.
+Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from modelcycle.errors import ConfigError
+
+DEMO_SOURCE = "demo"
+
+# Metric name -> (tasks it applies to, higher is better).
+_CLASSIFICATION = ("binary_classification", "multiclass_classification")
+METRICS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "roc_auc": (("binary_classification",), True),
+    "average_precision": (("binary_classification",), True),
+    "f1": (("binary_classification",), True),
+    "precision": (("binary_classification",), True),
+    "recall": (("binary_classification",), True),
+    "brier": (("binary_classification",), False),
+    "roc_auc_ovr": (("multiclass_classification",), True),
+    "f1_macro": (("multiclass_classification",), True),
+    "f1_weighted": (("multiclass_classification",), True),
+    "accuracy": (_CLASSIFICATION, True),
+    "balanced_accuracy": (_CLASSIFICATION, True),
+    "log_loss": (_CLASSIFICATION, False),
+    "rmse": (("regression",), False),
+    "mae": (("regression",), False),
+    "median_absolute_error": (("regression",), False),
+    "r2": (("regression",), True),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskType(StrEnum):
+    binary_classification = "binary_classification"
+    multiclass_classification = "multiclass_classification"
+    regression = "regression"
+
+    @property
+    def is_classification(self) -> bool:
+        return self is not TaskType.regression
+
+
+class ColumnType(StrEnum):
+    numeric = "numeric"
+    integer = "integer"
+    categorical = "categorical"
+    boolean = "boolean"
+
+
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ColumnSchema(_Strict):
+    """What a column must look like; judged on the whole batch before anything is trained."""
+
+    type: ColumnType
+    min: float | None = Field(None, description="Lowest valid value (numeric, integer).")
+    max: float | None = Field(None, description="Highest valid value (numeric, integer).")
+    allowed: list[str] | None = Field(None, description="Allowed categories (categorical).")
+    max_missing_share: Share = Field(0.0, description="Largest share of missing values allowed.")
+    max_invalid_share: Share = Field(
+        0.0,
+        description="Largest share of present values that may be out of range, not allowed, "
+        "or not of the declared type; invalid values are then handled by `cleaning`.",
+    )
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> ColumnSchema:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        numeric = self.type in (ColumnType.numeric, ColumnType.integer)
+        if not numeric and (self.min is not None or self.max is not None):
+            raise ValueError(f"min/max apply to numeric columns, not to type {self.type}")
+        if self.allowed is not None and self.type is not ColumnType.categorical:
+            raise ValueError(f"allowed applies to categorical columns, not to type {self.type}")
+        return self
+
+
+class TimeRange(_Strict):
+    """Rows kept by the time column, both ends included."""
+
+    start: float | None = None
+    end: float | None = None
+
+
+class DataSource(_Strict):
+    source: str = Field(
+        description="CSV or Parquet file path (relative to the config file), or `demo` for "
+        "the built-in GSS wages table.",
+    )
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    time_range: TimeRange | None = Field(
+        None, description="Keep only rows whose time column falls in this range."
+    )
+
+    @property
+    def is_demo(self) -> bool:
+        return self.source == DEMO_SOURCE
+
+
+class Features(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class Cleaning(_Strict):
+    """The declared missing-value and invalid-value policy."""
+
+    drop_duplicates: bool = True
+    missing_target: Literal["drop", "error"] = "drop"
+    invalid_values: Literal["set_missing", "drop_row"] = Field(
+        "set_missing", description="What happens to values the schema calls invalid."
+    )
+    impute_numeric: Literal["median", "mean", "zero"] = "median"
+    impute_categorical: Literal["constant", "most_frequent"] = "constant"
+
+
+class Split(_Strict):
+    strategy: Literal["stratified", "random", "time"] = "stratified"
+    test_share: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+
+
+class Search(_Strict):
+    """Hyperparameter search; candidates are scored by the primary metric with K-fold CV."""
+
+    space: dict[str, list[Any]] = Field(description="Parameter name -> candidate values.")
+    cv: int = Field(3, ge=2, le=20)
+    n_iter: int | None = Field(
+        None, ge=1, description="Sample this many candidates at random instead of the full grid."
+    )
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> Search:
+        empty = [name for name, values in self.space.items() if not values]
+        if not self.space or empty:
+            raise ValueError(f"search space needs at least one value per parameter: {empty}")
+        return self
+
+
+class FineTune(_Strict):
+    extra_iterations: int = Field(
+        50, ge=1, description="Trees or iterations added when the estimator uses warm_start."
+    )
+
+
+class ModelSpec(_Strict):
+    estimator: str = Field(description="Import path of a scikit-learn estimator class.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    search: Search | None = None
+    fine_tune: FineTune = Field(default_factory=FineTune)
+
+
+class Evaluation(_Strict):
+    primary_metric: str
+    direction: Literal["maximize", "minimize"] | None = Field(
+        None, description="Defaults to the metric's natural direction."
+    )
+    extra_metrics: list[str] = Field(default_factory=list)
+    slices: list[str] = Field(default_factory=list, description="Columns to report metrics by.")
+    positive_class: str | int | bool | None = Field(
+        None, description="Binary tasks: the positive label (default: the larger of the two)."
+    )
+    min_slice_rows: int = Field(30, ge=1)
+
+
+class Gate(_Strict):
+    floors: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric -> floor; for lower-is-better metrics (rmse, log_loss) the value "
+        "is a ceiling.",
+    )
+
+
+class PipelineConfig(_Strict):
+    """One model pipeline: what to learn, from which data, and what counts as good enough."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="Model name.")
+    owner: str
+    description: str
+    intended_use: str
+    limitations: list[str] = Field(default_factory=list)
+    task: TaskType
+    data: DataSource
+    target: str
+    features: Features
+    time_column: str | None = None
+    sensitive_columns: list[str] = Field(default_factory=list)
+    pii_columns: list[str] = Field(default_factory=list)
+    columns: dict[str, ColumnSchema] = Field(
+        default_factory=dict, description="Expected schema per column."
+    )
+    cleaning: Cleaning = Field(default_factory=Cleaning)
+    split: Split = Field(default_factory=Split)
+    model: ModelSpec
+    evaluation: Evaluation
+    gate: Gate = Field(default_factory=Gate)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        problems = [
+            *self._column_problems(),
+            *self._metric_problems(),
+            *self._split_problems(),
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _column_problems(self) -> list[str]:
+        problems: list[str] = []
+        features = self.features.all
+        if not features:
+            problems.append("features: at least one numeric or categorical feature is needed")
+        duplicated = sorted({c for c in features if features.count(c) > 1})
+        if duplicated:
+            problems.append(f"features: listed more than once: {duplicated}")
+        if self.target in features:
+            problems.append(f"target {self.target!r} is also listed as a feature")
+        leaked = sorted(set(self.pii_columns) & set(self.used_columns))
+        if leaked:
+            problems.append(f"pii_columns {leaked} are also used as target/feature/time/slice")
+        unknown = sorted(set(self.columns) - set(self.used_columns))
+        if unknown:
+            problems.append(f"columns: schema for columns the pipeline does not use: {unknown}")
+        return problems
+
+    def _metric_problems(self) -> list[str]:
+        problems: list[str] = []
+        for where, metric in self._named_metrics():
+            tasks = METRICS.get(metric, ((), True))[0]
+            if self.task.value not in tasks:
+                valid = sorted(m for m, (ts, _) in METRICS.items() if self.task.value in ts)
+                problems.append(f"{where}: {metric!r} is not a {self.task} metric (one of {valid})")
+        return problems
+
+    def _split_problems(self) -> list[str]:
+        if self.split.strategy == "time" and not self.time_column:
+            return ["split: strategy 'time' needs time_column"]
+        if self.split.strategy == "stratified" and not self.task.is_classification:
+            return ["split: strategy 'stratified' needs a classification task (use 'random')"]
+        if self.data.time_range is not None and not self.time_column:
+            return ["data.time_range needs time_column"]
+        return []
+
+    def _named_metrics(self) -> list[tuple[str, str]]:
+        named = [("evaluation.primary_metric", self.evaluation.primary_metric)]
+        named += [("evaluation.extra_metrics", m) for m in self.evaluation.extra_metrics]
+        named += [("gate.floors", m) for m in self.gate.floors]
+        return named
+
+    @property
+    def used_columns(self) -> list[str]:
+        """Every column the pipeline reads; anything else in the source is dropped on load."""
+        extra = [self.target, *self.sensitive_columns, *self.evaluation.slices]
+        if self.time_column:
+            extra.append(self.time_column)
+        return list(dict.fromkeys([*self.features.all, *extra]))
+
+    @property
+    def metrics(self) -> list[str]:
+        """Primary metric first, then the extras and any floor metric, without repeats."""
+        names = [self.evaluation.primary_metric, *self.evaluation.extra_metrics, *self.gate.floors]
+        return list(dict.fromkeys(names))
+
+    @property
+    def maximize(self) -> bool:
+        if self.evaluation.direction is not None:
+            return self.evaluation.direction == "maximize"
+        return METRICS[self.evaluation.primary_metric][1]
+
+
+def higher_is_better(metric: str) -> bool:
+    return METRICS[metric][1]
+
+
+def _format_error(path: str, error: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown key {loc!r}"
+    if error["type"] == "missing":
+        return f"{path}: missing required key {loc!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{path}: {loc}: {message}{shown}"
+
+
+def parse_config(raw: Any, path: str = "<config>") -> PipelineConfig:
+    """Validate a mapping; every problem is reported with the key and the file it came from."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_format_error(path, err) for err in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a pipeline config; a relative data path is resolved against the file."""
+    path = Path(path)
+    config = parse_config(read_yaml(path), str(path))
+    if config.data.is_demo or Path(config.data.source).is_absolute():
+        return config
+    resolved = (path.parent / config.data.source).resolve()
+    return config.model_copy(update={"data": config.data.model_copy(update={"source": str(resolved)})})
+
+
+def config_json_schema() -> dict[str, Any]:
+    return PipelineConfig.model_json_schema()
+
+
+class TrainingOverrides(_Strict):
+    """Per-run changes to a config, typed so the Prefect UI renders them as a form."""
+
+    data_source: str | None = Field(
+        None, description="Train on this CSV/Parquet file instead of the config's source."
+    )
+    time_range: TimeRange | None = Field(None, description="Replace the config's time range.")
+    seed: int | None = Field(None, description="Replace split.seed (also the estimator's seed).")
+    estimator_params: dict[str, Any] | None = Field(
+        None, description="Merged over model.params."
+    )
+    skip_search: bool = Field(False, description="Fit the configured parameters only.")
+
+
+def apply_overrides(
+    config: PipelineConfig, overrides: TrainingOverrides | None, path: str = "<overrides>"
+) -> PipelineConfig:
+    """Merge and validate again, so an override is held to the same schema as the file."""
+    if overrides is None:
+        return config
+    raw = config.model_dump(mode="json", exclude_none=True)
+    if overrides.data_source is not None:
+        source = overrides.data_source
+        raw["data"]["source"] = source if source == DEMO_SOURCE else str(Path(source).resolve())
+    if overrides.time_range is not None:
+        raw["data"]["time_range"] = overrides.time_range.model_dump(exclude_none=True)
+    if overrides.seed is not None:
+        raw["split"]["seed"] = overrides.seed
+        if "random_state" in raw["model"]["params"]:
+            raw["model"]["params"]["random_state"] = overrides.seed
+    if overrides.estimator_params:
+        raw["model"]["params"] = {**raw["model"]["params"], **overrides.estimator_params}
+    if overrides.skip_search:
+        raw["model"].pop("search", None)
+    return parse_config(raw, path)

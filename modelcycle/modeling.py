@@ -1,0 +1,239 @@
+"""One scikit-learn Pipeline from raw columns to predictions, trained, searched or fine-tuned.
+
+The fitted preprocessing and the estimator travel together as one object, so serving and
+monitoring can never pair a model with the wrong preprocessing.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from modelcycle.config import PipelineConfig
+from modelcycle.errors import EstimatorError
+from modelcycle.evaluation import metric_value, predict_outputs
+
+MODEL_STEP = "model"
+CATEGORICAL_FILL = "__missing__"
+
+
+def resolve_estimator(path: str, config: PipelineConfig | None = None) -> type[BaseEstimator]:
+    """Import the configured class and make sure it can do the configured task."""
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise EstimatorError(f"model.estimator: {path!r} is not an import path like 'pkg.module.Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EstimatorError(f"model.estimator: cannot import {path!r}: {exc}") from None
+    estimator = getattr(module, class_name, None)
+    if estimator is None:
+        raise EstimatorError(f"model.estimator: module {module_name!r} has no {class_name!r}")
+    if not (inspect.isclass(estimator) and issubclass(estimator, BaseEstimator)):
+        raise EstimatorError(f"model.estimator: {path!r} is not a scikit-learn estimator class")
+    if config is not None:
+        _check_task(estimator, path, config)
+    return estimator
+
+
+def _check_task(estimator: type[BaseEstimator], path: str, config: PipelineConfig) -> None:
+    try:
+        instance = estimator()
+    except TypeError:
+        return  # needs arguments; fitting will tell
+    if config.task.is_classification and not is_classifier(instance):
+        raise EstimatorError(f"model.estimator: {path!r} is not a classifier (task {config.task})")
+    if not config.task.is_classification and not is_regressor(instance):
+        raise EstimatorError(f"model.estimator: {path!r} is not a regressor (task {config.task})")
+
+
+def _preprocessing(config: PipelineConfig) -> ColumnTransformer:
+    fill = config.cleaning.impute_numeric
+    numeric = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(strategy="constant", fill_value=0.0)
+                if fill == "zero"
+                else SimpleImputer(strategy=fill),
+            ),
+            ("scale", StandardScaler()),
+        ]
+    )
+    categorical = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(strategy="constant", fill_value=CATEGORICAL_FILL)
+                if config.cleaning.impute_categorical == "constant"
+                else SimpleImputer(strategy="most_frequent"),
+            ),
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    return ColumnTransformer(
+        [
+            ("numeric", numeric, list(config.features.numeric)),
+            ("categorical", categorical, list(config.features.categorical)),
+        ],
+        remainder="drop",
+        verbose_feature_names_out=False,
+    )
+
+
+def estimator_params(config: PipelineConfig, estimator: type[BaseEstimator]) -> dict[str, Any]:
+    """The configured parameters, plus the split seed as random_state when the estimator takes one."""
+    params = dict(config.model.params)
+    accepted = estimator().get_params() if _constructible(estimator) else {}
+    unknown = sorted(set(params) - set(accepted)) if accepted else []
+    if unknown:
+        raise EstimatorError(
+            f"model.params: {config.model.estimator} has no parameter(s) {unknown}"
+        )
+    if "random_state" in accepted and params.get("random_state") is None:
+        params["random_state"] = config.split.seed
+    return params
+
+
+def _constructible(estimator: type[BaseEstimator]) -> bool:
+    try:
+        estimator()
+    except TypeError:
+        return False
+    return True
+
+
+def build_pipeline(config: PipelineConfig) -> Pipeline:
+    estimator = resolve_estimator(config.model.estimator, config)
+    try:
+        model = estimator(**estimator_params(config, estimator))
+    except (TypeError, ValueError) as exc:
+        raise EstimatorError(f"model.params: {config.model.estimator}: {exc}") from None
+    return Pipeline([("preprocess", _preprocessing(config)), (MODEL_STEP, model)])
+
+
+def scorer(config: PipelineConfig) -> Callable[[Pipeline, pd.DataFrame, pd.Series], float]:
+    """The primary metric as a CV scorer, signed so that larger is always better."""
+    metric = config.evaluation.primary_metric
+    sign = 1.0 if config.maximize else -1.0
+
+    def score(estimator: Pipeline, X: pd.DataFrame, y: pd.Series) -> float:
+        outputs = predict_outputs(estimator, X, config)
+        return sign * metric_value(metric, y, outputs, config)
+
+    return score
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    pipeline: Pipeline
+    best_params: dict[str, Any]
+    search_results: pd.DataFrame | None
+
+
+def _cv(config: PipelineConfig) -> KFold | StratifiedKFold:
+    folds = config.model.search.cv if config.model.search else 3
+    if config.task.is_classification:
+        return StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.split.seed)
+    return KFold(n_splits=folds, shuffle=True, random_state=config.split.seed)
+
+
+def _search(config: PipelineConfig, pipeline: Pipeline) -> GridSearchCV | RandomizedSearchCV:
+    spec = config.model.search
+    assert spec is not None
+    grid = {f"{MODEL_STEP}__{name}": values for name, values in spec.space.items()}
+    common: dict[str, Any] = {
+        "scoring": scorer(config),
+        "cv": _cv(config),
+        "refit": True,
+        "n_jobs": 1,
+        "error_score": "raise",
+    }
+    if spec.n_iter is not None:
+        return RandomizedSearchCV(
+            pipeline, grid, n_iter=spec.n_iter, random_state=config.split.seed, **common
+        )
+    return GridSearchCV(pipeline, grid, **common)
+
+
+def _search_table(search: GridSearchCV | RandomizedSearchCV, maximize: bool) -> pd.DataFrame:
+    results = search.cv_results_
+    sign = 1.0 if maximize else -1.0
+    return pd.DataFrame(
+        {
+            "params": [
+                {k.removeprefix(f"{MODEL_STEP}__"): v for k, v in p.items()}
+                for p in results["params"]
+            ],
+            "mean_score": sign * np.asarray(results["mean_test_score"]),
+            "std_score": np.asarray(results["std_test_score"]),
+            "rank": np.asarray(results["rank_test_score"]),
+        }
+    ).sort_values("rank", kind="stable")
+
+
+def train(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) -> TrainResult:
+    """Fit from scratch, through the configured search when there is one; deterministic per seed."""
+    pipeline = build_pipeline(config)
+    unknown = sorted(set((config.model.search.space if config.model.search else {})) - set(
+        pipeline.named_steps[MODEL_STEP].get_params()
+    ))
+    if unknown:
+        raise EstimatorError(f"model.search.space: {config.model.estimator} has no parameter(s) {unknown}")
+    if config.model.search is None:
+        try:
+            pipeline.fit(X, y)
+        except ValueError as exc:
+            raise EstimatorError(f"model: fitting {config.model.estimator} failed: {exc}") from None
+        return TrainResult(pipeline, dict(config.model.params), None)
+    search = _search(config, pipeline)
+    search.fit(X, y)
+    best = {k.removeprefix(f"{MODEL_STEP}__"): v for k, v in search.best_params_.items()}
+    return TrainResult(search.best_estimator_, {**config.model.params, **best}, _search_table(search, config.maximize))
+
+
+def supports_fine_tune(estimator: BaseEstimator) -> bool:
+    return hasattr(estimator, "partial_fit") or "warm_start" in estimator.get_params()
+
+
+def fine_tune(
+    champion: Pipeline, config: PipelineConfig, X: pd.DataFrame, y: pd.Series
+) -> Pipeline:
+    """Continue the champion's estimator on new rows; its fitted preprocessing is kept as it is."""
+    tuned = copy.deepcopy(champion)
+    preprocess, estimator = tuned[:-1], tuned.steps[-1][1]
+    if not supports_fine_tune(estimator):
+        raise EstimatorError(
+            f"fine-tune: {type(estimator).__name__} supports neither warm_start nor partial_fit; "
+            "train from scratch instead"
+        )
+    features = preprocess.transform(X)
+    if hasattr(estimator, "partial_fit"):
+        kwargs = {"classes": estimator.classes_} if is_classifier(estimator) else {}
+        estimator.partial_fit(features, y, **kwargs)
+    else:
+        estimator.set_params(warm_start=True, **_grown(estimator, config.model.fine_tune.extra_iterations))
+        estimator.fit(features, y)
+    return tuned
+
+
+def _grown(estimator: BaseEstimator, extra: int) -> dict[str, int]:
+    """warm_start only adds work when the iteration budget grows."""
+    params = estimator.get_params()
+    for name in ("n_estimators", "max_iter"):
+        if name in params and isinstance(params[name], int):
+            return {name: params[name] + extra}
+    return {}

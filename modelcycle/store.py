@@ -1,0 +1,513 @@
+"""The artifact store: one folder per run, complete with its manifest or absent.
+
+A run writes into a hidden staging folder and only becomes visible under its final
+name once every file is written and `manifest.json` (written last) lists their
+SHA-256 and sizes. A crash at any point leaves at most a staging folder or, on
+object stores, a folder without a manifest; neither is ever listed as a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Self
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from modelcycle.errors import ArtifactStoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "modelcycle-run/1"
+STAGING_PREFIX = ".staging-"
+RESERVED_KEYS = frozenset({"format", "model", "run_id", "created_at", "files"})
+
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+_CHUNK = 1 << 20
+
+
+def _check_segment(kind: str, value: str) -> str:
+    """One path segment we can join without escaping the store or hiding the folder."""
+    ok = (
+        isinstance(value, str)
+        and len(value) <= 255
+        and _SEGMENT.fullmatch(value) is not None
+        and value not in {".", ".."}
+        and not value.startswith(".")
+    )
+    if not ok:
+        raise ArtifactStoreError(
+            f"{kind} {value!r} is not a safe folder name: use letters, digits, '-', '_' "
+            "and '.', not starting with '.'"
+        )
+    return value
+
+
+def _check_name(name: str) -> str:
+    """A file name relative to the run folder; sub-folders allowed, escaping it is not."""
+    if not isinstance(name, str) or not name:
+        raise ArtifactStoreError(f"file name {name!r} must be a non-empty string")
+    segments = name.split("/")
+    for segment in segments:
+        if not segment or segment in {".", ".."} or not _SEGMENT.fullmatch(segment):
+            raise ArtifactStoreError(
+                f"file name {name!r} is not safe: use '/'-separated parts made of letters, "
+                "digits, '-', '_' and '.', with no empty, '.' or '..' part"
+            )
+    if name == MANIFEST_NAME:
+        raise ArtifactStoreError(f"{MANIFEST_NAME!r} is written by commit(), not by the caller")
+    return name
+
+
+def _dump_json(obj: Any, what: str) -> bytes:
+    """Same object, same bytes: sorted keys and fixed indentation."""
+    try:
+        text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ArtifactStoreError(f"{what}: cannot be written as JSON: {exc}") from exc
+    return (text + "\n").encode("utf-8")
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol or "local" in protocol
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A committed run: where it lives and what its manifest says."""
+
+    model: str
+    run_id: str
+    uri: str
+    manifest: dict[str, Any] = field(repr=False)
+
+
+class ArtifactStore:
+    """Run folders under `root`, a local path or any fsspec URL (`memory://`, `s3://`, ...)."""
+
+    def __init__(self, root: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.root = str(root)
+        self.storage_options = dict(storage_options or {})
+        fs, path = url_to_fs(self.root, **self.storage_options)
+        self.fs: fsspec.AbstractFileSystem = fs
+        self._root_path: str = path.rstrip("/") or "/"
+        self.is_local = _is_local(fs)
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.root!r})"
+
+    # -- paths -----------------------------------------------------------------
+
+    def _model_path(self, model: str) -> str:
+        return posixpath.join(self._root_path, _check_segment("model", model))
+
+    def _run_path(self, model: str, run_id: str) -> str:
+        return posixpath.join(self._model_path(model), _check_segment("run_id", run_id))
+
+    def _uri(self, path: str) -> str:
+        """Local stores answer with a plain path so that non-fsspec code can use it."""
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
+    def run_uri(self, model: str, run_id: str) -> str:
+        """Where the run's folder is (or would be once committed)."""
+        return self._uri(self._run_path(model, run_id))
+
+    def file_uri(self, model: str, run_id: str, name: str) -> str:
+        """Where one file of a run is, e.g. to record in the registry."""
+        return self._uri(posixpath.join(self._run_path(model, run_id), _check_name(name)))
+
+    # -- writing ---------------------------------------------------------------
+
+    def open_run(self, model: str, run_id: str) -> RunWriter:
+        """Start writing a run; refused at once if the run already exists."""
+        final = self._run_path(model, run_id)
+        if self.fs.exists(final):
+            raise ArtifactStoreError(
+                f"run folder {self._uri(final)} already exists; run ids are never reused"
+            )
+        # A per-writer token keeps two writers (or a retry after a hard kill) from
+        # sharing one staging folder.
+        staging_name = f"{STAGING_PREFIX}{run_id}-{uuid.uuid4().hex[:12]}"
+        staging = posixpath.join(self._model_path(model), staging_name)
+        return RunWriter(self, model, run_id, staging, final)
+
+    # -- reading ---------------------------------------------------------------
+
+    def list_runs(self, model: str) -> list[str]:
+        """Committed runs only: a folder without a manifest or in staging is not a run."""
+        model_path = self._model_path(model)
+        if not self.fs.isdir(model_path):
+            return []
+        runs = []
+        for entry in self.fs.ls(model_path, detail=True):
+            name = posixpath.basename(entry["name"].rstrip("/"))
+            if entry["type"] != "directory" or name.startswith("."):
+                continue
+            if self.fs.isfile(posixpath.join(model_path, name, MANIFEST_NAME)):
+                runs.append(name)
+        return sorted(runs)
+
+    def read_manifest(self, model: str, run_id: str) -> dict[str, Any]:
+        """The manifest of a committed run, checked to be ours and about this run."""
+        path = posixpath.join(self._run_path(model, run_id), MANIFEST_NAME)
+        try:
+            raw = self.fs.cat_file(path)
+        except FileNotFoundError as exc:
+            raise ArtifactStoreError(
+                f"{self._uri(path)}: no manifest; run {model}/{run_id} was never committed"
+            ) from exc
+        try:
+            manifest = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactStoreError(f"{self._uri(path)}: not valid JSON: {exc}") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+            raise ArtifactStoreError(f"{self._uri(path)}: expected format {MANIFEST_FORMAT!r}")
+        if manifest.get("model") != model or manifest.get("run_id") != run_id:
+            raise ArtifactStoreError(
+                f"{self._uri(path)}: manifest is for {manifest.get('model')!r}/"
+                f"{manifest.get('run_id')!r}, not {model!r}/{run_id!r}"
+            )
+        files = manifest.get("files")
+        if not isinstance(files, dict) or not all(
+            isinstance(entry, dict)
+            and isinstance(entry.get("sha256"), str)
+            and isinstance(entry.get("size"), int)
+            for entry in files.values()
+        ):
+            raise ArtifactStoreError(
+                f"{self._uri(path)}: 'files' must map names to {{'sha256': str, 'size': int}}"
+            )
+        return manifest
+
+    def verify(self, model: str, run_id: str) -> list[str]:
+        """Every way the folder differs from its manifest; empty means intact."""
+        manifest = self.read_manifest(model, run_id)
+        folder = self._run_path(model, run_id)
+        actual = _list_files(self.fs, folder)
+        problems = []
+        for name, expected in sorted(manifest["files"].items()):
+            if name not in actual:
+                problems.append(f"{name}: missing")
+                continue
+            size, digest = _hash_file(self.fs, actual[name])
+            if size != expected["size"]:
+                problems.append(f"{name}: size {size} bytes, manifest says {expected['size']}")
+            elif digest != expected["sha256"]:
+                problems.append(f"{name}: SHA-256 {digest}, manifest says {expected['sha256']}")
+        for name in sorted(set(actual) - set(manifest["files"]) - {MANIFEST_NAME}):
+            problems.append(f"{name}: present but not listed in the manifest")
+        return problems
+
+    def read_bytes(self, model: str, run_id: str, name: str) -> bytes:
+        """One file of a run, by its name in the manifest."""
+        path = posixpath.join(self._run_path(model, run_id), _check_name(name))
+        try:
+            return self.fs.cat_file(path)
+        except FileNotFoundError as exc:
+            raise ArtifactStoreError(f"{self._uri(path)}: no such file") from exc
+
+    def open_file(self, uri: str) -> IO[bytes]:
+        """Open a file by the URI the store handed out, with this store's options."""
+        fs, path = url_to_fs(uri, **self.storage_options)
+        try:
+            return fs.open(path, "rb")
+        except FileNotFoundError as exc:
+            raise ArtifactStoreError(f"{uri}: no such file") from exc
+
+
+class RunWriter:
+    """Collects one run's files in staging; `commit` publishes them all or nothing.
+
+    Use as a context manager: an exception inside the block, or leaving it without
+    `commit()` or `abort()`, removes the staging folder; the latter also raises,
+    because a run that silently records nothing would look like a success.
+    """
+
+    def __init__(
+        self, store: ArtifactStore, model: str, run_id: str, staging: str, final: str
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.run_id = run_id
+        self._staging = staging
+        self._final = final
+        self._names: set[str] = set()
+        self._state = "open"
+        store.fs.makedirs(staging, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"RunWriter({self.model!r}, {self.run_id!r}, state={self._state!r})"
+
+    @property
+    def uri(self) -> str:
+        """The folder's address once committed; nothing is there before."""
+        return self.store._uri(self._final)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._names)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state != "open":
+            return
+        if exc is not None:
+            self._abort_keeping(exc)
+            return
+        self.abort()
+        raise ArtifactStoreError(
+            f"run {self.model}/{self.run_id} was left without commit() or abort(); "
+            "its files were discarded"
+        )
+
+    # -- writing ---------------------------------------------------------------
+
+    def _claim(self, name: str) -> str:
+        """Reserve a name once; a file and a folder of the same name cannot coexist."""
+        if self._state != "open":
+            raise ArtifactStoreError(
+                f"run {self.model}/{self.run_id} is {self._state}; cannot write {name!r}"
+            )
+        _check_name(name)
+        if name in self._names:
+            raise ArtifactStoreError(f"{name!r} was already written in run {self.run_id}")
+        for other in self._names:
+            if other.startswith(name + "/") or name.startswith(other + "/"):
+                raise ArtifactStoreError(f"{name!r} clashes with {other!r}: a file is not a folder")
+        self._names.add(name)
+        return posixpath.join(self._staging, name)
+
+    def write_bytes(self, name: str, data: bytes) -> str:
+        """Write one file; returns its name as the manifest will list it."""
+        path = self._claim(name)
+        fs = self.store.fs
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        if self.store.is_local:
+            # Exclusive create, flushed to disk before the rename can publish it.
+            with open(path, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            fs.pipe_file(path, bytes(data))
+        return name
+
+    def write_text(self, name: str, text: str) -> str:
+        return self.write_bytes(name, text.encode("utf-8"))
+
+    def write_json(self, name: str, obj: Any) -> str:
+        """Sorted keys and fixed indentation, so equal objects give equal hashes."""
+        return self.write_bytes(name, _dump_json(obj, name))
+
+    def write_dataframe_parquet(self, name: str, df: pd.DataFrame) -> str:
+        buffer = io.BytesIO()
+        df.to_parquet(buffer, engine="pyarrow")
+        return self.write_bytes(name, buffer.getvalue())
+
+    def write_figure(self, name: str, fig: Figure) -> str:
+        """PNG at a fixed dpi, so a plot's size does not depend on the caller's rcParams."""
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        return self.write_bytes(name, buffer.getvalue())
+
+    def path_for(self, name: str) -> Path:
+        """A real local path for libraries that insist on writing files themselves.
+
+        The file (or folder) at this path must exist by `commit()`; it is hashed from
+        what is on disk. Object stores have no such path: write bytes instead.
+        """
+        if not self.store.is_local:
+            raise ArtifactStoreError(
+                f"{self.store.root} is not a local store; path_for({name!r}) has no local path, "
+                "write the bytes with write_bytes() instead"
+            )
+        path = self._claim(name)
+        self.store.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        return Path(path)
+
+    # -- finishing -------------------------------------------------------------
+
+    def commit(self, metadata: Mapping[str, Any] | None = None) -> RunFolder:
+        """Hash what is actually in staging, write the manifest last, then publish.
+
+        On any failure the staging folder is removed and the error raised; the final
+        folder is either complete with its manifest or was never created by us.
+        """
+        if self._state != "open":
+            raise ArtifactStoreError(f"run {self.model}/{self.run_id} is already {self._state}")
+        try:
+            manifest = self._build_manifest(dict(metadata or {}))
+            self._write_manifest(manifest)
+            self._publish()
+        except BaseException as exc:
+            self._abort_keeping(exc)
+            raise
+        self._state = "committed"
+        if self.store.fs.exists(self._staging):  # object stores copy, so staging remains
+            try:
+                self.store.fs.rm(self._staging, recursive=True)
+            except Exception as exc:  # the run is committed; the leftover is hidden
+                logger.warning(
+                    "run %s committed but staging %s not removed: %s", self.uri, self._staging, exc
+                )
+        return RunFolder(self.model, self.run_id, self.uri, manifest)
+
+    def abort(self) -> None:
+        """Remove staging; safe to call more than once, never touches a committed run."""
+        if self._state == "committed":
+            raise ArtifactStoreError(f"run {self.model}/{self.run_id} is committed; cannot abort")
+        self._state = "aborted"
+        if self.store.fs.exists(self._staging):
+            self.store.fs.rm(self._staging, recursive=True)
+
+    def _abort_keeping(self, exc: BaseException) -> None:
+        """Clean up after `exc` without hiding it behind a cleanup error."""
+        try:
+            self.abort()
+        except Exception as cleanup_exc:
+            exc.add_note(f"also failed to remove staging {self._staging}: {cleanup_exc}")
+
+    def _build_manifest(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(RESERVED_KEYS & metadata.keys())
+        if clash:
+            raise ArtifactStoreError(f"metadata keys {clash} are reserved for the manifest")
+        actual = _list_files(self.store.fs, self._staging)
+        missing = sorted(
+            n
+            for n in self._names
+            if n not in actual and not any(a.startswith(n + "/") for a in actual)
+        )
+        if missing:
+            raise ArtifactStoreError(
+                f"run {self.model}/{self.run_id}: nothing was written at {missing} "
+                "(handed out by path_for)"
+            )
+        files = {}
+        for name, path in sorted(actual.items()):
+            size, digest = _hash_file(self.store.fs, path, fsync=self.store.is_local)
+            files[name] = {"sha256": digest, "size": size}
+        return {
+            **metadata,
+            "format": MANIFEST_FORMAT,
+            "model": self.model,
+            "run_id": self.run_id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "files": files,
+        }
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
+        data = _dump_json(manifest, f"{self.model}/{self.run_id}/{MANIFEST_NAME}")
+        path = posixpath.join(self._staging, MANIFEST_NAME)
+        if self.store.is_local:
+            with open(path, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            self.store.fs.pipe_file(path, data)
+
+    def _publish(self) -> None:
+        fs = self.store.fs
+        if fs.exists(self._final):
+            raise ArtifactStoreError(f"run folder {self.uri} already exists; not overwriting it")
+        if self.store.is_local:
+            # rename(2) is atomic and refuses a non-empty target, so a concurrent
+            # commit of the same run id loses instead of overwriting.
+            try:
+                os.rename(self._staging, self._final)
+            except OSError as exc:
+                raise ArtifactStoreError(f"cannot publish run folder {self.uri}: {exc}") from exc
+            _fsync_dir(posixpath.dirname(self._final))
+        else:
+            _copy_manifest_last(fs, self._staging, self._final)
+
+
+def _list_files(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, str]:
+    """Relative name -> full path for every file below `folder`."""
+    prefix = folder.rstrip("/") + "/"
+    found = {}
+    for path in fs.find(folder):
+        if not path.startswith(prefix):
+            raise ArtifactStoreError(f"{path}: listed under {folder} but outside it")
+        found[path[len(prefix) :]] = path
+    return found
+
+
+def _hash_file(fs: fsspec.AbstractFileSystem, path: str, *, fsync: bool = False) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with fs.open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+        if fsync:
+            _fsync_handle(handle)
+    return size, digest.hexdigest()
+
+
+def _fsync_handle(handle: Any) -> None:
+    """Files written by other libraries through path_for reach the disk too."""
+    with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_manifest_last(fs: fsspec.AbstractFileSystem, staging: str, final: str) -> None:
+    """Object stores have no atomic folder rename: copy every file, the manifest last.
+
+    A crash part-way leaves a final folder without a manifest, which is not a run;
+    a failure we see removes the copies we made.
+    """
+    files = _list_files(fs, staging)
+    ordered = [*sorted(n for n in files if n != MANIFEST_NAME), MANIFEST_NAME]
+    copied: list[str] = []
+    try:
+        for name in ordered:
+            target = posixpath.join(final, name)
+            fs.makedirs(posixpath.dirname(target), exist_ok=True)
+            fs.copy(files[name], target)
+            copied.append(target)
+    except BaseException as exc:
+        for target in reversed(copied):
+            try:
+                fs.rm_file(target)
+            except Exception as cleanup_exc:
+                exc.add_note(f"also failed to remove partial copy {target}: {cleanup_exc}")
+        raise

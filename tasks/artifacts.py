@@ -1,0 +1,103 @@
+"""Persistence of a run: its folder in the artifact store, and its Prefect artifacts."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+
+from modelcycle.evaluation import json_ready
+from modelcycle.report import metrics_rows
+from modelcycle.store import ArtifactStore, RunFolder
+from tasks.common import TASK_OPTIONS
+
+MODEL_FILE = "model.skops"
+
+
+@dataclass(frozen=True)
+class RunContents:
+    """Everything a training run writes to its folder."""
+
+    model_bytes: bytes
+    metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    comparison: dict[str, Any] | None
+    slices: list[dict[str, Any]]
+    gate: dict[str, Any]
+    profile: dict[str, Any]
+    cleaning: dict[str, Any]
+    search_results: pd.DataFrame | None
+    figures: dict[str, Figure]
+    metadata: dict[str, Any]
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+@task(name="write-run-folder", **TASK_OPTIONS)
+def write_run_folder(store_root: str, model: str, run_id: str, contents: RunContents) -> RunFolder:
+    """All files, then the manifest, then the rename: a crash leaves no complete-looking folder."""
+    store = ArtifactStore(store_root)
+    with store.open_run(model, run_id) as run:
+        run.write_bytes(MODEL_FILE, contents.model_bytes)
+        run.write_json(
+            "metrics.json",
+            json_ready(
+                {
+                    "candidate": contents.metrics,
+                    "champion_same_rows": contents.champion_metrics,
+                    "comparison": contents.comparison,
+                }
+            ),
+        )
+        run.write_json("slices.json", json_ready(contents.slices))
+        run.write_json("gate.json", json_ready(contents.gate))
+        run.write_json("profile.json", json_ready(contents.profile))
+        run.write_json("cleaning.json", json_ready(contents.cleaning))
+        if contents.search_results is not None:
+            run.write_text("search_results.csv", _csv(contents.search_results))
+        for name, figure in sorted(contents.figures.items()):
+            run.write_figure(f"plots/{name}", figure)
+        folder = run.commit(json_ready(contents.metadata))
+    get_run_logger().info("Run folder written: %s", folder.uri)
+    return folder
+
+
+@task(name="publish-report", **TASK_OPTIONS)
+def publish_report(
+    model: str,
+    summary_markdown: str,
+    metrics: dict[str, float],
+    comparison: dict[str, Any] | None,
+    run_uri: str,
+) -> None:
+    """Stable keys per model, so the UI shows every run's report as one history."""
+    create_markdown_artifact(
+        key=f"{model}-training-summary",
+        markdown=summary_markdown,
+        description=f"Training summary for {model}",
+    )
+    create_table_artifact(
+        key=f"{model}-metrics",
+        table=metrics_rows(metrics, comparison),
+        description=f"Holdout metrics for {model}",
+    )
+    link = run_uri if "://" in run_uri else f"file://{run_uri}"
+    create_link_artifact(
+        key=f"{model}-run-folder",
+        link=link,
+        link_text=run_uri,
+        description=f"Run folder of {model}: model file, manifest, plots, profile",
+    )

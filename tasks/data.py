@@ -1,0 +1,64 @@
+"""Data preparation steps of the training flow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from modelcycle import data
+from modelcycle.config import PipelineConfig, TrainingOverrides, apply_overrides, load_config
+from modelcycle.data import CleaningReport
+from modelcycle.lineage import fingerprint_frame
+from tasks.common import TASK_OPTIONS
+
+
+@task(name="load-config", **TASK_OPTIONS)
+def load_pipeline_config(
+    config_path: str, overrides: TrainingOverrides | None = None
+) -> PipelineConfig:
+    config = load_config(config_path)
+    return apply_overrides(config, overrides, f"{config_path} (with run overrides)")
+
+
+@task(name="load-data", **TASK_OPTIONS)
+def load_data(config: PipelineConfig, data_dir: Path) -> tuple[pd.DataFrame, str]:
+    """The declared columns of the source (PII already dropped) and where they came from."""
+    source = data.resolve_source(config, data_dir)
+    table = data.load_table(config, source)
+    get_run_logger().info("Loaded %d rows x %d columns from %s", *table.shape, source)
+    return table, str(source)
+
+
+@task(name="validate-data", **TASK_OPTIONS)
+def validate_data(table: pd.DataFrame, config: PipelineConfig, source: str) -> None:
+    data.validate(table, config, source)
+
+
+@task(name="clean-data", **TASK_OPTIONS)
+def clean_data(table: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, CleaningReport]:
+    cleaned, report = data.clean(table, config)
+    get_run_logger().info("Cleaning kept %d of %d rows", report.rows_out, report.rows_in)
+    return cleaned, report
+
+
+@task(name="split-data", **TASK_OPTIONS)
+def split_data(
+    table: pd.DataFrame, config: PipelineConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    train, test = data.split(table, config)
+    get_run_logger().info(
+        "Split (%s): %d training rows, %d holdout rows", config.split.strategy, len(train), len(test)
+    )
+    return train, test
+
+
+@task(name="fingerprint-data", **TASK_OPTIONS)
+def fingerprint_data(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, str]:
+    return {"train": fingerprint_frame(train), "holdout": fingerprint_frame(test)}
+
+
+@task(name="profile-data", **TASK_OPTIONS)
+def profile_data(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, object]:
+    return {"train": data.profile(train), "holdout": data.profile(test)}

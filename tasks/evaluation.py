@@ -1,0 +1,54 @@
+"""Evaluation steps: the candidate and the champion on the same holdout rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from prefect import task
+from sklearn.pipeline import Pipeline
+
+from modelcycle import evaluation
+from modelcycle.config import PipelineConfig
+from modelcycle.data import features_and_target
+from modelcycle.gate import GateDecision, decide
+from tasks.common import TASK_OPTIONS
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    metrics: dict[str, float]
+    slices: list[dict[str, Any]]
+    figures: dict[str, Figure]
+
+
+@task(name="evaluate-model", **TASK_OPTIONS)
+def evaluate_model(pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig) -> EvaluationResult:
+    X, y = features_and_target(test, config)
+    outputs = evaluation.predict_outputs(pipeline, X, config)
+    return EvaluationResult(
+        metrics=evaluation.compute_metrics(y, outputs, config),
+        slices=evaluation.slice_metrics(test, outputs, config),
+        figures=evaluation.plots(y, outputs, config),
+    )
+
+
+@task(name="score-champion", **TASK_OPTIONS)
+def score_champion(champion: Pipeline, test: pd.DataFrame, config: PipelineConfig) -> dict[str, float]:
+    """The champion on the candidate's holdout: the only fair comparison is on identical rows."""
+    X, y = features_and_target(test, config)
+    return evaluation.compute_metrics(y, evaluation.predict_outputs(champion, X, config), config)
+
+
+@task(name="compare-with-champion", **TASK_OPTIONS)
+def compare_with_champion(
+    candidate: dict[str, float], champion: dict[str, float] | None
+) -> dict[str, Any] | None:
+    return None if champion is None else evaluation.compare(candidate, champion)
+
+
+@task(name="gate", **TASK_OPTIONS)
+def apply_gate(metrics: dict[str, float], config: PipelineConfig) -> GateDecision:
+    return decide(metrics, config)

@@ -1,0 +1,43 @@
+"""What a version is made of: code, packages, configuration and data, recorded once per run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from sklearn.pipeline import Pipeline
+
+from modelcycle.config import PipelineConfig
+from modelcycle.lineage import code_version, config_hash, package_versions
+from modelcycle.model_io import dump_model, sha256_bytes
+from tasks.common import TASK_OPTIONS
+
+
+@task(name="record-lineage", **TASK_OPTIONS)
+def record_lineage(
+    config: PipelineConfig,
+    fingerprints: dict[str, str],
+    source: str,
+    mode: str,
+    parent_version: int | None,
+    flow_run_id: str,
+) -> dict[str, Any]:
+    resolved = config.model_dump(mode="json")
+    return {
+        "config": resolved,
+        "config_hash": config_hash(resolved),
+        "code_version": code_version(),
+        "package_versions": package_versions(),
+        "data_fingerprints": fingerprints,
+        "data_source": source,
+        "training_mode": mode,
+        "parent_version": parent_version,
+        "flow_run_id": flow_run_id,
+    }
+
+
+@task(name="serialize-model", **TASK_OPTIONS)
+def serialize_model(pipeline: Pipeline) -> tuple[bytes, str]:
+    """skops bytes, reproducible for the same fitted model, and their SHA-256."""
+    data = dump_model(pipeline)
+    return data, sha256_bytes(data)

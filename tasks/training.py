@@ -1,0 +1,31 @@
+"""Training steps: from scratch (with optional search) or continuing the champion."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import get_run_logger, task
+from sklearn.pipeline import Pipeline
+
+from modelcycle import modeling
+from modelcycle.config import PipelineConfig
+from modelcycle.data import features_and_target
+from modelcycle.modeling import TrainResult
+from tasks.common import TASK_OPTIONS
+
+
+@task(name="train-model", **TASK_OPTIONS)
+def train_model(train: pd.DataFrame, config: PipelineConfig) -> TrainResult:
+    X, y = features_and_target(train, config)
+    result = modeling.train(config, X, y)
+    get_run_logger().info("Trained %s with %s", config.model.estimator, result.best_params)
+    return result
+
+
+@task(name="fine-tune-model", **TASK_OPTIONS)
+def fine_tune_model(
+    champion: Pipeline, train: pd.DataFrame, config: PipelineConfig
+) -> TrainResult:
+    X, y = features_and_target(train, config)
+    tuned = modeling.fine_tune(champion, config, X, y)
+    get_run_logger().info("Fine-tuned the champion on %d new rows", len(X))
+    return TrainResult(tuned, tuned.steps[-1][1].get_params(), None)
