@@ -32,7 +32,9 @@ class TrainingMode(StrEnum):
     fine_tune = "fine_tune"
 
 
-@flow(name="training", description="Train (or fine-tune) a model, gate it, register it, promote it.")
+@flow(
+    name="training", description="Train (or fine-tune) a model, gate it, register it, promote it."
+)
 def training(
     config_path: str = "configs/demo.yaml",
     mode: TrainingMode = TrainingMode.scratch,
@@ -48,7 +50,7 @@ def training(
         actor: Who is recorded in the audit log for this run.
     """
     settings = get_settings()
-    run_id = flow_run.id or "local"
+    run_id = flow_run.id
     config = load_pipeline_config(config_path, overrides)
     champion = load_champion(config.name, settings.registry_url, mode is TrainingMode.fine_tune)
     parent = champion.version.version if champion else None

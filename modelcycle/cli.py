@@ -17,7 +17,9 @@ from rich.table import Table
 
 from modelcycle.errors import ModelcycleError
 
-app = typer.Typer(help="The whole life of a machine-learning model on Prefect.", no_args_is_help=True)
+app = typer.Typer(
+    help="The whole life of a machine-learning model on Prefect.", no_args_is_help=True
+)
 models_app = typer.Typer(help="Read the model registry.", no_args_is_help=True)
 config_app = typer.Typer(help="Pipeline configuration files.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -39,7 +41,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
-def _registry():  # noqa: ANN202 - imported lazily to keep `--help` fast
+def _registry():
     from modelcycle.registry import Registry
     from modelcycle.settings import get_settings
 
@@ -106,7 +108,9 @@ def train(
 
 
 @models_app.command("list")
-def list_models(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
     """Every model with its champion and version count."""
     registry = _registry()
     rows = []
@@ -153,8 +157,12 @@ def show_model(
         for r in records:
             metrics = ", ".join(f"{k} {v:.3f}" for k, v in r.metrics.items() if v is not None)
             table.add_row(
-                str(r.version), str(r.status), str(r.parent_version or "-"),
-                r.created_at.strftime("%Y-%m-%d %H:%M"), metrics, r.code_version,
+                str(r.version),
+                str(r.status),
+                str(r.parent_version or "-"),
+                r.created_at.strftime("%Y-%m-%d %H:%M"),
+                metrics,
+                r.code_version,
             )
         console.print(table)
         return

@@ -333,7 +333,9 @@ def load_config(path: str | Path) -> PipelineConfig:
     if config.data.is_demo or Path(config.data.source).is_absolute():
         return config
     resolved = (path.parent / config.data.source).resolve()
-    return config.model_copy(update={"data": config.data.model_copy(update={"source": str(resolved)})})
+    return config.model_copy(
+        update={"data": config.data.model_copy(update={"source": str(resolved)})}
+    )
 
 
 def config_json_schema() -> dict[str, Any]:
@@ -348,9 +350,7 @@ class TrainingOverrides(_Strict):
     )
     time_range: TimeRange | None = Field(None, description="Replace the config's time range.")
     seed: int | None = Field(None, description="Replace split.seed (also the estimator's seed).")
-    estimator_params: dict[str, Any] | None = Field(
-        None, description="Merged over model.params."
-    )
+    estimator_params: dict[str, Any] | None = Field(None, description="Merged over model.params.")
     skip_search: bool = Field(False, description="Fit the configured parameters only.")
 
 

@@ -42,7 +42,7 @@ def _read(path: Path, fmt: str) -> pd.DataFrame:
 
 
 def load_table(config: PipelineConfig, path: Path) -> pd.DataFrame:
-    """Read the source, drop PII columns at once, keep the declared columns, apply the time range."""
+    """Read the source, drop PII at once, keep the declared columns, apply the time range."""
     raw = _read(path, config.data.format)
     kept = [c for c in config.used_columns if c in raw.columns and c not in config.pii_columns]
     table = raw[kept]
@@ -177,12 +177,16 @@ def _target_violations(table: pd.DataFrame, config: PipelineConfig) -> list[str]
     classes = table[config.target].dropna().unique()
     if len(classes) < 2:
         shown = [str(c) for c in classes]
-        return [f"target {config.target!r}: a single class {shown}; classification needs two or more"]
+        return [
+            f"target {config.target!r}: a single class {shown}; classification needs two or more"
+        ]
     if config.task.value == "binary_classification" and len(classes) > 2:
         return [f"target {config.target!r}: {len(classes)} classes, binary classification needs 2"]
     positive = config.evaluation.positive_class
     if positive is not None and positive not in set(classes.tolist()):
-        return [f"evaluation.positive_class {positive!r} is not a value of target {config.target!r}"]
+        return [
+            f"evaluation.positive_class {positive!r} is not a value of target {config.target!r}"
+        ]
     return []
 
 
@@ -336,7 +340,7 @@ def _numeric_profile(values: pd.Series) -> dict[str, Any]:
 def _categorical_profile(values: pd.Series, top: int = 20) -> dict[str, Any]:
     counts = values.value_counts(dropna=True)
     return {
-        "distinct": int(len(counts)),
+        "distinct": len(counts),
         "top": {str(k): int(v) for k, v in counts.head(top).items()},
     }
 
@@ -360,5 +364,7 @@ def profile(table: pd.DataFrame) -> dict[str, Any]:
     return {"rows": len(table), "columns": columns}
 
 
-def features_and_target(table: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, pd.Series]:
+def features_and_target(
+    table: pd.DataFrame, config: PipelineConfig
+) -> tuple[pd.DataFrame, pd.Series]:
     return table[config.features.all], table[config.target]

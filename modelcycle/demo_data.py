@@ -50,7 +50,7 @@ def prepare_gss(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def ensure_demo_file(data_dir: Path) -> Path:
-    """Write the prepared table once; a temporary name and a rename keep a crash from leaving half a file."""
+    """Write the prepared table once; a temporary name and a rename never leave half a file."""
     target = data_dir / DEMO_FILE
     if target.is_file():
         return target

@@ -26,7 +26,7 @@ class DataValidationError(DataError):
 
 
 class EstimatorError(ModelcycleError):
-    """The configured estimator cannot be imported, is not a scikit-learn estimator, or cannot do what was asked."""
+    """The configured estimator cannot be imported, is not an estimator, or cannot do the job."""
 
 
 class RegistryError(ModelcycleError):

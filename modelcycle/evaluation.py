@@ -85,9 +85,7 @@ def _classification(metric: str, y: np.ndarray, outputs: Outputs) -> float:
         return float(skm.log_loss(y, outputs.proba, labels=outputs.classes))
     if len(np.unique(y)) < 2:
         return math.nan
-    return float(
-        skm.roc_auc_score(y, outputs.proba, multi_class="ovr", labels=outputs.classes)
-    )
+    return float(skm.roc_auc_score(y, outputs.proba, multi_class="ovr", labels=outputs.classes))
 
 
 def _regression(metric: str, y: np.ndarray, pred: np.ndarray) -> float:

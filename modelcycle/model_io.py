@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import numpy as np
 import skops.io as sio
 from skops.io.exceptions import UntrustedTypesFoundException
 
@@ -40,6 +41,9 @@ _CHUNK = 1024 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 _SCHEMA = "schema.json"
+# Immutable values: whether two are one object depends on interning and caching, not on the
+# model, so their ids are dropped (skops then builds each occurrence separately).
+_VALUE_LOADERS = frozenset({"JsonNode", "DTypeNode"})
 
 
 class UntrustedModelError(ModelcycleError):
@@ -69,7 +73,8 @@ def dump_model(pipeline: Any) -> bytes:
     skops names array files and object ids after `id()` of live objects (and uses uuid4 for
     raw bytes), and stamps the current time on every zip entry, so two dumps of the same
     object differ. Ids and file names are renumbered in schema order, entries sorted, dates
-    fixed and compression off (deflate output depends on the zlib build).
+    fixed and compression off (deflate output depends on the zlib build). Tree models also
+    store structured arrays whose padding bytes are uninitialised memory; those are zeroed.
     """
     raw = sio.dumps(pipeline)
     with zipfile.ZipFile(io.BytesIO(raw)) as src:
@@ -79,7 +84,7 @@ def dump_model(pipeline: Any) -> bytes:
     unknown = sorted(set(members) - set(renames))
     if unknown:
         raise ModelcycleError(f"skops wrote files its schema does not reference: {unknown}")
-    entries = {renames[name]: data for name, data in members.items()}
+    entries = {renames[name]: _normalise_member(name, data) for name, data in members.items()}
     entries[_SCHEMA] = json.dumps(schema, indent=2).encode("utf-8")
     return _write_zip(entries)
 
@@ -100,7 +105,9 @@ def _renumber(schema: dict[str, Any]) -> dict[str, str]:
             return
         if not isinstance(node, dict):
             return
-        if "__loader__" in node:
+        if node.get("__loader__") in _VALUE_LOADERS:
+            node.pop("__id__", None)
+        elif "__loader__" in node:
             if isinstance(node.get("__id__"), int):
                 node["__id__"] = ids.setdefault(node["__id__"], len(ids) + 1)
             if isinstance(node.get("file"), str):
@@ -112,6 +119,36 @@ def _renumber(schema: dict[str, Any]) -> dict[str, str]:
 
     visit(schema)
     return files
+
+
+def _normalise_member(name: str, data: bytes) -> bytes:
+    if name.endswith(".npy"):
+        return _normalise_npy(data)
+    if name.endswith(".npz"):  # scipy sparse: a zip inside the zip, with its own timestamps
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            members = {n: _normalise_member(n, inner.read(n)) for n in inner.namelist()}
+        return _write_zip(members)
+    return data
+
+
+def _normalise_npy(data: bytes) -> bytes:
+    """Re-save structured arrays with zeroed padding; other arrays are already reproducible."""
+    array = np.load(io.BytesIO(data), allow_pickle=False)
+    if array.dtype.names is None:
+        return data
+    buffer = io.BytesIO()
+    np.save(buffer, _zero_padding(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _zero_padding(array: np.ndarray) -> np.ndarray:
+    """Copy field by field into zeroed memory: padding bytes are never copied, so stay zero."""
+    if array.dtype.names is None:
+        return array
+    clean = np.zeros(array.shape, dtype=array.dtype)
+    for name in array.dtype.names:
+        clean[name] = _zero_padding(array[name])
+    return clean
 
 
 def _write_zip(entries: dict[str, bytes]) -> bytes:

@@ -34,7 +34,9 @@ def resolve_estimator(path: str, config: PipelineConfig | None = None) -> type[B
     """Import the configured class and make sure it can do the configured task."""
     module_name, _, class_name = path.rpartition(".")
     if not module_name:
-        raise EstimatorError(f"model.estimator: {path!r} is not an import path like 'pkg.module.Class'")
+        raise EstimatorError(
+            f"model.estimator: {path!r} is not an import path like 'pkg.module.Class'"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -95,7 +97,7 @@ def _preprocessing(config: PipelineConfig) -> ColumnTransformer:
 
 
 def estimator_params(config: PipelineConfig, estimator: type[BaseEstimator]) -> dict[str, Any]:
-    """The configured parameters, plus the split seed as random_state when the estimator takes one."""
+    """The configured parameters, plus the split seed as random_state if the estimator has one."""
     params = dict(config.model.params)
     accepted = estimator().get_params() if _constructible(estimator) else {}
     unknown = sorted(set(params) - set(accepted)) if accepted else []
@@ -188,11 +190,14 @@ def _search_table(search: GridSearchCV | RandomizedSearchCV, maximize: bool) -> 
 def train(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) -> TrainResult:
     """Fit from scratch, through the configured search when there is one; deterministic per seed."""
     pipeline = build_pipeline(config)
-    unknown = sorted(set((config.model.search.space if config.model.search else {})) - set(
-        pipeline.named_steps[MODEL_STEP].get_params()
-    ))
+    unknown = sorted(
+        set(config.model.search.space if config.model.search else {})
+        - set(pipeline.named_steps[MODEL_STEP].get_params())
+    )
     if unknown:
-        raise EstimatorError(f"model.search.space: {config.model.estimator} has no parameter(s) {unknown}")
+        raise EstimatorError(
+            f"model.search.space: {config.model.estimator} has no parameter(s) {unknown}"
+        )
     if config.model.search is None:
         try:
             pipeline.fit(X, y)
@@ -202,7 +207,11 @@ def train(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) -> TrainResult:
     search = _search(config, pipeline)
     search.fit(X, y)
     best = {k.removeprefix(f"{MODEL_STEP}__"): v for k, v in search.best_params_.items()}
-    return TrainResult(search.best_estimator_, {**config.model.params, **best}, _search_table(search, config.maximize))
+    return TrainResult(
+        search.best_estimator_,
+        {**config.model.params, **best},
+        _search_table(search, config.maximize),
+    )
 
 
 def supports_fine_tune(estimator: BaseEstimator) -> bool:
@@ -225,7 +234,9 @@ def fine_tune(
         kwargs = {"classes": estimator.classes_} if is_classifier(estimator) else {}
         estimator.partial_fit(features, y, **kwargs)
     else:
-        estimator.set_params(warm_start=True, **_grown(estimator, config.model.fine_tune.extra_iterations))
+        estimator.set_params(
+            warm_start=True, **_grown(estimator, config.model.fine_tune.extra_iterations)
+        )
         estimator.fit(features, y)
     return tuned
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, Row
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from modelcycle.errors import RegistryError
@@ -242,7 +242,12 @@ class Registry:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = _make_engine(self._parsed)
+            try:
+                self._engine = _make_engine(self._parsed)
+            except (ImportError, NoSuchModuleError) as exc:
+                raise RegistryError(
+                    f"{self!r}: no SQLAlchemy driver for this URL ({exc}); install it first"
+                ) from exc
         return self._engine
 
     def close(self) -> None:
@@ -270,14 +275,22 @@ class Registry:
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         self._ensure_schema()
-        with self.engine.connect() as conn:
+        with self._unreachable(), self.engine.connect() as conn:
             yield conn
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One transaction; on SQLite it holds the write lock from BEGIN, so writers queue."""
-        with self.engine.execution_options(**{_WRITE: True}).begin() as conn:
+        with self._unreachable(), self.engine.execution_options(**{_WRITE: True}).begin() as conn:
             yield conn
+
+    @contextmanager
+    def _unreachable(self) -> Iterator[None]:
+        """Database down, locked past the timeout, or not a registry: one line, with the URL."""
+        try:
+            yield
+        except OperationalError as exc:
+            raise RegistryError(f"{self!r}: database error: {exc.orig}") from exc
 
     def _ensure_schema(self) -> None:
         if not self._schema_ready:

@@ -44,12 +44,13 @@ def clean_data(table: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFram
 
 
 @task(name="split-data", **TASK_OPTIONS)
-def split_data(
-    table: pd.DataFrame, config: PipelineConfig
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_data(table: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     train, test = data.split(table, config)
     get_run_logger().info(
-        "Split (%s): %d training rows, %d holdout rows", config.split.strategy, len(train), len(test)
+        "Split (%s): %d training rows, %d holdout rows",
+        config.split.strategy,
+        len(train),
+        len(test),
     )
     return train, test
 

@@ -25,7 +25,9 @@ class EvaluationResult:
 
 
 @task(name="evaluate-model", **TASK_OPTIONS)
-def evaluate_model(pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig) -> EvaluationResult:
+def evaluate_model(
+    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig
+) -> EvaluationResult:
     X, y = features_and_target(test, config)
     outputs = evaluation.predict_outputs(pipeline, X, config)
     return EvaluationResult(
@@ -36,7 +38,9 @@ def evaluate_model(pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfi
 
 
 @task(name="score-champion", **TASK_OPTIONS)
-def score_champion(champion: Pipeline, test: pd.DataFrame, config: PipelineConfig) -> dict[str, float]:
+def score_champion(
+    champion: Pipeline, test: pd.DataFrame, config: PipelineConfig
+) -> dict[str, float]:
     """The champion on the candidate's holdout: the only fair comparison is on identical rows."""
     X, y = features_and_target(test, config)
     return evaluation.compute_metrics(y, evaluation.predict_outputs(champion, X, config), config)

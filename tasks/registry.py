@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from sklearn.pipeline import Pipeline
 
 from modelcycle.errors import RegistryError
+from modelcycle.evaluation import json_ready
 from modelcycle.model_io import load_model
 from modelcycle.registry import ModelVersion, Registry, VersionStatus
 from tasks.common import TASK_OPTIONS
@@ -37,11 +38,20 @@ def load_champion(model: str, registry_url: str, required: bool) -> Champion | N
 
 
 @task(name="register-version", **TASK_OPTIONS)
-def register_version(registry_url: str, fields: dict[str, Any], passed: bool, actor: str) -> ModelVersion:
+def register_version(
+    registry_url: str, fields: dict[str, Any], passed: bool, actor: str
+) -> ModelVersion:
     status = VersionStatus.CANDIDATE if passed else VersionStatus.REJECTED
-    reason = "passed the gate" if passed else "failed the gate: " + "; ".join(fields["gate"]["reasons"])
+    reason = (
+        "passed the gate" if passed else "failed the gate: " + "; ".join(fields["gate"]["reasons"])
+    )
+    strict = {
+        **fields,
+        "metrics": json_ready(fields["metrics"]),
+        "gate": json_ready(fields["gate"]),
+    }
     version = Registry(registry_url).register_version(
-        **fields, status=status, actor=actor, reason=reason
+        **strict, status=status, actor=actor, reason=reason
     )
     get_run_logger().info("Registered %s v%d as %s", version.model_name, version.version, status)
     return version

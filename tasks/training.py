@@ -22,9 +22,7 @@ def train_model(train: pd.DataFrame, config: PipelineConfig) -> TrainResult:
 
 
 @task(name="fine-tune-model", **TASK_OPTIONS)
-def fine_tune_model(
-    champion: Pipeline, train: pd.DataFrame, config: PipelineConfig
-) -> TrainResult:
+def fine_tune_model(champion: Pipeline, train: pd.DataFrame, config: PipelineConfig) -> TrainResult:
     X, y = features_and_target(train, config)
     tuned = modeling.fine_tune(champion, config, X, y)
     get_run_logger().info("Fine-tuned the champion on %d new rows", len(X))

@@ -357,6 +357,14 @@ def test_bad_url_is_a_registry_error() -> None:
         Registry("not a url")
 
 
+def test_unusable_database_is_a_registry_error(tmp_path: Path) -> None:
+    (tmp_path / "registry.db").mkdir()  # a folder where the database file should be
+    with pytest.raises(RegistryError, match="database error"):
+        Registry(f"sqlite:///{tmp_path / 'registry.db'}").list_models()
+    with pytest.raises(RegistryError, match="no SQLAlchemy driver"):
+        Registry("postgresql+nosuchdriver://user:secret@localhost/db").list_models()
+
+
 def test_schema_compiles_for_postgresql() -> None:
     dialect = postgresql.dialect()
     ddl = "\n".join(str(CreateTable(t).compile(dialect=dialect)) for t in metadata.sorted_tables)

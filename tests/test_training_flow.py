@@ -45,9 +45,9 @@ def test_first_run_registers_a_champion_with_a_complete_run_folder(small_config,
     # The manifest lists every file with hashes that match the bytes on disk.
     folder = Path(champion.artifact_uri)
     manifest = json.loads((folder / "manifest.json").read_text())
-    on_disk = {
-        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
-    } - {"manifest.json"}
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {
+        "manifest.json"
+    }
     assert set(manifest["files"]) == on_disk
     for name, entry in manifest["files"].items():
         data = (folder / name).read_bytes()
@@ -116,9 +116,13 @@ def test_second_run_is_compared_with_the_champion_on_the_same_rows(small_config,
     assert v2.parent_version == 1
     metrics = json.loads((Path(v2.artifact_uri) / "metrics.json").read_text())
     # Same config and data: the champion scored on the candidate's holdout gives the same numbers.
-    assert metrics["champion_same_rows"]["roc_auc"] == pytest.approx(metrics["candidate"]["roc_auc"])
+    assert metrics["champion_same_rows"]["roc_auc"] == pytest.approx(
+        metrics["candidate"]["roc_auc"]
+    )
     assert metrics["comparison"]["roc_auc"]["difference"] == pytest.approx(0.0, abs=1e-12)
-    champions = [v for v in registry.list_versions("gss-income") if v.status is VersionStatus.CHAMPION]
+    champions = [
+        v for v in registry.list_versions("gss-income") if v.status is VersionStatus.CHAMPION
+    ]
     assert [v.version for v in champions] == [2]
     assert registry.get_version("gss-income", 1).status is VersionStatus.ARCHIVED
     assert second["status"] == "champion"
@@ -157,7 +161,7 @@ def test_a_failing_gate_registers_a_rejected_candidate_and_keeps_the_champion(
 
 
 def test_fine_tune_continues_the_champion_and_records_its_parent(small_config, state):
-    from modelcycle.config import TrainingOverrides, TimeRange
+    from modelcycle.config import TimeRange, TrainingOverrides
     from modelcycle.model_io import load_model
 
     _run(small_config)

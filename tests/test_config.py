@@ -1,0 +1,321 @@
+"""Pipeline configs: every file in configs/ validates; every mistake names its key and file."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from modelcycle.config import (
+    PipelineConfig,
+    TrainingOverrides,
+    apply_overrides,
+    config_json_schema,
+    load_config,
+    parse_config,
+)
+from modelcycle.errors import ConfigError
+from conftest import REPO, demo_config_dict, write_config
+
+CONFIG_FILES = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def _broken(tmp_path: Path, change) -> Path:
+    """The demo config with one change applied, written to a file."""
+    raw = demo_config_dict()
+    change(raw)
+    return write_config(tmp_path, raw)
+
+
+def _config_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return str(info.value)
+
+
+# --- contract: shipped configs ------------------------------------------------------------
+
+
+def test_configs_folder_is_not_empty() -> None:
+    assert REPO / "configs" / "demo.yaml" in CONFIG_FILES
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
+def test_every_shipped_config_validates(path: Path) -> None:
+    config = load_config(path)
+    assert isinstance(config, PipelineConfig)
+    # Every metric the config names must be computable for its task, in one ordered list.
+    assert config.metrics[0] == config.evaluation.primary_metric
+    assert len(config.metrics) == len(set(config.metrics))
+
+
+def test_demo_config_values_survive_validation() -> None:
+    raw = demo_config_dict()
+    config = load_config(REPO / "configs" / "demo.yaml")
+    assert config.name == raw["name"]
+    assert config.task.value == raw["task"]
+    assert config.data.is_demo
+    assert config.features.numeric == raw["features"]["numeric"]
+    assert config.features.categorical == raw["features"]["categorical"]
+    assert config.model.params == raw["model"]["params"]
+    assert config.split.strategy == raw["split"]["strategy"]
+    assert dict(config.gate.floors) == raw["gate"]["floors"]
+    # PII is read by nobody: it is not among the columns the pipeline uses.
+    assert not set(raw["pii_columns"]) & set(config.used_columns)
+
+
+# --- mistakes name the key and the file ----------------------------------------------------
+
+
+def test_unknown_top_level_key_is_named_with_the_file(tmp_path: Path) -> None:
+    path = _broken(tmp_path, lambda raw: raw.update(owners="typo@example.org"))
+    message = _config_error(path)
+    assert str(path) in message
+    assert "owners" in message
+    assert "unknown key" in message
+
+
+def test_unknown_nested_key_is_named_with_its_full_location(tmp_path: Path) -> None:
+    path = _broken(tmp_path, lambda raw: raw["split"].update(sed=7))
+    message = _config_error(path)
+    assert str(path) in message
+    assert "split.sed" in message
+
+
+def test_wrong_value_type_names_the_key_the_file_and_the_value(tmp_path: Path) -> None:
+    path = _broken(tmp_path, lambda raw: raw["split"].update(test_share="lots"))
+    message = _config_error(path)
+    assert str(path) in message
+    assert "split.test_share" in message
+    assert "lots" in message
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    def two_mistakes(raw: dict[str, Any]) -> None:
+        raw["split"]["sed"] = 7
+        raw["model"]["fine_tune"]["extra_iterations"] = "many"
+
+    message = _config_error(_broken(tmp_path, two_mistakes))
+    assert "split.sed" in message
+    assert "model.fine_tune.extra_iterations" in message
+
+
+def test_yaml_syntax_error_names_the_file_and_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: gss-income\nowner: someone\nsplit: strategy: time\n", encoding="utf-8")
+    message = _config_error(path)
+    assert str(path) in message
+    assert "YAML" in message
+    assert "line 3" in message
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "pipeline.yaml"
+    message = _config_error(path)
+    assert str(path) in message
+    assert "not found" in message
+
+
+def test_a_yaml_list_at_the_top_level_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- name: gss-income\n", encoding="utf-8")
+    assert str(path) in _config_error(path)
+
+
+def test_metric_not_valid_for_the_task_is_refused(tmp_path: Path) -> None:
+    # rmse is a regression metric; the demo is binary classification.
+    path = _broken(tmp_path, lambda raw: raw["evaluation"].update(primary_metric="rmse"))
+    message = _config_error(path)
+    assert str(path) in message
+    assert "evaluation.primary_metric" in message
+    assert "rmse" in message
+
+
+def test_gate_floor_on_a_foreign_metric_is_refused(tmp_path: Path) -> None:
+    path = _broken(tmp_path, lambda raw: raw["gate"]["floors"].update(r2=0.5))
+    message = _config_error(path)
+    assert "gate.floors" in message
+    assert "r2" in message
+
+
+def test_stratified_split_on_regression_is_refused(tmp_path: Path) -> None:
+    def regression(raw: dict[str, Any]) -> None:
+        raw["task"] = "regression"
+        raw["target"] = "realrinc"
+        raw["columns"].pop("high_income")
+        raw["split"]["strategy"] = "stratified"
+        raw["model"] = {"estimator": "sklearn.linear_model.Ridge"}
+        raw["evaluation"] = {"primary_metric": "rmse"}
+        raw["gate"] = {"floors": {}}
+
+    message = _config_error(_broken(tmp_path, regression))
+    assert "stratified" in message
+    assert "split" in message
+
+
+def test_same_regression_with_a_random_split_is_accepted(tmp_path: Path) -> None:
+    raw = demo_config_dict()
+    raw["task"] = "regression"
+    raw["target"] = "realrinc"
+    raw["columns"].pop("high_income")
+    raw["split"]["strategy"] = "random"
+    raw["model"] = {"estimator": "sklearn.linear_model.Ridge"}
+    raw["evaluation"] = {"primary_metric": "rmse", "extra_metrics": ["mae", "r2"]}
+    raw["gate"] = {"floors": {"rmse": 30000.0}}
+    config = load_config(write_config(tmp_path, raw))
+    assert not config.maximize
+    assert config.metrics == ["rmse", "mae", "r2"]
+
+
+def test_pii_column_used_as_feature_is_refused(tmp_path: Path) -> None:
+    path = _broken(tmp_path, lambda raw: raw["features"]["numeric"].append("respondent_id"))
+    message = _config_error(path)
+    assert "pii_columns" in message
+    assert "respondent_id" in message
+
+
+def test_target_listed_as_a_feature_is_refused(tmp_path: Path) -> None:
+    path = _broken(tmp_path, lambda raw: raw["features"]["numeric"].append("high_income"))
+    assert "high_income" in _config_error(path)
+
+
+def test_min_above_max_is_refused(tmp_path: Path) -> None:
+    path = _broken(tmp_path, lambda raw: raw["columns"]["age"].update(min=90, max=18))
+    message = _config_error(path)
+    assert "columns.age" in message
+
+
+# --- overrides -----------------------------------------------------------------------------
+
+
+def _demo() -> PipelineConfig:
+    return load_config(REPO / "configs" / "demo.yaml")
+
+
+def test_overrides_none_returns_the_config_unchanged() -> None:
+    config = _demo()
+    assert apply_overrides(config, None) == config
+
+
+def test_estimator_params_are_merged_over_the_configured_ones() -> None:
+    config = _demo()
+    changed = apply_overrides(config, TrainingOverrides(estimator_params={"max_iter": 7}))
+    expected = {**demo_config_dict()["model"]["params"], "max_iter": 7}
+    assert changed.model.params == expected
+    assert config.model.params["max_iter"] != 7  # the original is untouched
+
+
+def test_seed_override_reaches_the_split_and_the_estimator() -> None:
+    changed = apply_overrides(_demo(), TrainingOverrides(seed=123))
+    assert changed.split.seed == 123
+    assert changed.model.params["random_state"] == 123
+
+
+def test_skip_search_removes_the_search() -> None:
+    assert _demo().model.search is not None
+    assert apply_overrides(_demo(), TrainingOverrides(skip_search=True)).model.search is None
+
+
+def test_overrides_are_validated_again() -> None:
+    # A bad override must fail like a bad file, naming where it came from.
+    bad = TrainingOverrides(estimator_params={"max_iter": 7}, time_range={"start": 1990.0})
+    raw = demo_config_dict()
+    raw.pop("time_column")
+    raw["split"]["strategy"] = "random"
+    raw["data"].pop("time_range")
+    raw["columns"].pop("year")
+    config = parse_config(raw)
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(config, bad, "run overrides")
+    assert "run overrides" in str(info.value)
+    assert "time_range" in str(info.value)
+
+
+def test_bad_seed_type_is_refused() -> None:
+    with pytest.raises(ValueError, match="seed"):
+        TrainingOverrides.model_validate({"seed": "lots"})
+    # Even an override built without validation cannot slip a bad seed into the config.
+    unchecked = TrainingOverrides.model_construct(seed="lots")
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(_demo(), unchecked, "run overrides")
+    assert "split.seed" in str(info.value)
+    assert "run overrides" in str(info.value)
+
+
+def test_override_data_source_is_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    changed = apply_overrides(_demo(), TrainingOverrides(data_source="new.csv"))
+    assert changed.data.source == str((tmp_path / "new.csv").resolve())
+
+
+# --- schema and paths ----------------------------------------------------------------------
+
+
+def test_json_schema_lists_every_top_level_key_of_the_demo() -> None:
+    schema = config_json_schema()
+    assert set(demo_config_dict()) <= set(schema["properties"])
+    for key in ("name", "owner", "task", "data", "target", "features", "model", "evaluation"):
+        assert key in schema["required"]
+    json.dumps(schema)  # serialisable as it is
+
+
+def test_relative_data_path_is_resolved_against_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    raw = demo_config_dict()
+    raw["data"]["source"] = "../data/table.parquet"
+    path = write_config(folder, raw)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(path)
+    assert Path(config.data.source) == (tmp_path / "data" / "table.parquet").resolve()
+    # Loaded through a relative path as well.
+    monkeypatch.chdir(tmp_path)
+    relative = load_config(Path("configs") / path.name)
+    assert relative.data.source == config.data.source
+
+
+def test_demo_source_is_not_turned_into_a_path() -> None:
+    assert _demo().data.source == "demo"
+
+
+def test_config_is_frozen() -> None:
+    config = _demo()
+    with pytest.raises(ValueError):
+        config.name = "other"  # type: ignore[misc]
+
+
+def test_parse_config_does_not_mutate_its_input() -> None:
+    raw = demo_config_dict()
+    before = copy.deepcopy(raw)
+    parse_config(raw)
+    assert raw == before
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_config_schema_prints_valid_json() -> None:
+    from modelcycle.cli import app
+
+    result = CliRunner().invoke(app, ["config", "schema"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed == json.loads(json.dumps(config_json_schema()))
+    assert "properties" in printed
+
+
+def test_cli_config_validate_reports_the_key_and_exits_non_zero(tmp_path: Path) -> None:
+    from modelcycle.cli import app
+
+    path = _broken(tmp_path, lambda raw: raw["split"].update(sed=7))
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code != 0
+    assert "split.sed" in result.output
