@@ -137,6 +137,8 @@ def training(
         "status": str(version.status),
         "primary_metric": config.evaluation.primary_metric,
         "metrics": evaluated.metrics,
+        "champion_metrics": champion_metrics,
+        "parent_version": parent,
         "gate": decision["decision"],
         "run_folder": folder.uri,
     }

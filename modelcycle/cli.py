@@ -67,7 +67,12 @@ def _print_outcome(outcome: dict[str, Any]) -> None:
         f"[bold]{outcome['model']} v{outcome['version']}[/]: {outcome['status']} "
         f"(gate: {outcome['gate']}, {metric} {value:.4f})"
     )
-    console.print(f"run folder: {outcome['run_folder']}", highlight=False)
+    if outcome["champion_metrics"] is not None:
+        old = outcome["champion_metrics"][metric]
+        console.print(
+            f"champion v{outcome['parent_version']} on the same holdout rows: {metric} {old:.4f}"
+        )
+    console.print(f"run folder: {outcome['run_folder']}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -16,6 +16,13 @@ from tasks.common import TASK_OPTIONS
 @task(name="train-model", **TASK_OPTIONS)
 def train_model(train: pd.DataFrame, config: PipelineConfig) -> TrainResult:
     X, y = features_and_target(train, config)
+    search = config.model.search
+    get_run_logger().info(
+        "Training %s on %d rows%s",
+        config.model.estimator,
+        len(X),
+        f" with a search over {search.space} ({search.cv}-fold CV)" if search else "",
+    )
     result = modeling.train(config, X, y)
     get_run_logger().info("Trained %s with %s", config.model.estimator, result.best_params)
     return result

@@ -1,0 +1,897 @@
+"""What running the training pipeline as a Prefect flow costs, compared with a plain script.
+
+The same preparation, training and evaluation (the same `modelcycle` calls, in the order of
+`flows/training.py`) run once as a plain Python function and once as the Prefect `training`
+flow, each in its own subprocess with its own fresh MODELCYCLE_HOME and PREFECT_HOME:
+
+    .venv/bin/python benchmarks/flow_overhead.py                     # demo (3x) and 1M rows (1x)
+    .venv/bin/python benchmarks/flow_overhead.py --sizes demo --skip-search
+    .venv/bin/python benchmarks/flow_overhead.py --sizes 1m --rows 100000 --repeat 1
+    .venv/bin/python benchmarks/flow_overhead.py --sizes demo --repeat 1 --profile
+
+Per dataset it prints wall time, peak memory and the flow/plain ratio (median of the
+repeats; the plain/flow order alternates between repeats). The ratio compares the pipeline
+call only: `training(...)` against the plain function, both timed inside their process
+after the imports, and for the flow after Prefect's temporary server answered its health
+check. The whole subprocess (interpreter start, imports, server start, shutdown) is printed
+beside it. A JSON file with every measurement goes to `benchmarks/results/`.
+
+`--profile` adds one cProfile run of each variant per dataset (not counted in the timings)
+and prints where the main thread's time goes, by package, and Prefect's costliest calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import json
+import logging
+import os
+import platform
+import pstats
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "benchmarks" / "results"
+DEMO_CONFIG = "configs/demo.yaml"
+GOALS = {"demo": 1.3, "demo-nosearch": 1.3, "1m": 1.1}
+DEFAULT_REPEAT = {"demo": 3, "demo-nosearch": 3, "1m": 1}
+SYNTHETIC_SEED = 20_240_601
+WORKER_TIMEOUT_S = 3600
+ACTOR = "training-flow"
+
+PREFECT_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
+
+# =============================================================================================
+# Worker side: runs inside the measured subprocess.
+# =============================================================================================
+
+
+def _maxrss_mb() -> float:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class StepTimer:
+    """Seconds per step of the plain pipeline, named like the flow's tasks."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dict[str, Any]:
+    """`flows/training.py` (mode scratch) without Prefect: the same calls in the same order.
+
+    Each task body is inlined from `tasks/`: every registry step builds its own `Registry`,
+    logging goes through the standard library, and `publish-report` (Prefect artifacts only)
+    builds the same rows but sends them nowhere.
+    """
+    from modelcycle import data, evaluation, modeling
+    from modelcycle.config import TrainingOverrides, apply_overrides, load_config
+    from modelcycle.data import features_and_target
+    from modelcycle.evaluation import json_ready
+    from modelcycle.gate import decide
+    from modelcycle.lineage import code_version, config_hash, fingerprint_frame, package_versions
+    from modelcycle.model_io import dump_model, load_model, sha256_bytes
+    from modelcycle.registry import Registry, VersionStatus
+    from modelcycle.report import metrics_rows, training_summary
+    from modelcycle.settings import get_settings
+    from modelcycle.store import ArtifactStore
+
+    log = logging.getLogger("plain")
+    model_file = "model.skops"  # tasks.artifacts.MODEL_FILE (that module imports Prefect)
+    mode = "scratch"
+    overrides = TrainingOverrides(skip_search=True) if skip_search else None
+
+    settings = get_settings()
+    run_id = str(uuid.uuid4())
+    with steps("load-config"):
+        loaded = load_config(config_path)
+        config = apply_overrides(loaded, overrides, f"{config_path} (with run overrides)")
+    with steps("load-champion"):
+        record = Registry(settings.registry_url).champion(config.name)
+        champion = None
+        if record is None:
+            log.info("No champion for %s yet", config.name)
+        else:
+            champion = load_model(record.model_location, record.model_sha256)
+            log.info("Champion is %s v%d", config.name, record.version)
+    parent = record.version if record else None
+
+    with steps("load-data"):
+        source_path = data.resolve_source(config, settings.data_dir)
+        table = data.load_table(config, source_path)
+        source = str(source_path)
+        log.info("Loaded %d rows x %d columns from %s", *table.shape, source)
+    with steps("validate-data"):
+        data.validate(table, config, source)
+    with steps("clean-data"):
+        cleaned, cleaning = data.clean(table, config)
+        log.info("Cleaning kept %d of %d rows", cleaning.rows_out, cleaning.rows_in)
+    with steps("split-data"):
+        train, test = data.split(cleaned, config)
+        log.info(
+            "Split (%s): %d training rows, %d holdout rows",
+            config.split.strategy,
+            len(train),
+            len(test),
+        )
+    with steps("fingerprint-data"):
+        fingerprints = {"train": fingerprint_frame(train), "holdout": fingerprint_frame(test)}
+    with steps("profile-data"):
+        profile = {"train": data.profile(train), "holdout": data.profile(test)}
+
+    with steps("train-model"):
+        X, y = features_and_target(train, config)
+        result = modeling.train(config, X, y)
+        log.info("Trained %s with %s", config.model.estimator, result.best_params)
+
+    with steps("evaluate-model"):
+        X_test, y_test = features_and_target(test, config)
+        outputs = evaluation.predict_outputs(result.pipeline, X_test, config)
+        metrics = evaluation.compute_metrics(y_test, outputs, config)
+        slices = evaluation.slice_metrics(test, outputs, config)
+        figures = evaluation.plots(y_test, outputs, config)
+    champion_metrics = None
+    if champion is not None:
+        with steps("score-champion"):
+            champion_outputs = evaluation.predict_outputs(champion, X_test, config)
+            champion_metrics = evaluation.compute_metrics(y_test, champion_outputs, config)
+    with steps("compare-with-champion"):
+        comparison = (
+            None if champion_metrics is None else evaluation.compare(metrics, champion_metrics)
+        )
+    with steps("gate"):
+        decision = decide(metrics, config).to_dict()
+
+    with steps("record-lineage"):
+        resolved = config.model_dump(mode="json")
+        lineage = {
+            "config": resolved,
+            "config_hash": config_hash(resolved),
+            "code_version": code_version(),
+            "package_versions": package_versions(),
+            "data_fingerprints": fingerprints,
+            "data_source": source,
+            "training_mode": mode,
+            "parent_version": parent,
+            "flow_run_id": run_id,
+        }
+    with steps("serialize-model"):
+        model_bytes = dump_model(result.pipeline)
+        model_sha256 = sha256_bytes(model_bytes)
+    metadata = {**lineage, "model_file": model_file, "model_sha256": model_sha256}
+
+    with steps("write-run-folder"):
+        store = ArtifactStore(settings.artifact_store)
+        with store.open_run(config.name, run_id) as run:
+            run.write_bytes(model_file, model_bytes)
+            run.write_json(
+                "metrics.json",
+                json_ready(
+                    {
+                        "candidate": metrics,
+                        "champion_same_rows": champion_metrics,
+                        "comparison": comparison,
+                    }
+                ),
+            )
+            run.write_json("slices.json", json_ready(slices))
+            run.write_json("gate.json", json_ready(decision))
+            run.write_json("profile.json", json_ready(profile))
+            run.write_json("cleaning.json", json_ready(cleaning.to_dict()))
+            if result.search_results is not None:
+                run.write_text("search_results.csv", result.search_results.to_csv(index=False))
+            for name, figure in sorted(figures.items()):
+                run.write_figure(f"plots/{name}", figure)
+            folder = run.commit(json_ready(metadata))
+        log.info("Run folder written: %s", folder.uri)
+
+    passed = decision["passed"]
+    with steps("register-version"):
+        status = VersionStatus.CANDIDATE if passed else VersionStatus.REJECTED
+        reason = (
+            "passed the gate" if passed else "failed the gate: " + "; ".join(decision["reasons"])
+        )
+        version = Registry(settings.registry_url).register_version(
+            model_name=config.name,
+            owner=config.owner,
+            description=config.description,
+            run_id=run_id,
+            artifact_uri=folder.uri,
+            model_file=model_file,
+            model_sha256=model_sha256,
+            data_fingerprint=fingerprints["train"],
+            config_hash=lineage["config_hash"],
+            code_version=lineage["code_version"],
+            package_versions=lineage["package_versions"],
+            parent_version=parent,
+            metrics=metrics,
+            gate=decision,
+            status=status,
+            actor=ACTOR,
+            reason=reason,
+        )
+        log.info("Registered %s v%d as %s", version.model_name, version.version, status)
+    if passed:
+        with steps("promote-champion"):
+            version = Registry(settings.registry_url).promote(
+                version.model_name,
+                version.version,
+                actor=ACTOR,
+                reason="passed the gate in training",
+            )
+            log.info("%s v%d is now champion", version.model_name, version.version)
+
+    summary = training_summary(
+        model=config.name,
+        version=version.version,
+        status=str(version.status),
+        mode=mode,
+        parent_version=parent,
+        metrics=metrics,
+        comparison=comparison,
+        gate=decision,
+        slices=slices,
+        primary_metric=config.evaluation.primary_metric,
+        fingerprints=fingerprints,
+        rows={"train": len(train), "holdout": len(test)},
+        run_uri=folder.uri,
+        code_version=lineage["code_version"],
+        config_hash=lineage["config_hash"],
+    )
+    with steps("publish-report"):
+        rows = metrics_rows(metrics, comparison)
+        log.info("Report: %d characters of markdown, %d metric rows", len(summary), len(rows))
+    return {
+        "model": config.name,
+        "version": version.version,
+        "status": str(version.status),
+        "primary_metric": config.evaluation.primary_metric,
+        "metrics": metrics,
+        "gate": decision["decision"],
+        "run_folder": folder.uri,
+    }
+
+
+def _proc_status_kib(pid: int, field: str) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def _proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of another process, from /proc (clock ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_ephemeral_server() -> Any:
+    """Start Prefect's temporary server now, so the flow call below does not include it.
+
+    `get_client()` inside the flow engine finds this same (per-process singleton) instance
+    already running, exactly as a second flow run in the same process would.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    return server
+
+
+def _flow_run_records(flow_run_id: Any) -> dict[str, Any]:
+    """Prefect's own view of the run: flow and task durations as the engine reported them."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200
+        )
+    tasks: dict[str, float] = {}
+    for run in task_runs:
+        name = run.name.rsplit("-", 1)[0]  # "load-data-1a2" -> "load-data"
+        if run.start_time and run.end_time:
+            seconds = (run.end_time - run.start_time).total_seconds()
+            tasks[name] = tasks.get(name, 0.0) + seconds
+    flow_seconds = None
+    if flow_run.start_time and flow_run.end_time:
+        flow_seconds = (flow_run.end_time - flow_run.start_time).total_seconds()
+    return {"engine_flow_seconds": flow_seconds, "engine_task_seconds": tasks}
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    """One measured variant; writes its numbers as JSON to `args.result`."""
+    imports_start = time.perf_counter()
+    record: dict[str, Any] = {"variant": args.worker}
+    if args.worker == "flow":
+        from flows.training import TrainingMode, training
+        from modelcycle.config import TrainingOverrides
+    else:
+        # What the flow module imports from modelcycle, without Prefect.
+        import modelcycle.data
+        import modelcycle.evaluation
+        import modelcycle.lineage
+        import modelcycle.model_io
+        import modelcycle.modeling
+        import modelcycle.registry
+        import modelcycle.report
+        import modelcycle.store  # noqa: F401
+
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s",
+            datefmt="%H:%M:%S",
+        )
+    record["import_seconds"] = time.perf_counter() - imports_start
+    record["maxrss_after_imports_mb"] = _maxrss_mb()
+
+    server = None
+    if args.worker == "flow":
+        server_start = time.perf_counter()
+        server = _start_ephemeral_server()
+        record["server_start_seconds"] = time.perf_counter() - server_start
+    server_pid = server.server_process.pid if server and server.server_process else None
+    server_cpu_before = _proc_cpu_seconds(server_pid) if server_pid else None
+
+    profiler = cProfile.Profile() if args.profile_out else None
+    steps = StepTimer()
+    cpu_before = _cpu_seconds()
+    if profiler:
+        profiler.enable()
+    start = time.perf_counter()
+    if args.worker == "flow":
+        overrides = TrainingOverrides(skip_search=True) if args.skip_search else None
+        state = training(
+            config_path=args.config,
+            mode=TrainingMode.scratch,
+            overrides=overrides,
+            actor=ACTOR,
+            return_state=True,
+        )
+        outcome = state.result()
+    else:
+        outcome = plain_pipeline(args.config, args.skip_search, steps)
+    record["pipeline_seconds"] = time.perf_counter() - start
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args.profile_out)
+    record["pipeline_cpu_seconds"] = _cpu_seconds() - cpu_before
+    record["maxrss_mb"] = _maxrss_mb()
+    record["outcome"] = {k: outcome[k] for k in ("model", "version", "status", "gate", "metrics")}
+    record["step_seconds"] = steps.seconds
+
+    if server_pid:
+        after = _proc_cpu_seconds(server_pid)
+        if after is not None and server_cpu_before is not None:
+            record["server_cpu_seconds_during_pipeline"] = after - server_cpu_before
+        post_start = time.perf_counter()
+        record.update(_flow_run_records(state.state_details.flow_run_id))
+        record["post_query_seconds"] = time.perf_counter() - post_start
+        hwm = _proc_status_kib(server_pid, "VmHWM")
+        record["server_peak_rss_mb"] = hwm / 1024 if hwm is not None else None
+    record["loadavg_end"] = os.getloadavg()
+    Path(args.result).write_text(json.dumps(record, indent=2, default=str))
+
+
+# =============================================================================================
+# Driver side: prepares the data, starts the workers, reports.
+# =============================================================================================
+
+
+def make_synthetic(rows: int, folder: Path) -> Path:
+    """A 1M-row binary task with real signal: 8 numeric, 4 categorical, a time column.
+
+    Written as Parquet with a config YAML beside it (source is relative to the config).
+    """
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    rng = np.random.default_rng(SYNTHETIC_SEED)
+    year = rng.integers(2005, 2025, rows)
+    x = {
+        "x0": rng.normal(0.0, 1.0, rows),
+        "x1": rng.normal(50.0, 10.0, rows),
+        "x2": rng.lognormal(3.0, 0.5, rows),
+        "x3": rng.uniform(0.0, 1.0, rows),
+        "x4": rng.normal(0.0, 2.0, rows),
+        "x5": rng.exponential(1.0, rows),
+        "x6": rng.integers(0, 10, rows).astype("float64"),
+        "x7": rng.normal(0.0, 1.0, rows),  # noise
+    }
+    levels = {
+        "region": [f"region-{i:02d}" for i in range(8)],
+        "channel": ["web", "store", "phone", "partner", "other"],
+        "product": [f"product-{i:02d}" for i in range(12)],
+        "plan": [f"plan-{chr(ord('a') + i)}" for i in range(25)],
+    }
+    codes = {
+        "region": rng.integers(0, 8, rows),
+        "channel": rng.choice(5, rows, p=[0.4, 0.3, 0.15, 0.1, 0.05]),
+        "product": rng.integers(0, 12, rows),
+        "plan": rng.integers(0, 25, rows),
+    }
+    effects = {name: rng.normal(0.0, 0.6, len(values)) for name, values in levels.items()}
+    logit = (
+        0.9 * x["x0"]
+        - 0.04 * (x["x1"] - 50.0)
+        + 0.6 * np.log(x["x2"]) * x["x3"]
+        + np.sin(x["x4"])
+        - 0.3 * x["x5"]
+        + 0.05 * (x["x6"] - 4.5)
+        + 0.02 * (year - 2015)
+        - 1.2
+    )
+    for name in levels:
+        logit += effects[name][codes[name]]
+    target = (rng.uniform(0.0, 1.0, rows) < 1.0 / (1.0 + np.exp(-logit))).astype("int64")
+
+    table = pd.DataFrame({"customer_id": np.arange(rows, dtype="int64"), "year": year})
+    for name, values in x.items():
+        values = values.copy()
+        if name in ("x1", "x5"):
+            values[rng.uniform(0.0, 1.0, rows) < 0.01] = np.nan
+        table[name] = values
+    for name, values in levels.items():
+        column = pd.Series(np.asarray(values, dtype=object)[codes[name]])
+        if name == "product":
+            column[rng.uniform(0.0, 1.0, rows) < 0.01] = None
+        table[name] = column
+    table["segment"] = np.where(rng.uniform(0.0, 1.0, rows) < 0.3, "small", "large")
+    table["converted"] = target
+    folder.mkdir(parents=True, exist_ok=True)
+    data_path = folder / "synthetic.parquet"
+    table.to_parquet(data_path, index=False)
+
+    config = {
+        "name": "synthetic-1m",
+        "owner": "benchmarks@example.org",
+        "description": f"Synthetic binary task, {rows} rows, seed {SYNTHETIC_SEED}.",
+        "intended_use": "Benchmarking modelcycle's flow overhead.",
+        "task": "binary_classification",
+        "data": {"source": data_path.name},
+        "target": "converted",
+        "features": {
+            "numeric": list(x),
+            "categorical": list(levels),
+        },
+        "time_column": "year",
+        "sensitive_columns": ["segment"],
+        "pii_columns": ["customer_id"],
+        "columns": {
+            "year": {"type": "integer", "min": 2000, "max": 2030},
+            "converted": {"type": "integer", "min": 0, "max": 1},
+            "x1": {"type": "numeric", "max_missing_share": 0.05},
+            "x2": {"type": "numeric", "min": 0},
+            "x5": {"type": "numeric", "min": 0, "max_missing_share": 0.05},
+            "x6": {"type": "numeric", "min": 0, "max": 9},
+            "channel": {"type": "categorical", "allowed": levels["channel"]},
+            "region": {"type": "categorical", "allowed": levels["region"]},
+            "product": {"type": "categorical", "max_missing_share": 0.05},
+            "segment": {"type": "categorical", "allowed": ["small", "large"]},
+        },
+        "cleaning": {"drop_duplicates": True, "invalid_values": "set_missing"},
+        "split": {"strategy": "time", "test_share": 0.2, "seed": 42},
+        "model": {
+            "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+            "params": {
+                "max_iter": 50,
+                "learning_rate": 0.1,
+                "early_stopping": False,
+                "random_state": 42,
+            },
+        },
+        "evaluation": {
+            "primary_metric": "roc_auc",
+            "extra_metrics": ["accuracy", "average_precision", "f1", "log_loss", "brier"],
+            "slices": ["segment", "channel"],
+            "positive_class": 1,
+        },
+        "gate": {"floors": {"roc_auc": 0.6}},
+    }
+    config_path = folder / "synthetic.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return config_path
+
+
+def prepare_demo_file(folder: Path) -> Path:
+    """The prepared GSS table, built once and copied into every fresh MODELCYCLE_HOME."""
+    from modelcycle.demo_data import ensure_demo_file
+
+    return ensure_demo_file(folder)
+
+
+def _worker_env(home: Path, prefect_home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith(("PREFECT_", "MODELCYCLE_")):
+            del env[key]  # unsets PREFECT_API_URL and anything else inherited
+    env.update(PREFECT_ENV)
+    env["PREFECT_HOME"] = str(prefect_home)
+    env["MODELCYCLE_HOME"] = str(home)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_variant(
+    variant: str,
+    dataset: dict[str, Any],
+    workdir: Path,
+    tag: str,
+    profile_out: Path | None = None,
+) -> dict[str, Any]:
+    """One subprocess, fresh homes; returns the worker's record plus the total wall time."""
+    home = workdir / f"home-{tag}"
+    prefect_home = workdir / f"prefect-{tag}"
+    prefect_home.mkdir(parents=True)
+    if dataset["demo_file"] is not None:
+        (home / "data").mkdir(parents=True)
+        shutil.copy2(dataset["demo_file"], home / "data" / dataset["demo_file"].name)
+    result_path = workdir / f"result-{tag}.json"
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        variant,
+        "--config",
+        dataset["config"],
+        "--result",
+        str(result_path),
+    ]
+    if dataset["skip_search"]:
+        command.append("--skip-search")
+    if profile_out is not None:
+        command += ["--profile-out", str(profile_out)]
+    log_path = workdir / f"log-{tag}.txt"
+    loadavg = os.getloadavg()
+    start = time.perf_counter()
+    with log_path.open("w") as log:
+        completed = subprocess.run(
+            command,
+            cwd=REPO,
+            env=_worker_env(home, prefect_home),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=WORKER_TIMEOUT_S,
+            check=False,
+        )
+    wall = time.perf_counter() - start
+    if completed.returncode != 0 or not result_path.is_file():
+        tail = log_path.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"{variant} worker failed ({completed.returncode}); log tail:\n{tail}")
+    record = json.loads(result_path.read_text())
+    record.update({"process_wall_seconds": wall, "loadavg_start": loadavg, "tag": tag})
+    return record
+
+
+def _median(records: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in records if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def summarise(name: str, plain: list[dict[str, Any]], flow: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"dataset": name, "repeats": len(plain), "goal": GOALS[name]}
+    for variant, records in (("plain", plain), ("flow", flow)):
+        summary[variant] = {
+            key: _median(records, key)
+            for key in (
+                "pipeline_seconds",
+                "process_wall_seconds",
+                "maxrss_mb",
+                "import_seconds",
+                "pipeline_cpu_seconds",
+                "server_start_seconds",
+                "server_peak_rss_mb",
+                "server_cpu_seconds_during_pipeline",
+                "engine_flow_seconds",
+            )
+        }
+    plain_s = summary["plain"]["pipeline_seconds"]
+    flow_s = summary["flow"]["pipeline_seconds"]
+    summary["ratio_pipeline"] = flow_s / plain_s
+    summary["ratio_process_wall"] = (
+        summary["flow"]["process_wall_seconds"] / summary["plain"]["process_wall_seconds"]
+    )
+    summary["ratio_peak_rss"] = summary["flow"]["maxrss_mb"] / summary["plain"]["maxrss_mb"]
+    summary["meets_goal"] = summary["ratio_pipeline"] <= GOALS[name]
+    # Per-step medians: the plain step timers against Prefect's task run durations.
+    step_names = list(plain[0]["step_seconds"])
+    summary["steps"] = {
+        step: {
+            "plain": statistics.median(r["step_seconds"].get(step, 0.0) for r in plain),
+            "flow_task": statistics.median(
+                r.get("engine_task_seconds", {}).get(step, 0.0) for r in flow
+            ),
+        }
+        for step in step_names
+    }
+    summary["pipeline_seconds_each"] = {
+        "plain": [round(r["pipeline_seconds"], 3) for r in plain],
+        "flow": [round(r["pipeline_seconds"], 3) for r in flow],
+    }
+    return summary
+
+
+def print_table(summaries: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'dataset':<14}{'variant':<7}{'pipeline s':>11}{'process s':>11}"
+        f"{'peak RSS MB':>13}{'server start s':>16}{'server RSS MB':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    for s in summaries:
+        for variant in ("plain", "flow"):
+            v = s[variant]
+            server_start = f"{v['server_start_seconds']:.1f}" if v["server_start_seconds"] else "-"
+            server_rss = f"{v['server_peak_rss_mb']:.0f}" if v["server_peak_rss_mb"] else "-"
+            print(
+                f"{s['dataset']:<14}{variant:<7}{v['pipeline_seconds']:>11.2f}"
+                f"{v['process_wall_seconds']:>11.2f}{v['maxrss_mb']:>13.0f}"
+                f"{server_start:>16}{server_rss:>15}"
+            )
+        verdict = "meets" if s["meets_goal"] else "MISSES"
+        print(
+            f"{s['dataset']:<14}{'ratio':<7}{s['ratio_pipeline']:>11.3f}"
+            f"{s['ratio_process_wall']:>11.3f}{s['ratio_peak_rss']:>13.2f}"
+            f"   flow/plain pipeline {s['ratio_pipeline']:.3f}: {verdict} the goal "
+            f"<= {s['goal']} (median of {s['repeats']})"
+        )
+        print()
+
+
+def print_steps(summaries: list[dict[str, Any]]) -> None:
+    for s in summaries:
+        print(f"{s['dataset']}: per step, plain timer vs Prefect task run duration (median s)")
+        for step, t in s["steps"].items():
+            print(f"  {step:<24}{t['plain']:>9.3f}{t['flow_task']:>9.3f}")
+        plain_sum = sum(t["plain"] for t in s["steps"].values())
+        flow_sum = sum(t["flow_task"] for t in s["steps"].values())
+        flow = s["flow"]
+        print(f"  {'sum of steps':<24}{plain_sum:>9.3f}{flow_sum:>9.3f}")
+        print(
+            f"  flow call {flow['pipeline_seconds']:.3f} s, engine-reported flow run "
+            f"{flow['engine_flow_seconds'] or float('nan'):.3f} s, outside the tasks "
+            f"{flow['pipeline_seconds'] - flow_sum:.3f} s; server CPU during the flow "
+            f"{flow['server_cpu_seconds_during_pipeline'] or 0:.2f} s"
+        )
+        print()
+
+
+# -- profiles ----------------------------------------------------------------------------------
+
+_SITE = re.compile(r"site-packages/([^/]+)")
+
+
+def _bucket(filename: str) -> str:
+    if filename.startswith("~") or filename == "":
+        return "builtins"
+    match = _SITE.search(filename)
+    if match:
+        name = match.group(1)
+        return {"sklearn": "scikit-learn", "_pytest": "pytest"}.get(name, name.split(".")[0])
+    if str(REPO) in filename:
+        return filename.removeprefix(str(REPO) + "/").split("/")[0]
+    return "stdlib"
+
+
+def profile_buckets(path: Path) -> tuple[dict[str, float], list[tuple[str, float, float]]]:
+    """Main-thread time by package; a C function's own time goes to whoever called it."""
+    stats = pstats.Stats(str(path))
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    buckets: dict[str, float] = {}
+    for func, (_cc, _nc, tottime, _ct, callers) in raw.items():
+        owner = _bucket(func[0])
+        if owner == "builtins" and callers:
+            caller_total = sum(c[2] for c in callers.values()) or 1.0
+            for caller, c in callers.items():
+                share = tottime * (c[2] / caller_total)
+                caller_owner = _bucket(caller[0])
+                buckets[caller_owner] = buckets.get(caller_owner, 0.0) + share
+            continue
+        buckets[owner] = buckets.get(owner, 0.0) + tottime
+    prefect = [
+        (f"{Path(f[0]).name}:{f[1]}({f[2]})", v[3], v[2])
+        for f, v in raw.items()
+        if "site-packages/prefect/" in f[0]
+    ]
+    prefect.sort(key=lambda item: item[1], reverse=True)
+    return buckets, prefect[:20]
+
+
+def print_profile(name: str, variant: str, path: Path) -> dict[str, Any]:
+    buckets, top = profile_buckets(path)
+    total = sum(buckets.values())
+    print(f"{name} / {variant}: main-thread profile {total:.2f} s ({path})")
+    for owner, seconds in sorted(buckets.items(), key=lambda item: -item[1])[:12]:
+        print(f"  {owner:<22}{seconds:>8.2f} s {seconds / total:>6.1%}")
+    if variant == "flow":
+        print("  Prefect functions by cumulative time (cumulative s, own s):")
+        for label, cumulative, own in top[:15]:
+            print(f"    {cumulative:>7.2f} {own:>7.2f}  {label}")
+    print()
+    return {"buckets": buckets, "prefect_top": top}
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="demo,1m", help="Comma list of: demo, 1m.")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="Rows of the '1m' table.")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="Repeats per dataset (default: demo 3, 1m 1)."
+    )
+    parser.add_argument(
+        "--skip-search",
+        action="store_true",
+        help="Also run the demo without its hyperparameter search (dataset demo-nosearch).",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="One extra cProfile run per variant and dataset."
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--keep-temp", action="store_true", help="Keep homes, logs and data.")
+    # Worker mode (internal).
+    parser.add_argument("--worker", choices=["plain", "flow"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _datasets(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = sorted(set(sizes) - {"demo", "1m"})
+    if unknown:
+        raise SystemExit(f"--sizes: unknown {unknown}; use demo and/or 1m")
+    datasets = []
+    if "demo" in sizes:
+        demo_file = prepare_demo_file(workdir / "demo-data")
+        base = {"config": DEMO_CONFIG, "demo_file": demo_file, "rows": None}
+        datasets.append({**base, "name": "demo", "skip_search": False})
+        if args.skip_search:
+            datasets.append({**base, "name": "demo-nosearch", "skip_search": True})
+    if "1m" in sizes:
+        started = time.perf_counter()
+        config = make_synthetic(args.rows, workdir / "synthetic")
+        print(f"generated {args.rows} rows in {time.perf_counter() - started:.1f} s: {config}")
+        datasets.append(
+            {
+                "name": "1m",
+                "config": str(config),
+                "demo_file": None,
+                "rows": args.rows,
+                "skip_search": False,
+            }
+        )
+    return datasets
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(args)
+        return
+
+    started_at = datetime.now(UTC)
+    loadavg_start = os.getloadavg()
+    print(
+        f"load average at start: {loadavg_start[0]:.2f} {loadavg_start[1]:.2f} "
+        f"{loadavg_start[2]:.2f} on {os.cpu_count()} CPUs"
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="modelcycle-bench-"))
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started_at": started_at.isoformat(),
+        "host": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "loadavg_start": loadavg_start,
+        "datasets": [],
+    }
+    try:
+        datasets = _datasets(args, workdir)
+        summaries = []
+        for dataset in datasets:
+            name = dataset["name"]
+            repeat = args.repeat or DEFAULT_REPEAT[name]
+            plain: list[dict[str, Any]] = []
+            flow: list[dict[str, Any]] = []
+            for i in range(repeat):
+                order = ("plain", "flow") if i % 2 == 0 else ("flow", "plain")
+                for variant in order:
+                    record = run_variant(variant, dataset, workdir, f"{name}-{variant}-{i}")
+                    (plain if variant == "plain" else flow).append(record)
+                    print(
+                        f"{name} #{i + 1}/{repeat} {variant:<5}: pipeline "
+                        f"{record['pipeline_seconds']:.2f} s, process "
+                        f"{record['process_wall_seconds']:.2f} s, peak RSS "
+                        f"{record['maxrss_mb']:.0f} MB, {record['outcome']['status']} "
+                        f"roc_auc {record['outcome']['metrics'].get('roc_auc', float('nan')):.4f}, "
+                        f"load {record['loadavg_start'][0]:.2f}",
+                        flush=True,
+                    )
+            summary = summarise(name, plain, flow)
+            summary["rows"] = dataset["rows"]
+            summary["runs"] = {"plain": plain, "flow": flow}
+            if args.profile:
+                profiles = {}
+                for variant in ("plain", "flow"):
+                    args.results_dir.mkdir(parents=True, exist_ok=True)
+                    stamp = started_at.strftime("%Y%m%d-%H%M%S")
+                    prof = args.results_dir / f"flow_overhead-{stamp}-{name}-{variant}.prof"
+                    run_variant(variant, dataset, workdir, f"{name}-{variant}-profile", prof)
+                    profiles[variant] = str(prof)
+                summary["profiles"] = profiles
+            summaries.append(summary)
+        loadavg_end = os.getloadavg()
+        print()
+        print_table(summaries)
+        print_steps(summaries)
+        for s in summaries:
+            for variant, path in s.get("profiles", {}).items():
+                s.setdefault("profile_summary", {})[variant] = print_profile(
+                    s["dataset"], variant, Path(path)
+                )
+        print(
+            f"load average: start {loadavg_start[0]:.2f}, end {loadavg_end[0]:.2f} (1 min) "
+            f"on {os.cpu_count()} CPUs; other work on the machine inflates both variants"
+        )
+        report["loadavg_end"] = loadavg_end
+        report["datasets"] = summaries
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        out = args.results_dir / f"flow_overhead-{started_at.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps(report, indent=2, default=str))
+        print(f"results: {out}")
+    finally:
+        if args.keep_temp:
+            print(f"temporary files kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Bad input through `modelcycle train`: a non-zero exit, a message naming the culprit, and
+nothing registered or published. One test per kind of mistake."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import Result
+from conftest import demo_config_dict, write_config
+from threadpoolctl import threadpool_limits
+from typer.testing import CliRunner
+
+from modelcycle.errors import IntegrityError
+from modelcycle.model_io import load_model
+from modelcycle.registry import Registry
+from modelcycle.settings import Settings
+from modelcycle.store import ArtifactStore
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+MODEL = "gss-income"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """OpenMP spin-waits badly on a busy 2-core runner; the sample models are tiny anyway."""
+    with threadpool_limits(limits=1):
+        yield
+
+
+def _train(config: Path | str, *args: str) -> Result:
+    from modelcycle.cli import app
+
+    return CliRunner().invoke(app, ["train", str(config), *args])
+
+
+def _output(result: Result) -> str:
+    """Everything printed, whether or not this click version mixes stderr into `output`."""
+    try:
+        stderr = result.stderr
+    except ValueError:  # stderr was mixed into output
+        stderr = ""
+    return result.output if stderr in result.output else result.output + stderr
+
+
+def _squeezed(text: str) -> str:
+    """Without whitespace: rich wraps long lines and folds long paths when not on a terminal."""
+    return "".join(text.split())
+
+
+def _cli_error(result: Result) -> str:
+    """The CLI's own message, not Prefect's log lines (which also quote the exception)."""
+    output = _output(result)
+    assert result.exit_code != 0, output
+    assert result.exception is None or isinstance(result.exception, SystemExit), output
+    assert "error: " in output, output
+    return output[output.rindex("error: ") :]
+
+
+def _assert_refused(result: Result, state: Settings, *mentions: str) -> str:
+    """Non-zero exit, each mention in the message, and no version and no run folder anywhere."""
+    message = _cli_error(result)
+    print("=====", message)
+    for text in mentions:
+        assert _squeezed(text) in _squeezed(message), f"{text!r} not in:\n{message}"
+    registry = Registry(state.registry_url)
+    try:
+        assert [m.name for m in registry.list_models() if registry.list_versions(m.name)] == []
+    finally:
+        registry.close()
+    assert ArtifactStore(state.artifact_store).list_runs(MODEL) == []
+    return message
+
+
+def _config_with(tmp_path: Path, source: Path | str, change: Callable[[dict], Any] | None = None) -> Path:
+    """The small demo pipeline (no search) on `source`, with one change applied."""
+    raw = demo_config_dict()
+    raw["data"] = {"source": str(source), "time_range": {"end": 2000}}
+    raw["model"].pop("search")
+    raw["model"]["params"]["max_iter"] = 50
+    if change is not None:
+        change(raw)
+    return write_config(tmp_path, raw)
+
+
+def _bad_csv(tmp_path: Path, small_parquet: Path, change: Callable[[pd.DataFrame], pd.DataFrame]) -> Path:
+    table = change(pd.read_parquet(small_parquet))
+    path = tmp_path / "batch.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_missing_config_file(tmp_path: Path, state: Settings) -> None:
+    path = tmp_path / "no-such-pipeline.yaml"
+    _assert_refused(_train(path), state, str(path), "not found")
+
+
+def test_yaml_syntax_error(tmp_path: Path, state: Settings) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("name: gss-income\nowner: x\nsplit: strategy: time\n", encoding="utf-8")
+    _assert_refused(_train(path), state, str(path), "line 3")
+
+
+def test_unknown_config_key(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
+    path = _config_with(tmp_path, small_parquet, lambda raw: raw["split"].update(sed=1))
+    _assert_refused(_train(path), state, str(path), "split.sed", "unknown key")
+
+
+def test_wrong_value_type(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
+    path = _config_with(tmp_path, small_parquet, lambda raw: raw["split"].update(test_share="lots"))
+    _assert_refused(_train(path), state, str(path), "split.test_share", "lots")
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def test_data_file_missing(tmp_path: Path, state: Settings) -> None:
+    data = tmp_path / "gone.parquet"
+    _assert_refused(_train(_config_with(tmp_path, data)), state, str(data), "not found")
+
+
+def test_empty_data_file(tmp_path: Path, state: Settings) -> None:
+    data = tmp_path / "empty.csv"
+    data.write_bytes(b"")
+    _assert_refused(_train(_config_with(tmp_path, data)), state, str(data), "empty")
+
+
+def test_missing_required_column(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
+    data = _bad_csv(tmp_path, small_parquet, lambda t: t.drop(columns=["prestg10"]))
+    _assert_refused(
+        _train(_config_with(tmp_path, data)), state, str(data), "missing required column 'prestg10'"
+    )
+
+
+def test_text_in_a_numeric_column(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
+    def text_age(table: pd.DataFrame) -> pd.DataFrame:
+        age = table["age"].astype(object)
+        age.iloc[7] = "abc"
+        return table.assign(age=age)
+
+    data = _bad_csv(tmp_path, small_parquet, text_age)
+    _assert_refused(_train(_config_with(tmp_path, data)), state, str(data), "'age'", "'abc'")
+
+
+def test_values_out_of_range_beyond_the_allowed_share(
+    tmp_path: Path, small_parquet: Path, state: Settings
+) -> None:
+    def allow_two_percent(raw: dict) -> None:
+        raw["columns"]["childs"]["max_invalid_share"] = 0.02
+
+    def five_percent_out(table: pd.DataFrame) -> pd.DataFrame:
+        childs = table["childs"].copy()
+        childs.iloc[: len(table) // 20] = 30.0  # max is 8
+        return table.assign(childs=childs)
+
+    data = _bad_csv(tmp_path, small_parquet, five_percent_out)
+    path = _config_with(tmp_path, data, allow_two_percent)
+    output = _assert_refused(_train(path), state, str(data), "'childs'", "max_invalid_share")
+    assert "30.0" in output
+
+
+def test_all_missing_feature(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
+    data = _bad_csv(tmp_path, small_parquet, lambda t: t.assign(prestg10=np.nan))
+    _assert_refused(
+        _train(_config_with(tmp_path, data)), state, str(data), "'prestg10'", "every value is missing"
+    )
+
+
+def test_target_with_a_single_class(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
+    data = _bad_csv(tmp_path, small_parquet, lambda t: t.assign(high_income=0))
+    _assert_refused(
+        _train(_config_with(tmp_path, data)), state, str(data), "'high_income'", "single class"
+    )
+
+
+# --- estimator -----------------------------------------------------------------------------
+
+
+def test_estimator_import_path_that_does_not_exist(
+    tmp_path: Path, small_parquet: Path, state: Settings
+) -> None:
+    def no_such_class(raw: dict) -> None:
+        raw["model"] = {"estimator": "sklearn.ensemble.GradientBoostedUnicorn"}
+
+    path = _config_with(tmp_path, small_parquet, no_such_class)
+    _assert_refused(_train(path), state, "model.estimator", "GradientBoostedUnicorn")
+
+
+def test_import_path_that_is_not_an_estimator(
+    tmp_path: Path, small_parquet: Path, state: Settings
+) -> None:
+    def ordered_dict(raw: dict) -> None:
+        raw["model"] = {"estimator": "collections.OrderedDict"}
+
+    path = _config_with(tmp_path, small_parquet, ordered_dict)
+    _assert_refused(_train(path), state, "model.estimator", "collections.OrderedDict", "scikit-learn")
+
+
+# --- registry ------------------------------------------------------------------------------
+
+
+def test_tampered_champion_file_is_refused(small_config: Path, state: Settings) -> None:
+    first = _train(small_config)
+    assert first.exit_code == 0, _output(first)
+    registry = Registry(state.registry_url)
+    try:
+        champion = registry.champion(MODEL)
+        assert champion is not None
+        model_file = Path(champion.model_location)
+        runs_before = ArtifactStore(state.artifact_store).list_runs(MODEL)
+        assert len(runs_before) == 1
+        with model_file.open("ab") as f:
+            f.write(b"tampered")
+
+        message = _cli_error(_train(small_config, "--mode", "fine_tune"))
+        assert _squeezed(str(model_file)) in _squeezed(message), message
+        assert "SHA-256" in message
+        assert [v.version for v in registry.list_versions(MODEL)] == [1]
+        assert ArtifactStore(state.artifact_store).list_runs(MODEL) == runs_before
+        with pytest.raises(IntegrityError, match="SHA-256"):
+            load_model(model_file, champion.model_sha256)
+    finally:
+        registry.close()
+
+
+def test_fine_tune_without_a_champion(small_config: Path, state: Settings) -> None:
+    result = _train(small_config, "--mode", "fine_tune")
+    _assert_refused(result, state, MODEL, "no champion")
