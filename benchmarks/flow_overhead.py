@@ -397,6 +397,8 @@ def run_worker(args: argparse.Namespace) -> None:
         profiler.dump_stats(args.profile_out)
     record["pipeline_cpu_seconds"] = _cpu_seconds() - cpu_before
     record["maxrss_mb"] = _maxrss_mb()
+    hwm = _proc_status_kib(os.getpid(), "VmHWM")  # this address space only: a cross-check
+    record["vmhwm_mb"] = hwm / 1024 if hwm is not None else None
     record["outcome"] = {k: outcome[k] for k in ("model", "version", "status", "gate", "metrics")}
     record["step_seconds"] = steps.seconds
 
@@ -541,7 +543,7 @@ def prepare_demo_file(folder: Path) -> Path:
     return ensure_demo_file(folder)
 
 
-def _worker_env(home: Path, prefect_home: Path) -> dict[str, str]:
+def _worker_env(home: Path, prefect_home: Path, extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     for key in list(env):
         if key.startswith(("PREFECT_", "MODELCYCLE_")):
@@ -550,6 +552,7 @@ def _worker_env(home: Path, prefect_home: Path) -> dict[str, str]:
     env["PREFECT_HOME"] = str(prefect_home)
     env["MODELCYCLE_HOME"] = str(home)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra)
     return env
 
 
@@ -558,6 +561,7 @@ def run_variant(
     dataset: dict[str, Any],
     workdir: Path,
     tag: str,
+    extra_env: dict[str, str],
     profile_out: Path | None = None,
 ) -> dict[str, Any]:
     """One subprocess, fresh homes; returns the worker's record plus the total wall time."""
@@ -589,7 +593,7 @@ def run_variant(
         completed = subprocess.run(
             command,
             cwd=REPO,
-            env=_worker_env(home, prefect_home),
+            env=_worker_env(home, prefect_home, extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
             timeout=WORKER_TIMEOUT_S,
@@ -618,6 +622,8 @@ def summarise(name: str, plain: list[dict[str, Any]], flow: list[dict[str, Any]]
                 "pipeline_seconds",
                 "process_wall_seconds",
                 "maxrss_mb",
+                "maxrss_after_imports_mb",
+                "vmhwm_mb",
                 "import_seconds",
                 "pipeline_cpu_seconds",
                 "server_start_seconds",
@@ -633,6 +639,11 @@ def summarise(name: str, plain: list[dict[str, Any]], flow: list[dict[str, Any]]
         summary["flow"]["process_wall_seconds"] / summary["plain"]["process_wall_seconds"]
     )
     summary["ratio_peak_rss"] = summary["flow"]["maxrss_mb"] / summary["plain"]["maxrss_mb"]
+    # CPU: the flow process plus its temporary server, against the plain process.
+    summary["ratio_cpu"] = (
+        summary["flow"]["pipeline_cpu_seconds"]
+        + (summary["flow"]["server_cpu_seconds_during_pipeline"] or 0.0)
+    ) / summary["plain"]["pipeline_cpu_seconds"]
     summary["meets_goal"] = summary["ratio_pipeline"] <= GOALS[name]
     # Per-step medians: the plain step timers against Prefect's task run durations.
     step_names = list(plain[0]["step_seconds"])
@@ -652,29 +663,49 @@ def summarise(name: str, plain: list[dict[str, Any]], flow: list[dict[str, Any]]
     return summary
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def print_table(summaries: list[dict[str, Any]]) -> None:
-    header = (
-        f"{'dataset':<14}{'variant':<7}{'pipeline s':>11}{'process s':>11}"
-        f"{'peak RSS MB':>13}{'server start s':>16}{'server RSS MB':>15}"
-    )
+    columns = [
+        ("pipeline s", "pipeline_seconds", ".2f"),
+        ("CPU s", "pipeline_cpu_seconds", ".1f"),
+        ("server CPU s", "server_cpu_seconds_during_pipeline", ".1f"),
+        ("process s", "process_wall_seconds", ".1f"),
+        ("peak RSS MB", "maxrss_mb", ".0f"),
+        ("after imports", "maxrss_after_imports_mb", ".0f"),
+        ("server start s", "server_start_seconds", ".1f"),
+        ("server RSS MB", "server_peak_rss_mb", ".0f"),
+    ]
+    header = f"{'dataset':<14}{'variant':<8}" + "".join(f"{c[0]:>15}" for c in columns)
     print(header)
     print("-" * len(header))
     for s in summaries:
         for variant in ("plain", "flow"):
             v = s[variant]
-            server_start = f"{v['server_start_seconds']:.1f}" if v["server_start_seconds"] else "-"
-            server_rss = f"{v['server_peak_rss_mb']:.0f}" if v["server_peak_rss_mb"] else "-"
-            print(
-                f"{s['dataset']:<14}{variant:<7}{v['pipeline_seconds']:>11.2f}"
-                f"{v['process_wall_seconds']:>11.2f}{v['maxrss_mb']:>13.0f}"
-                f"{server_start:>16}{server_rss:>15}"
-            )
+            cells = "".join(f"{_fmt(v[key], spec):>15}" for _, key, spec in columns)
+            print(f"{s['dataset']:<14}{variant:<8}{cells}")
+            if v["vmhwm_mb"] and abs(v["maxrss_mb"] - v["vmhwm_mb"]) > 0.05 * v["vmhwm_mb"]:
+                print(f"  (ru_maxrss and VmHWM disagree: VmHWM {v['vmhwm_mb']:.0f} MB)")
+        ratios = {
+            "pipeline_seconds": s["ratio_pipeline"],
+            "pipeline_cpu_seconds": s["ratio_cpu"],
+            "process_wall_seconds": s["ratio_process_wall"],
+            "maxrss_mb": s["ratio_peak_rss"],
+        }
+        cells = "".join(f"{_fmt(ratios.get(key), '.3f'):>15}" for _, key, _ in columns)
+        print(f"{s['dataset']:<14}{'flow/pl':<8}{cells}")
         verdict = "meets" if s["meets_goal"] else "MISSES"
+        each = ", ".join(
+            f"{p:.2f}/{f:.2f}"
+            for p, f in zip(
+                s["pipeline_seconds_each"]["plain"], s["pipeline_seconds_each"]["flow"], strict=True
+            )
+        )
         print(
-            f"{s['dataset']:<14}{'ratio':<7}{s['ratio_pipeline']:>11.3f}"
-            f"{s['ratio_process_wall']:>11.3f}{s['ratio_peak_rss']:>13.2f}"
-            f"   flow/plain pipeline {s['ratio_pipeline']:.3f}: {verdict} the goal "
-            f"<= {s['goal']} (median of {s['repeats']})"
+            f"  -> flow/plain pipeline time {s['ratio_pipeline']:.3f} (median of {s['repeats']}; "
+            f"goal <= {s['goal']}: {verdict}); runs plain/flow s: {each}"
         )
         print()
 
@@ -700,6 +731,9 @@ def print_steps(summaries: list[dict[str, Any]]) -> None:
 # -- profiles ----------------------------------------------------------------------------------
 
 _SITE = re.compile(r"site-packages/([^/]+)")
+# Prefect's engine entry points that contain the task and flow bodies themselves.
+_USER_CODE_ENTRIES = {"call_task_fn", "call_flow_fn"}
+_PASS_THROUGH = {"builtins", "stdlib"}
 
 
 def _bucket(filename: str) -> str:
@@ -707,49 +741,121 @@ def _bucket(filename: str) -> str:
         return "builtins"
     match = _SITE.search(filename)
     if match:
-        name = match.group(1)
-        return {"sklearn": "scikit-learn", "_pytest": "pytest"}.get(name, name.split(".")[0])
+        name = match.group(1).split(".")[0]
+        return {
+            "sklearn": "scikit-learn",
+            "httpx": "httpx/httpcore",
+            "httpcore": "httpx/httpcore",
+        }.get(name, name)
     if str(REPO) in filename:
         return filename.removeprefix(str(REPO) + "/").split("/")[0]
     return "stdlib"
 
 
-def profile_buckets(path: Path) -> tuple[dict[str, float], list[tuple[str, float, float]]]:
-    """Main-thread time by package; a C function's own time goes to whoever called it."""
-    stats = pstats.Stats(str(path))
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+def _owners(raw: dict[Any, Any]) -> dict[Any, dict[str, float]]:
+    """Per function, the packages its own time is charged to.
+
+    Library code is charged to its package. Built-in (C) and standard-library functions are
+    charged to their nearest library caller, split by the callers' cumulative time, so a lock
+    wait inside `threading` or a `socket.recv` counts for whoever waited (Prefect, httpx, ...).
+    """
+    memo: dict[Any, dict[str, float]] = {}
+
+    def owners(func: Any, visiting: frozenset[Any]) -> dict[str, float]:
+        if func in memo:
+            return memo[func]
+        own = _bucket(func[0])
+        if own not in _PASS_THROUGH:
+            result = {own: 1.0}
+        else:
+            callers = {c: v for c, v in raw[func][4].items() if c not in visiting and c in raw}
+            total = sum(v[3] for v in callers.values())
+            if not callers or total <= 0:
+                result = {own: 1.0}
+            else:
+                result = {}
+                for caller, v in callers.items():
+                    weight = v[3] / total
+                    for name, share in owners(caller, visiting | {func}).items():
+                        result[name] = result.get(name, 0.0) + weight * share
+        if not visiting:
+            memo[func] = result
+        return result
+
+    return {func: owners(func, frozenset()) for func in raw}
+
+
+def _ancestors(raw: dict[Any, Any], targets: set[Any]) -> set[Any]:
+    seen = set(targets)
+    stack = list(targets)
+    while stack:
+        for caller in raw[stack.pop()][4]:
+            if caller in raw and caller not in seen:
+                seen.add(caller)
+                stack.append(caller)
+    return seen
+
+
+def analyse_profile(path: Path) -> dict[str, Any]:
+    """Main-thread time by package, and for a flow the engine's own cost outside the tasks."""
+    raw: dict[Any, Any] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    owners = _owners(raw)
     buckets: dict[str, float] = {}
-    for func, (_cc, _nc, tottime, _ct, callers) in raw.items():
-        owner = _bucket(func[0])
-        if owner == "builtins" and callers:
-            caller_total = sum(c[2] for c in callers.values()) or 1.0
-            for caller, c in callers.items():
-                share = tottime * (c[2] / caller_total)
-                caller_owner = _bucket(caller[0])
-                buckets[caller_owner] = buckets.get(caller_owner, 0.0) + share
-            continue
-        buckets[owner] = buckets.get(owner, 0.0) + tottime
-    prefect = [
-        (f"{Path(f[0]).name}:{f[1]}({f[2]})", v[3], v[2])
-        for f, v in raw.items()
-        if "site-packages/prefect/" in f[0]
-    ]
-    prefect.sort(key=lambda item: item[1], reverse=True)
-    return buckets, prefect[:20]
+    for func, (_cc, _nc, tottime, _ct, _callers) in raw.items():
+        for name, share in owners[func].items():
+            buckets[name] = buckets.get(name, 0.0) + tottime * share
+    total = sum(buckets.values())
+    entries = {f for f in raw if f[2] in _USER_CODE_ENTRIES and "/prefect/" in f[0]}
+    result: dict[str, Any] = {"total_seconds": total, "buckets": buckets}
+    if entries:
+        task_bodies = sum(raw[f][3] for f in entries if f[2] == "call_task_fn")
+        flow_body = sum(raw[f][3] for f in entries if f[2] == "call_flow_fn")
+        wrappers = _ancestors(raw, entries)
+        # Prefect functions that do not contain user code: the engine's own work, ranked by
+        # cumulative time (so nested calls appear under their parents too).
+        own = [
+            (f"{f[0].split('site-packages/')[-1]}:{f[1]}({f[2]})", v[3], v[1])
+            for f, v in raw.items()
+            if f not in wrappers and _bucket(f[0]) == "prefect"
+        ]
+        own.sort(key=lambda item: -item[1])
+        http = [v for f, v in raw.items() if f[0].endswith("httpx/_client.py") and f[2] == "send"]
+        result.update(
+            {
+                "http_requests": sum(v[1] for v in http),
+                "http_seconds": sum(v[3] for v in http),
+                "task_bodies_seconds": task_bodies,
+                "flow_body_outside_tasks_seconds": flow_body - task_bodies,
+                "engine_outside_flow_body_seconds": total - flow_body,
+                "prefect_top": own[:25],
+            }
+        )
+    return result
 
 
 def print_profile(name: str, variant: str, path: Path) -> dict[str, Any]:
-    buckets, top = profile_buckets(path)
-    total = sum(buckets.values())
-    print(f"{name} / {variant}: main-thread profile {total:.2f} s ({path})")
-    for owner, seconds in sorted(buckets.items(), key=lambda item: -item[1])[:12]:
+    analysis = analyse_profile(path)
+    total = analysis["total_seconds"]
+    print(f"{name} / {variant}: main-thread cProfile {total:.2f} s ({path.name})")
+    ranked = sorted(analysis["buckets"].items(), key=lambda item: -item[1])
+    for owner, seconds in ranked[:10]:
         print(f"  {owner:<22}{seconds:>8.2f} s {seconds / total:>6.1%}")
-    if variant == "flow":
-        print("  Prefect functions by cumulative time (cumulative s, own s):")
-        for label, cumulative, own in top[:15]:
-            print(f"    {cumulative:>7.2f} {own:>7.2f}  {label}")
+    if "prefect_top" in analysis:
+        print(
+            f"  task bodies {analysis['task_bodies_seconds']:.2f} s; flow body outside tasks "
+            f"(incl. task engine) {analysis['flow_body_outside_tasks_seconds']:.2f} s; "
+            f"flow engine before/after the body "
+            f"{analysis['engine_outside_flow_body_seconds']:.2f} s"
+        )
+        print(
+            f"  HTTP requests to the Prefect API from the main thread: "
+            f"{analysis['http_requests']}, {analysis['http_seconds']:.2f} s"
+        )
+        print("  Prefect calls that contain no user code (cumulative s, calls):")
+        for label, cumulative, calls in analysis["prefect_top"][:15]:
+            print(f"    {cumulative:>7.3f} {calls:>6}  {label}")
     print()
-    return {"buckets": buckets, "prefect_top": top}
+    return analysis
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -770,6 +876,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="One extra cProfile run per variant and dataset."
     )
+    parser.add_argument(
+        "--omp-threads",
+        type=int,
+        default=None,
+        help="Set OMP_NUM_THREADS in both workers (default: unset, the libraries decide).",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--keep-temp", action="store_true", help="Keep homes, logs and data.")
     # Worker mode (internal).
@@ -777,7 +889,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", choices=["demo", "synthetic"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def _prepare_in_subprocess(arguments: list[str]) -> str:
+    """Build data in a child process, so this driver stays small.
+
+    Linux carries a process's peak RSS across execve (the old address space's high-water mark
+    goes into `ru_maxrss`), so a worker started from a driver that once held a 1M-row table
+    would report that table's memory as its own peak.
+    """
+    command = [sys.executable, str(Path(__file__).resolve()), *arguments]
+    completed = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, check=False, timeout=WORKER_TIMEOUT_S
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"data preparation failed:\n{completed.stderr[-4000:]}")
+    return completed.stdout.strip().splitlines()[-1]
 
 
 def _datasets(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
@@ -787,14 +917,15 @@ def _datasets(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
         raise SystemExit(f"--sizes: unknown {unknown}; use demo and/or 1m")
     datasets = []
     if "demo" in sizes:
-        demo_file = prepare_demo_file(workdir / "demo-data")
+        demo_file = Path(_prepare_in_subprocess(["--prepare", "demo", "--out", str(workdir)]))
         base = {"config": DEMO_CONFIG, "demo_file": demo_file, "rows": None}
         datasets.append({**base, "name": "demo", "skip_search": False})
         if args.skip_search:
             datasets.append({**base, "name": "demo-nosearch", "skip_search": True})
     if "1m" in sizes:
         started = time.perf_counter()
-        config = make_synthetic(args.rows, workdir / "synthetic")
+        prepare = ["--prepare", "synthetic", "--out", str(workdir), "--rows", str(args.rows)]
+        config = _prepare_in_subprocess(prepare)
         print(f"generated {args.rows} rows in {time.perf_counter() - started:.1f} s: {config}")
         datasets.append(
             {
@@ -813,6 +944,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         run_worker(args)
         return
+    if args.prepare == "demo":
+        print(prepare_demo_file(Path(args.out) / "demo-data"))
+        return
+    if args.prepare == "synthetic":
+        print(make_synthetic(args.rows, Path(args.out) / "synthetic"))
+        return
 
     started_at = datetime.now(UTC)
     loadavg_start = os.getloadavg()
@@ -820,6 +957,12 @@ def main(argv: list[str] | None = None) -> None:
         f"load average at start: {loadavg_start[0]:.2f} {loadavg_start[1]:.2f} "
         f"{loadavg_start[2]:.2f} on {os.cpu_count()} CPUs"
     )
+    if loadavg_start[0] > 0.5 * (os.cpu_count() or 1):
+        print(
+            "note: the machine is busy. HistGradientBoosting's OpenMP threads slow down "
+            "badly when they must share cores; --omp-threads 1 makes the comparison steadier."
+        )
+    extra_env = {} if args.omp_threads is None else {"OMP_NUM_THREADS": str(args.omp_threads)}
     workdir = Path(tempfile.mkdtemp(prefix="modelcycle-bench-"))
     report: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -830,6 +973,7 @@ def main(argv: list[str] | None = None) -> None:
             "cpus": os.cpu_count(),
         },
         "loadavg_start": loadavg_start,
+        "worker_env": extra_env,
         "datasets": [],
     }
     try:
@@ -843,7 +987,9 @@ def main(argv: list[str] | None = None) -> None:
             for i in range(repeat):
                 order = ("plain", "flow") if i % 2 == 0 else ("flow", "plain")
                 for variant in order:
-                    record = run_variant(variant, dataset, workdir, f"{name}-{variant}-{i}")
+                    record = run_variant(
+                        variant, dataset, workdir, f"{name}-{variant}-{i}", extra_env
+                    )
                     (plain if variant == "plain" else flow).append(record)
                     print(
                         f"{name} #{i + 1}/{repeat} {variant:<5}: pipeline "
@@ -863,7 +1009,9 @@ def main(argv: list[str] | None = None) -> None:
                     args.results_dir.mkdir(parents=True, exist_ok=True)
                     stamp = started_at.strftime("%Y%m%d-%H%M%S")
                     prof = args.results_dir / f"flow_overhead-{stamp}-{name}-{variant}.prof"
-                    run_variant(variant, dataset, workdir, f"{name}-{variant}-profile", prof)
+                    run_variant(
+                        variant, dataset, workdir, f"{name}-{variant}-profile", extra_env, prof
+                    )
                     profiles[variant] = str(prof)
                 summary["profiles"] = profiles
             summaries.append(summary)

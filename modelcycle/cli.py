@@ -35,9 +35,9 @@ DEMO_FINE_TUNE_YEARS = (2002.0, 2006.0)
 
 def _fail(message: str) -> None:
     first, _, rest = message.partition("\n")
-    errors.print(f"[bold red]error:[/] {first}", highlight=False)
+    errors.print(f"[bold red]error:[/] {first}", highlight=False, soft_wrap=True)
     if rest:
-        errors.print(rest, highlight=False)
+        errors.print(rest, highlight=False, soft_wrap=True)
     raise typer.Exit(code=1)
 
 
@@ -49,13 +49,15 @@ def _registry():
 
 
 def _run_training(config_path: str, mode: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    from modelcycle.config import TrainingOverrides, apply_overrides, load_config
+    from modelcycle.config import TrainingOverrides
     from modelcycle.runtime import prepare_prefect_env
 
     parsed = TrainingOverrides.model_validate(overrides or {})
-    apply_overrides(load_config(config_path), parsed)  # fail here, before a flow run exists
     prepare_prefect_env()
     from flows.training import TrainingMode, training
+    from tasks.data import load_pipeline_config
+
+    load_pipeline_config.fn(config_path, parsed)  # fail here, before a flow run exists
 
     return training(config_path=config_path, mode=TrainingMode(mode), overrides=parsed)
 

@@ -252,13 +252,16 @@ class PipelineConfig(_Strict):
         return problems
 
     def _split_problems(self) -> list[str]:
+        problems = []
         if self.split.strategy == "time" and not self.time_column:
-            return ["split: strategy 'time' needs time_column"]
+            problems.append("split: strategy 'time' needs time_column")
         if self.split.strategy == "stratified" and not self.task.is_classification:
-            return ["split: strategy 'stratified' needs a classification task (use 'random')"]
+            problems.append(
+                "split: strategy 'stratified' needs a classification task (use 'random')"
+            )
         if self.data.time_range is not None and not self.time_column:
-            return ["data.time_range needs time_column"]
-        return []
+            problems.append("data.time_range needs time_column")
+        return problems
 
     def _named_metrics(self) -> list[tuple[str, str]]:
         named = [("evaluation.primary_metric", self.evaluation.primary_metric)]
@@ -318,7 +321,13 @@ def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -97,6 +97,15 @@ def _as_number(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce")
 
 
+def _as_text(values: pd.Series) -> pd.Series:
+    """Categories as text; whole-number floats (integer codes read next to blanks) lose '.0'."""
+    if pd.api.types.is_float_dtype(values):
+        whole = values.dropna()
+        if (whole % 1 == 0).all():
+            return values.astype("Int64").astype("string")
+    return values.astype("string")
+
+
 def _invalid_masks(values: pd.Series, schema: ColumnSchema) -> dict[str, pd.Series]:
     """Boolean masks over present values: wrong type, out of range, not allowed."""
     present = values.notna()
@@ -116,7 +125,7 @@ def _invalid_masks(values: pd.Series, schema: ColumnSchema) -> dict[str, pd.Seri
         ok = values.isin([True, False, 0, 1, "true", "false", "True", "False"])
         return {"wrong_type": present & ~ok, "out_of_range": none, "not_allowed": none}
     if schema.allowed is not None:
-        allowed = present & ~values.astype("string").isin(schema.allowed)
+        allowed = present & ~_as_text(values).isin(schema.allowed)
         return {"wrong_type": none, "out_of_range": none, "not_allowed": allowed}
     return {"wrong_type": none, "out_of_range": none, "not_allowed": none}
 
@@ -142,10 +151,10 @@ def _describe_invalid(column: str, schema: ColumnSchema, f: ColumnFindings, rows
         parts.append(f"{f.out_of_range} outside [{schema.min}, {schema.max}]")
     if f.not_allowed:
         parts.append(f"{f.not_allowed} not in the allowed categories")
-    share = f.invalid / rows
     return (
-        f"column {column!r}: {share:.1%} of values are invalid ({', '.join(parts)}; "
-        f"e.g. {', '.join(f.examples)}), more than max_invalid_share {schema.max_invalid_share:.1%}"
+        f"column {column!r}: {f.invalid} of {rows} values ({f.invalid / rows:.2%}) are invalid "
+        f"({', '.join(parts)}; e.g. {', '.join(f.examples)}), more than max_invalid_share "
+        f"{schema.max_invalid_share:.2%}"
     )
 
 
@@ -163,8 +172,9 @@ def _column_violations(column: str, values: pd.Series, config: PipelineConfig) -
     violations = []
     if missing_share > schema.max_missing_share:
         violations.append(
-            f"column {column!r}: {missing_share:.1%} of values are missing, more than "
-            f"max_missing_share {schema.max_missing_share:.1%}"
+            f"column {column!r}: {int(values.isna().sum())} of {rows} values "
+            f"({missing_share:.2%}) are missing, more than max_missing_share "
+            f"{schema.max_missing_share:.2%}"
         )
     if found.invalid / rows > schema.max_invalid_share:
         violations.append(_describe_invalid(column, schema, found, rows))
@@ -229,7 +239,7 @@ def _typed(values: pd.Series, schema: ColumnSchema | None) -> pd.Series:
     if schema is not None and schema.type in (ColumnType.numeric, ColumnType.integer):
         return _as_number(values).astype("float64")
     if schema is not None and schema.type is ColumnType.categorical:
-        text = values.astype("string")
+        text = _as_text(values)
         return text.astype(object).where(text.notna(), np.nan)
     return values
 

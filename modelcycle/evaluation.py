@@ -23,6 +23,11 @@ from sklearn.pipeline import Pipeline
 
 from modelcycle.config import PipelineConfig, higher_is_better
 
+# Metrics computed from predicted probabilities, so the estimator needs predict_proba.
+PROBABILITY_METRICS = frozenset(
+    {"roc_auc", "average_precision", "brier", "log_loss", "roc_auc_ovr"}
+)
+
 
 @dataclass(frozen=True)
 class Outputs:

@@ -24,7 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from modelcycle.config import PipelineConfig
 from modelcycle.errors import EstimatorError
-from modelcycle.evaluation import metric_value, predict_outputs
+from modelcycle.evaluation import PROBABILITY_METRICS, metric_value, predict_outputs
 
 MODEL_STEP = "model"
 CATEGORICAL_FILL = "__missing__"
@@ -119,11 +119,25 @@ def _constructible(estimator: type[BaseEstimator]) -> bool:
 
 
 def build_pipeline(config: PipelineConfig) -> Pipeline:
+    """The unfitted pipeline; refused here if the estimator cannot serve the configured metrics."""
     estimator = resolve_estimator(config.model.estimator, config)
     try:
         model = estimator(**estimator_params(config, estimator))
     except (TypeError, ValueError) as exc:
         raise EstimatorError(f"model.params: {config.model.estimator}: {exc}") from None
+    needs_proba = sorted(PROBABILITY_METRICS.intersection(config.metrics))
+    if needs_proba and not hasattr(model, "predict_proba"):
+        raise EstimatorError(
+            f"model.estimator: {config.model.estimator} has no predict_proba, which the "
+            f"metrics {needs_proba} need; choose another estimator or other metrics"
+        )
+    unknown = sorted(
+        set(config.model.search.space if config.model.search else ()) - set(model.get_params())
+    )
+    if unknown:
+        raise EstimatorError(
+            f"model.search.space: {config.model.estimator} has no parameter(s) {unknown}"
+        )
     return Pipeline([("preprocess", _preprocessing(config)), (MODEL_STEP, model)])
 
 
@@ -190,14 +204,6 @@ def _search_table(search: GridSearchCV | RandomizedSearchCV, maximize: bool) -> 
 def train(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) -> TrainResult:
     """Fit from scratch, through the configured search when there is one; deterministic per seed."""
     pipeline = build_pipeline(config)
-    unknown = sorted(
-        set(config.model.search.space if config.model.search else {})
-        - set(pipeline.named_steps[MODEL_STEP].get_params())
-    )
-    if unknown:
-        raise EstimatorError(
-            f"model.search.space: {config.model.estimator} has no parameter(s) {unknown}"
-        )
     if config.model.search is None:
         try:
             pipeline.fit(X, y)
@@ -205,7 +211,12 @@ def train(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) -> TrainResult:
             raise EstimatorError(f"model: fitting {config.model.estimator} failed: {exc}") from None
         return TrainResult(pipeline, dict(config.model.params), None)
     search = _search(config, pipeline)
-    search.fit(X, y)
+    try:
+        search.fit(X, y)
+    except ValueError as exc:  # sklearn's InvalidParameterError is a ValueError
+        raise EstimatorError(
+            f"model.search: fitting {config.model.estimator} failed: {exc}"
+        ) from None
     best = {k.removeprefix(f"{MODEL_STEP}__"): v for k, v in search.best_params_.items()}
     return TrainResult(
         search.best_estimator_,

@@ -11,6 +11,7 @@ from modelcycle import data
 from modelcycle.config import PipelineConfig, TrainingOverrides, apply_overrides, load_config
 from modelcycle.data import CleaningReport
 from modelcycle.lineage import fingerprint_frame
+from modelcycle.modeling import build_pipeline
 from tasks.common import TASK_OPTIONS
 
 
@@ -18,8 +19,11 @@ from tasks.common import TASK_OPTIONS
 def load_pipeline_config(
     config_path: str, overrides: TrainingOverrides | None = None
 ) -> PipelineConfig:
+    """The validated config; the estimator is checked here too, before any data is read."""
     config = load_config(config_path)
-    return apply_overrides(config, overrides, f"{config_path} (with run overrides)")
+    config = apply_overrides(config, overrides, f"{config_path} (with run overrides)")
+    build_pipeline(config)
+    return config
 
 
 @task(name="load-data", **TASK_OPTIONS)

@@ -65,7 +65,6 @@ def _cli_error(result: Result) -> str:
 def _assert_refused(result: Result, state: Settings, *mentions: str) -> str:
     """Non-zero exit, each mention in the message, and no version and no run folder anywhere."""
     message = _cli_error(result)
-    print("=====", message)
     for text in mentions:
         assert _squeezed(text) in _squeezed(message), f"{text!r} not in:\n{message}"
     registry = Registry(state.registry_url)
@@ -77,7 +76,9 @@ def _assert_refused(result: Result, state: Settings, *mentions: str) -> str:
     return message
 
 
-def _config_with(tmp_path: Path, source: Path | str, change: Callable[[dict], Any] | None = None) -> Path:
+def _config_with(
+    tmp_path: Path, source: Path | str, change: Callable[[dict], Any] | None = None
+) -> Path:
     """The small demo pipeline (no search) on `source`, with one change applied."""
     raw = demo_config_dict()
     raw["data"] = {"source": str(source), "time_range": {"end": 2000}}
@@ -88,7 +89,9 @@ def _config_with(tmp_path: Path, source: Path | str, change: Callable[[dict], An
     return write_config(tmp_path, raw)
 
 
-def _bad_csv(tmp_path: Path, small_parquet: Path, change: Callable[[pd.DataFrame], pd.DataFrame]) -> Path:
+def _bad_csv(
+    tmp_path: Path, small_parquet: Path, change: Callable[[pd.DataFrame], pd.DataFrame]
+) -> Path:
     table = change(pd.read_parquet(small_parquet))
     path = tmp_path / "batch.csv"
     table.to_csv(path, index=False)
@@ -170,7 +173,11 @@ def test_values_out_of_range_beyond_the_allowed_share(
 def test_all_missing_feature(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
     data = _bad_csv(tmp_path, small_parquet, lambda t: t.assign(prestg10=np.nan))
     _assert_refused(
-        _train(_config_with(tmp_path, data)), state, str(data), "'prestg10'", "every value is missing"
+        _train(_config_with(tmp_path, data)),
+        state,
+        str(data),
+        "'prestg10'",
+        "every value is missing",
     )
 
 
@@ -201,7 +208,9 @@ def test_import_path_that_is_not_an_estimator(
         raw["model"] = {"estimator": "collections.OrderedDict"}
 
     path = _config_with(tmp_path, small_parquet, ordered_dict)
-    _assert_refused(_train(path), state, "model.estimator", "collections.OrderedDict", "scikit-learn")
+    _assert_refused(
+        _train(path), state, "model.estimator", "collections.OrderedDict", "scikit-learn"
+    )
 
 
 # --- registry ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO, demo_config_dict, write_config
 from typer.testing import CliRunner
 
 from modelcycle.config import (
@@ -19,7 +20,7 @@ from modelcycle.config import (
     parse_config,
 )
 from modelcycle.errors import ConfigError
-from conftest import REPO, demo_config_dict, write_config
+from modelcycle.modeling import resolve_estimator
 
 CONFIG_FILES = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -51,6 +52,9 @@ def test_every_shipped_config_validates(path: Path) -> None:
     # Every metric the config names must be computable for its task, in one ordered list.
     assert config.metrics[0] == config.evaluation.primary_metric
     assert len(config.metrics) == len(set(config.metrics))
+    # ...and an importable estimator that can do the configured task.
+    estimator = resolve_estimator(config.model.estimator, config)
+    assert estimator.__name__ == config.model.estimator.rpartition(".")[2]
 
 
 def test_demo_config_values_survive_validation() -> None:
@@ -319,3 +323,31 @@ def test_cli_config_validate_reports_the_key_and_exits_non_zero(tmp_path: Path) 
     result = CliRunner().invoke(app, ["config", "validate", str(path)])
     assert result.exit_code != 0
     assert "split.sed" in result.output
+
+
+# --- known bugs ----------------------------------------------------------------------------
+
+
+def test_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: gss-income\ndescription: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_every_split_problem_is_reported_at_once(tmp_path: Path) -> None:
+    def two_split_problems(raw: dict[str, Any]) -> None:
+        raw["task"] = "regression"
+        raw["target"] = "realrinc"
+        raw["columns"].pop("high_income")
+        raw["columns"].pop("year")
+        raw.pop("time_column")  # data.time_range is still set
+        raw["split"]["strategy"] = "stratified"
+        raw["model"] = {"estimator": "sklearn.linear_model.Ridge"}
+        raw["evaluation"] = {"primary_metric": "rmse"}
+        raw["gate"] = {"floors": {}}
+
+    message = _config_error(_broken(tmp_path, two_split_problems))
+    assert "stratified" in message
+    assert "time_range" in message

@@ -83,7 +83,9 @@ def test_time_range_that_keeps_nothing_is_a_violation(small_parquet: Path) -> No
     assert any("no rows" in v for v in violations)
 
 
-def test_missing_empty_and_unreadable_files_are_named(tmp_path: Path, config: PipelineConfig) -> None:
+def test_missing_empty_and_unreadable_files_are_named(
+    tmp_path: Path, config: PipelineConfig
+) -> None:
     missing = tmp_path / "missing.csv"
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
@@ -236,6 +238,8 @@ def test_clean_sets_invalid_values_missing(table: pd.DataFrame, config: Pipeline
     assert report.dropped_duplicates == with_target - len(cleaned)
     assert report.dropped_duplicates >= len(rows["duplicated"])
     assert report.values_set_missing == {"age": 3, "wrkstat": 2}
+    dropped = report.dropped_missing_target + report.dropped_invalid + report.dropped_duplicates
+    assert report.rows_in - dropped == report.rows_out
     assert cleaned["high_income"].notna().all()
     assert cleaned["age"].between(18, 89).where(cleaned["age"].notna(), True).all()
     assert "Astronaut" not in set(cleaned["wrkstat"].dropna())
@@ -254,6 +258,8 @@ def test_clean_drop_row_policy_removes_rows_with_invalid_values(
     assert len(cleaned) == _expected_rows(dirty.drop(index=bad))
     assert report.dropped_invalid == len(bad)
     assert report.values_set_missing == {}
+    dropped = report.dropped_missing_target + report.dropped_invalid + report.dropped_duplicates
+    assert report.rows_in - dropped == report.rows_out
     assert report.dropped_missing_target == len(rows["no_target"])
     assert 150.0 not in set(cleaned["age"])
     assert "Astronaut" not in set(cleaned["wrkstat"].dropna())
@@ -345,7 +351,9 @@ def test_stratified_split_is_reproducible_for_a_seed(
         second = split_data.fn(cleaned, stratified)
     for a, b in zip(first, second, strict=True):
         pd.testing.assert_frame_equal(a, b)
-    other_seed = _config(small_parquet, split={"strategy": "stratified", "test_share": 0.25, "seed": 4})
+    other_seed = _config(
+        small_parquet, split={"strategy": "stratified", "test_share": 0.25, "seed": 4}
+    )
     _, other_test = data.split(cleaned, other_seed)
     assert not other_test.equals(first[1])
 
@@ -407,11 +415,41 @@ def test_profile_of_an_all_missing_column(table: pd.DataFrame) -> None:
     assert "mean" not in entry
 
 
-def test_features_and_target_follow_the_config(
-    table: pd.DataFrame, config: PipelineConfig
-) -> None:
+def test_features_and_target_follow_the_config(table: pd.DataFrame, config: PipelineConfig) -> None:
     X, y = data.features_and_target(table, config)
     assert list(X.columns) == config.features.all
     assert y.name == config.target
     assert "year" not in X.columns
     assert "gender" not in X.columns
+
+
+# --- known bugs ----------------------------------------------------------------------------
+
+
+def test_numeric_category_codes_with_a_blank_match_their_allowed_values(
+    tmp_path: Path, small_parquet: Path
+) -> None:
+    raw_columns = demo_config_dict()["columns"]
+    raw_columns["region"] = {
+        "type": "categorical",
+        "allowed": ["1", "2", "3"],
+        "max_missing_share": 0.5,
+    }
+    features = demo_config_dict()["features"]
+    features["categorical"].append("region")
+    csv = tmp_path / "codes.csv"
+    config = _config(csv, columns=raw_columns, features=features)
+    table = pd.read_parquet(small_parquet)
+    table["region"] = np.resize(np.array([1, 2, 3, None], dtype=object), len(table))
+    table.to_csv(csv, index=False)
+    loaded = data.load_table(config, csv)
+    assert data.validation_violations(loaded, config) == []
+
+
+def test_a_small_invalid_share_is_not_shown_as_zero(
+    table: pd.DataFrame, config: PipelineConfig
+) -> None:
+    bad = table.assign(age=table["age"].astype(object))
+    bad.loc[bad.index[0], "age"] = "abc"
+    (message,) = data.validation_violations(bad, config)
+    assert "0.0% of values are invalid" not in message

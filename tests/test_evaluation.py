@@ -196,7 +196,9 @@ def test_one_class_rows_give_nan_not_a_made_up_number() -> None:
 
 def test_no_rows_give_nan() -> None:
     empty = np.zeros(len(Y), dtype=bool)
-    assert math.isnan(metric_value("roc_auc", Y[empty], _binary_outputs().subset(empty), _binary_config()))
+    assert math.isnan(
+        metric_value("roc_auc", Y[empty], _binary_outputs().subset(empty), _binary_config())
+    )
 
 
 def test_json_ready_turns_nan_and_numpy_into_json() -> None:
@@ -256,6 +258,11 @@ def test_slice_metrics_per_value_with_small_slices_marked() -> None:
     assert json_ready(male)["roc_auc"] is None
     assert by_key[("educcat", "(missing)")]["rows"] == 26
     assert sum(r["rows"] for r in rows if r["column"] == "educcat") == len(holdout)
+
+    # A slice exactly at the minimum counts as enough.
+    at_minimum = _binary_config(slices=["gender"], min_slice_rows=n_small)
+    marks = {r["value"]: r["enough_rows"] for r in slice_metrics(holdout, outputs, at_minimum)}
+    assert marks == {"Female": True, "Male": True}
 
 
 def test_compare_is_challenger_minus_champion() -> None:

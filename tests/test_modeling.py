@@ -194,9 +194,7 @@ def test_search_on_a_lower_is_better_metric_picks_the_smallest(
     small_parquet: Path, frames: dict[str, pd.DataFrame]
 ) -> None:
     evaluation = {"primary_metric": "log_loss", "positive_class": 1}
-    config = _config(
-        small_parquet, _search_model(cv=2), evaluation=evaluation, gate={"floors": {}}
-    )
+    config = _config(small_parquet, _search_model(cv=2), evaluation=evaluation, gate={"floors": {}})
     assert not config.maximize
     X, y = _xy(frames["old"], config)
     result = modeling.train(config, X, y)
@@ -314,9 +312,7 @@ def test_fine_tune_without_warm_start_or_partial_fit_is_refused(
         ("sklearn.linear_model.Ridge", ["Ridge", "not a classifier"]),
     ],
 )
-def test_unusable_estimators_are_refused(
-    small_parquet: Path, path: str, words: list[str]
-) -> None:
+def test_unusable_estimators_are_refused(small_parquet: Path, path: str, words: list[str]) -> None:
     config = _config(small_parquet, {"estimator": path})
     with pytest.raises(EstimatorError) as info:
         modeling.build_pipeline(config)
@@ -372,3 +368,28 @@ def test_regression_with_ridge_trains_and_evaluates(
     # A model worth its name beats predicting the training mean.
     baseline = math.sqrt(float(np.mean((truth - y_train.mean()) ** 2)))
     assert metrics["rmse"] < baseline
+
+
+# --- known bugs ----------------------------------------------------------------------------
+
+
+def test_invalid_search_candidate_is_an_estimator_error(
+    small_parquet: Path, frames: dict[str, pd.DataFrame]
+) -> None:
+    model = {**_hgb(), "search": {"space": {"learning_rate": [-1.0, 0.1]}, "cv": 2}}
+    config = _config(small_parquet, model)
+    with pytest.raises(EstimatorError, match="learning_rate"):
+        modeling.train(config, *_xy(frames["old"], config))
+
+
+def test_probability_metric_with_an_estimator_without_predict_proba_is_refused(
+    small_parquet: Path, frames: dict[str, pd.DataFrame]
+) -> None:
+    from modelcycle.errors import ModelcycleError
+
+    config = _config(small_parquet, {"estimator": "sklearn.svm.LinearSVC"})
+    assert config.evaluation.primary_metric == "roc_auc"
+    X, y = _xy(frames["old"], config)
+    with pytest.raises(ModelcycleError, match="predict_proba"):
+        pipeline = modeling.train(config, X, y).pipeline
+        compute_metrics(y, predict_outputs(pipeline, X, config), config)
