@@ -25,8 +25,8 @@ config_app = typer.Typer(help="Pipeline configuration files.", no_args_is_help=T
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)  # long paths and hashes stay whole
+errors = Console(stderr=True, soft_wrap=True)
 
 DEMO_CONFIG = "configs/demo.yaml"
 # Survey years the demo's second run fine-tunes on; later years stay unseen for monitoring.
@@ -35,9 +35,9 @@ DEMO_FINE_TUNE_YEARS = (2002.0, 2006.0)
 
 def _fail(message: str) -> None:
     first, _, rest = message.partition("\n")
-    errors.print(f"[bold red]error:[/] {first}", highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {first}", highlight=False)
     if rest:
-        errors.print(rest, highlight=False, soft_wrap=True)
+        errors.print(rest, highlight=False)
     raise typer.Exit(code=1)
 
 
@@ -74,7 +74,7 @@ def _print_outcome(outcome: dict[str, Any]) -> None:
         console.print(
             f"champion v{outcome['parent_version']} on the same holdout rows: {metric} {old:.4f}"
         )
-    console.print(f"run folder: {outcome['run_folder']}", highlight=False, soft_wrap=True)
+    console.print(f"run folder: {outcome['run_folder']}", highlight=False)
 
 
 @app.command()
