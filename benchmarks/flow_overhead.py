@@ -18,6 +18,8 @@ beside it. A JSON file with every measurement goes to `benchmarks/results/`.
 
 `--profile` adds one cProfile run of each variant per dataset (not counted in the timings)
 and prints where the main thread's time goes, by package, and Prefect's costliest calls.
+`--omp-threads 1` keeps OpenMP (HistGradientBoosting) steady on a busy machine; `--warmup`,
+`--no-heartbeat` and `--flow-env KEY=VALUE` are experiments. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
     with steps("load-config"):
         loaded = load_config(config_path)
         config = apply_overrides(loaded, overrides, f"{config_path} (with run overrides)")
+        modeling.build_pipeline(config)  # the task checks the estimator before reading data
     with steps("load-champion"):
         record = Registry(settings.registry_url).champion(config.name)
         champion = None
@@ -154,6 +157,13 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
 
     with steps("train-model"):
         X, y = features_and_target(train, config)
+        search = config.model.search
+        log.info(
+            "Training %s on %d rows%s",
+            config.model.estimator,
+            len(X),
+            f" with a search over {search.space} ({search.cv}-fold CV)" if search else "",
+        )
         result = modeling.train(config, X, y)
         log.info("Trained %s with %s", config.model.estimator, result.best_params)
 
@@ -237,8 +247,8 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
             code_version=lineage["code_version"],
             package_versions=lineage["package_versions"],
             parent_version=parent,
-            metrics=metrics,
-            gate=decision,
+            metrics=json_ready(metrics),
+            gate=json_ready(decision),
             status=status,
             actor=ACTOR,
             reason=reason,
@@ -316,6 +326,16 @@ def _start_ephemeral_server() -> Any:
     return server
 
 
+def _heartbeats_off() -> Any:
+    """An experiment, not the default: no heartbeat thread (the env var cannot go below 30 s).
+
+    Its `join` at the end of the flow waits for the thread's current 1 s sleep to end.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
 def _flow_run_records(flow_run_id: Any) -> dict[str, Any]:
     """Prefect's own view of the run: flow and task durations as the engine reported them."""
     from prefect import get_client
@@ -373,24 +393,36 @@ def run_worker(args: argparse.Namespace) -> None:
     server_pid = server.server_process.pid if server and server.server_process else None
     server_cpu_before = _proc_cpu_seconds(server_pid) if server_pid else None
 
+    def run_pipeline(steps: StepTimer) -> tuple[dict[str, Any], Any]:
+        if args.worker == "plain":
+            return plain_pipeline(args.config, args.skip_search, steps), None
+        overrides = TrainingOverrides(skip_search=True) if args.skip_search else None
+        with _heartbeats_off() if args.no_heartbeat else contextlib.nullcontext():
+            state = training(
+                config_path=args.config,
+                mode=TrainingMode.scratch,
+                overrides=overrides,
+                actor=ACTOR,
+                return_state=True,
+            )
+        return state.result(), state
+
+    if args.warmup_home:
+        # A first, untimed run into another home: what a long-lived process pays per run.
+        measured_home = os.environ["MODELCYCLE_HOME"]
+        os.environ["MODELCYCLE_HOME"] = args.warmup_home
+        warm_start = time.perf_counter()
+        run_pipeline(StepTimer())
+        record["warmup_seconds"] = time.perf_counter() - warm_start
+        os.environ["MODELCYCLE_HOME"] = measured_home
+
     profiler = cProfile.Profile() if args.profile_out else None
     steps = StepTimer()
     cpu_before = _cpu_seconds()
     if profiler:
         profiler.enable()
     start = time.perf_counter()
-    if args.worker == "flow":
-        overrides = TrainingOverrides(skip_search=True) if args.skip_search else None
-        state = training(
-            config_path=args.config,
-            mode=TrainingMode.scratch,
-            overrides=overrides,
-            actor=ACTOR,
-            return_state=True,
-        )
-        outcome = state.result()
-    else:
-        outcome = plain_pipeline(args.config, args.skip_search, steps)
+    outcome, state = run_pipeline(steps)
     record["pipeline_seconds"] = time.perf_counter() - start
     if profiler:
         profiler.disable()
@@ -543,11 +575,22 @@ def prepare_demo_file(folder: Path) -> Path:
     return ensure_demo_file(folder)
 
 
+def _cli_process_defaults() -> dict[str, str]:
+    """What `modelcycle.runtime` sets before the CLI runs a flow (e.g. OMP_WAIT_POLICY)."""
+    from modelcycle import runtime
+
+    defaults = getattr(runtime, "PROCESS_DEFAULTS", None)
+    return dict(defaults if defaults is not None else getattr(runtime, "OFFLINE_DEFAULTS", {}))
+
+
 def _worker_env(home: Path, prefect_home: Path, extra: dict[str, str]) -> dict[str, str]:
+    """The CLI's process defaults for both variants, fresh homes, no inherited Prefect state."""
     env = dict(os.environ)
     for key in list(env):
         if key.startswith(("PREFECT_", "MODELCYCLE_")):
             del env[key]  # unsets PREFECT_API_URL and anything else inherited
+    for key, value in _cli_process_defaults().items():
+        env.setdefault(key, value)
     env.update(PREFECT_ENV)
     env["PREFECT_HOME"] = str(prefect_home)
     env["MODELCYCLE_HOME"] = str(home)
@@ -561,16 +604,20 @@ def run_variant(
     dataset: dict[str, Any],
     workdir: Path,
     tag: str,
-    extra_env: dict[str, str],
+    options: dict[str, Any],
     profile_out: Path | None = None,
 ) -> dict[str, Any]:
     """One subprocess, fresh homes; returns the worker's record plus the total wall time."""
     home = workdir / f"home-{tag}"
     prefect_home = workdir / f"prefect-{tag}"
     prefect_home.mkdir(parents=True)
+    homes = [home]
+    if options["warmup"]:
+        homes.append(workdir / f"home-{tag}-warmup")
     if dataset["demo_file"] is not None:
-        (home / "data").mkdir(parents=True)
-        shutil.copy2(dataset["demo_file"], home / "data" / dataset["demo_file"].name)
+        for folder in homes:
+            (folder / "data").mkdir(parents=True)
+            shutil.copy2(dataset["demo_file"], folder / "data" / dataset["demo_file"].name)
     result_path = workdir / f"result-{tag}.json"
     command = [
         sys.executable,
@@ -584,6 +631,13 @@ def run_variant(
     ]
     if dataset["skip_search"]:
         command.append("--skip-search")
+    if options["warmup"]:
+        command += ["--warmup-home", str(homes[-1])]
+    env = dict(options["env"])
+    if variant == "flow":
+        env.update(options["flow_env"])
+        if options["no_heartbeat"]:
+            command.append("--no-heartbeat")
     if profile_out is not None:
         command += ["--profile-out", str(profile_out)]
     log_path = workdir / f"log-{tag}.txt"
@@ -593,7 +647,7 @@ def run_variant(
         completed = subprocess.run(
             command,
             cwd=REPO,
-            env=_worker_env(home, prefect_home, extra_env),
+            env=_worker_env(home, prefect_home, env),
             stdout=log,
             stderr=subprocess.STDOUT,
             timeout=WORKER_TIMEOUT_S,
@@ -863,7 +917,9 @@ def print_profile(name: str, variant: str, path: Path) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="demo,1m", help="Comma list of: demo, 1m.")
+    parser.add_argument(
+        "--sizes", default="demo,1m", help="Comma list of: demo, demo-nosearch, 1m."
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="Rows of the '1m' table.")
     parser.add_argument(
         "--repeat", type=int, default=None, help="Repeats per dataset (default: demo 3, 1m 1)."
@@ -882,6 +938,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="Set OMP_NUM_THREADS in both workers (default: unset, the libraries decide).",
     )
+    parser.add_argument(
+        "--flow-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Extra environment for the flow worker only, to try a Prefect setting "
+        "(e.g. PREFECT_LOGGING_TO_API_ENABLED=false). Repeatable.",
+    )
+    parser.add_argument(
+        "--no-heartbeat",
+        action="store_true",
+        help="Experiment: run the flow with Prefect's flow-run heartbeats off.",
+    )
+    parser.add_argument(
+        "--warmup",
+        action="store_true",
+        help="Run the pipeline once, untimed, in each worker first (into another fresh home): "
+        "the per-run cost in a long-lived process, without first-call and cold-server costs.",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--keep-temp", action="store_true", help="Keep homes, logs and data.")
     # Worker mode (internal).
@@ -890,6 +965,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
     parser.add_argument("--prepare", choices=["demo", "synthetic"], help=argparse.SUPPRESS)
+    parser.add_argument("--warmup-home", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -912,15 +988,16 @@ def _prepare_in_subprocess(arguments: list[str]) -> str:
 
 def _datasets(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    unknown = sorted(set(sizes) - {"demo", "1m"})
+    unknown = sorted(set(sizes) - {"demo", "demo-nosearch", "1m"})
     if unknown:
-        raise SystemExit(f"--sizes: unknown {unknown}; use demo and/or 1m")
+        raise SystemExit(f"--sizes: unknown {unknown}; use demo, demo-nosearch and/or 1m")
     datasets = []
-    if "demo" in sizes:
+    if "demo" in sizes or "demo-nosearch" in sizes:
         demo_file = Path(_prepare_in_subprocess(["--prepare", "demo", "--out", str(workdir)]))
         base = {"config": DEMO_CONFIG, "demo_file": demo_file, "rows": None}
-        datasets.append({**base, "name": "demo", "skip_search": False})
-        if args.skip_search:
+        if "demo" in sizes:
+            datasets.append({**base, "name": "demo", "skip_search": False})
+        if "demo-nosearch" in sizes or ("demo" in sizes and args.skip_search):
             datasets.append({**base, "name": "demo-nosearch", "skip_search": True})
     if "1m" in sizes:
         started = time.perf_counter()
@@ -962,7 +1039,14 @@ def main(argv: list[str] | None = None) -> None:
             "note: the machine is busy. HistGradientBoosting's OpenMP threads slow down "
             "badly when they must share cores; --omp-threads 1 makes the comparison steadier."
         )
-    extra_env = {} if args.omp_threads is None else {"OMP_NUM_THREADS": str(args.omp_threads)}
+    options: dict[str, Any] = {
+        "env": {} if args.omp_threads is None else {"OMP_NUM_THREADS": str(args.omp_threads)},
+        "flow_env": dict(item.split("=", 1) for item in args.flow_env),
+        "no_heartbeat": args.no_heartbeat,
+        "warmup": args.warmup,
+    }
+    if any(options.values()):
+        print(f"worker options: {options}")
     workdir = Path(tempfile.mkdtemp(prefix="modelcycle-bench-"))
     report: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -973,7 +1057,8 @@ def main(argv: list[str] | None = None) -> None:
             "cpus": os.cpu_count(),
         },
         "loadavg_start": loadavg_start,
-        "worker_env": extra_env,
+        "worker_options": options,
+        "worker_process_defaults": _cli_process_defaults(),
         "datasets": [],
     }
     try:
@@ -988,7 +1073,7 @@ def main(argv: list[str] | None = None) -> None:
                 order = ("plain", "flow") if i % 2 == 0 else ("flow", "plain")
                 for variant in order:
                     record = run_variant(
-                        variant, dataset, workdir, f"{name}-{variant}-{i}", extra_env
+                        variant, dataset, workdir, f"{name}-{variant}-{i}", options
                     )
                     (plain if variant == "plain" else flow).append(record)
                     print(
@@ -1010,7 +1095,7 @@ def main(argv: list[str] | None = None) -> None:
                     stamp = started_at.strftime("%Y%m%d-%H%M%S")
                     prof = args.results_dir / f"flow_overhead-{stamp}-{name}-{variant}.prof"
                     run_variant(
-                        variant, dataset, workdir, f"{name}-{variant}-profile", extra_env, prof
+                        variant, dataset, workdir, f"{name}-{variant}-profile", options, prof
                     )
                     profiles[variant] = str(prof)
                 summary["profiles"] = profiles
