@@ -110,6 +110,28 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def run_lineage(
+    resolved_config: Mapping[str, Any],
+    fingerprints: Mapping[str, str],
+    source: str,
+    mode: str,
+    parent_version: int | None,
+    run_id: str,
+) -> dict[str, Any]:
+    """Everything a version was made from, as the manifest and the registry record it."""
+    return {
+        "config": dict(resolved_config),
+        "config_hash": config_hash(resolved_config),
+        "code_version": code_version(),
+        "package_versions": package_versions(),
+        "data_fingerprints": dict(fingerprints),
+        "data_source": source,
+        "training_mode": mode,
+        "parent_version": parent_version,
+        "flow_run_id": run_id,
+    }
+
+
 def fingerprint_frame(df: pd.DataFrame) -> str:
     """SHA-256 of a frame's content: names, dtypes, values and row order, not its index.
 

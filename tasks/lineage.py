@@ -8,7 +8,7 @@ from prefect import task
 from sklearn.pipeline import Pipeline
 
 from modelcycle.config import PipelineConfig
-from modelcycle.lineage import code_version, config_hash, package_versions
+from modelcycle.lineage import run_lineage
 from modelcycle.model_io import dump_model, sha256_bytes
 from tasks.common import TASK_OPTIONS
 
@@ -23,17 +23,7 @@ def record_lineage(
     flow_run_id: str,
 ) -> dict[str, Any]:
     resolved = config.model_dump(mode="json")
-    return {
-        "config": resolved,
-        "config_hash": config_hash(resolved),
-        "code_version": code_version(),
-        "package_versions": package_versions(),
-        "data_fingerprints": fingerprints,
-        "data_source": source,
-        "training_mode": mode,
-        "parent_version": parent_version,
-        "flow_run_id": flow_run_id,
-    }
+    return run_lineage(resolved, fingerprints, source, mode, parent_version, flow_run_id)
 
 
 @task(name="serialize-model", **TASK_OPTIONS)
