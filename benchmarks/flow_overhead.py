@@ -104,7 +104,7 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
     from modelcycle.data import features_and_target
     from modelcycle.evaluation import json_ready
     from modelcycle.gate import decide
-    from modelcycle.lineage import code_version, config_hash, fingerprint_frame, package_versions
+    from modelcycle.lineage import fingerprint_frame, run_lineage
     from modelcycle.model_io import dump_model, load_model, sha256_bytes
     from modelcycle.registry import Registry, VersionStatus
     from modelcycle.report import metrics_rows, training_summary
@@ -186,18 +186,9 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
         decision = decide(metrics, config).to_dict()
 
     with steps("record-lineage"):
-        resolved = config.model_dump(mode="json")
-        lineage = {
-            "config": resolved,
-            "config_hash": config_hash(resolved),
-            "code_version": code_version(),
-            "package_versions": package_versions(),
-            "data_fingerprints": fingerprints,
-            "data_source": source,
-            "training_mode": mode,
-            "parent_version": parent,
-            "flow_run_id": run_id,
-        }
+        lineage = run_lineage(
+            config.model_dump(mode="json"), fingerprints, source, mode, parent, run_id
+        )
     with steps("serialize-model"):
         model_bytes = dump_model(result.pipeline)
         model_sha256 = sha256_bytes(model_bytes)
@@ -592,10 +583,13 @@ def _worker_env(home: Path, prefect_home: Path, extra: dict[str, str]) -> dict[s
     for key, value in _cli_process_defaults().items():
         env.setdefault(key, value)
     env.update(PREFECT_ENV)
+    for key, value in extra.items():
+        if value == "":
+            env.pop(key, None)  # "" means: leave it to the library's default
     env["PREFECT_HOME"] = str(prefect_home)
     env["MODELCYCLE_HOME"] = str(home)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.update(extra)
+    env.update({key: value for key, value in extra.items() if value != ""})
     return env
 
 
@@ -939,6 +933,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Set OMP_NUM_THREADS in both workers (default: unset, the libraries decide).",
     )
     parser.add_argument(
+        "--omp-wait-policy",
+        choices=["default", "active", "passive"],
+        default=None,
+        help="OMP_WAIT_POLICY in both workers (default: what modelcycle.runtime sets for the "
+        "CLI; 'default' removes it, leaving libgomp's spin-then-sleep).",
+    )
+    parser.add_argument(
         "--flow-env",
         action="append",
         default=[],
@@ -1039,8 +1040,14 @@ def main(argv: list[str] | None = None) -> None:
             "note: the machine is busy. HistGradientBoosting's OpenMP threads slow down "
             "badly when they must share cores; --omp-threads 1 makes the comparison steadier."
         )
+    both_env: dict[str, str] = {}
+    if args.omp_threads is not None:
+        both_env["OMP_NUM_THREADS"] = str(args.omp_threads)
+    if args.omp_wait_policy is not None:
+        policy = args.omp_wait_policy
+        both_env["OMP_WAIT_POLICY"] = "" if policy == "default" else policy.upper()
     options: dict[str, Any] = {
-        "env": {} if args.omp_threads is None else {"OMP_NUM_THREADS": str(args.omp_threads)},
+        "env": both_env,
         "flow_env": dict(item.split("=", 1) for item in args.flow_env),
         "no_heartbeat": args.no_heartbeat,
         "warmup": args.warmup,
