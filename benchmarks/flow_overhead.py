@@ -164,7 +164,7 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
             len(X),
             f" with a search over {search.space} ({search.cv}-fold CV)" if search else "",
         )
-        result = modeling.train(config, X, y)
+        result = modeling.train(config, X, y, get_settings().training_threads)
         log.info("Trained %s with %s", config.model.estimator, result.best_params)
 
     with steps("evaluate-model"):

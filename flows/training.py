@@ -63,9 +63,9 @@ def training(
     profile = profile_data(train, test)
 
     if mode is TrainingMode.fine_tune:
-        result = fine_tune_model(champion.pipeline, train, config)
+        result = fine_tune_model(champion.pipeline, train, config, settings.training_threads)
     else:
-        result = train_model(train, config)
+        result = train_model(train, config, settings.training_threads)
 
     evaluated = evaluate_model(result.pipeline, test, config)
     champion_metrics = score_champion(champion.pipeline, test, config) if champion else None

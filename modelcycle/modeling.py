@@ -10,6 +10,7 @@ import copy
 import importlib
 import inspect
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from modelcycle.config import PipelineConfig
 from modelcycle.errors import EstimatorError
@@ -201,8 +203,20 @@ def _search_table(search: GridSearchCV | RandomizedSearchCV, maximize: bool) -> 
     ).sort_values("rank", kind="stable")
 
 
-def train(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) -> TrainResult:
+def _threads(limit: int | None) -> AbstractContextManager[Any]:
+    """Cap native thread pools (OpenMP, BLAS) during a fit; None leaves the libraries' default."""
+    return nullcontext() if limit is None else threadpool_limits(limits=limit)
+
+
+def train(
+    config: PipelineConfig, X: pd.DataFrame, y: pd.Series, threads: int | None = None
+) -> TrainResult:
     """Fit from scratch, through the configured search when there is one; deterministic per seed."""
+    with _threads(threads):
+        return _train(config, X, y)
+
+
+def _train(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) -> TrainResult:
     pipeline = build_pipeline(config)
     if config.model.search is None:
         try:
@@ -230,9 +244,20 @@ def supports_fine_tune(estimator: BaseEstimator) -> bool:
 
 
 def fine_tune(
-    champion: Pipeline, config: PipelineConfig, X: pd.DataFrame, y: pd.Series
+    champion: Pipeline,
+    config: PipelineConfig,
+    X: pd.DataFrame,
+    y: pd.Series,
+    threads: int | None = None,
 ) -> Pipeline:
     """Continue the champion's estimator on new rows; its fitted preprocessing is kept as it is."""
+    with _threads(threads):
+        return _fine_tune(champion, config, X, y)
+
+
+def _fine_tune(
+    champion: Pipeline, config: PipelineConfig, X: pd.DataFrame, y: pd.Series
+) -> Pipeline:
     tuned = copy.deepcopy(champion)
     preprocess, estimator = tuned[:-1], tuned.steps[-1][1]
     if not supports_fine_tune(estimator):

@@ -1,8 +1,7 @@
 """Process environment for Prefect, set before Prefect is first imported.
 
-Prefect reads its settings at import, and OpenMP reads its own when scikit-learn loads, so the
-CLI calls `prepare_prefect_env()` first and imports flows afterwards. Values a user already
-exported are left alone.
+Prefect reads its settings at import, so the CLI calls `prepare_prefect_env()` first and
+imports flows afterwards. Values a user already exported are left alone.
 """
 
 from __future__ import annotations
@@ -17,9 +16,6 @@ PROCESS_DEFAULTS = {
     "DO_NOT_TRACK": "1",
     # A fresh SQLite database on 2 cores takes 10-18 s; the default 20 s was hit once.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    # OpenMP threads (HistGradientBoosting) spin while they wait; beside Prefect's own threads
-    # on 2 cores that made a flow's training 3x slower. Must be set before sklearn loads.
-    "OMP_WAIT_POLICY": "PASSIVE",
 }
 
 

@@ -14,7 +14,7 @@ from tasks.common import TASK_OPTIONS
 
 
 @task(name="train-model", **TASK_OPTIONS)
-def train_model(train: pd.DataFrame, config: PipelineConfig) -> TrainResult:
+def train_model(train: pd.DataFrame, config: PipelineConfig, threads: int) -> TrainResult:
     X, y = features_and_target(train, config)
     search = config.model.search
     get_run_logger().info(
@@ -23,14 +23,16 @@ def train_model(train: pd.DataFrame, config: PipelineConfig) -> TrainResult:
         len(X),
         f" with a search over {search.space} ({search.cv}-fold CV)" if search else "",
     )
-    result = modeling.train(config, X, y)
+    result = modeling.train(config, X, y, threads)
     get_run_logger().info("Trained %s with %s", config.model.estimator, result.best_params)
     return result
 
 
 @task(name="fine-tune-model", **TASK_OPTIONS)
-def fine_tune_model(champion: Pipeline, train: pd.DataFrame, config: PipelineConfig) -> TrainResult:
+def fine_tune_model(
+    champion: Pipeline, train: pd.DataFrame, config: PipelineConfig, threads: int
+) -> TrainResult:
     X, y = features_and_target(train, config)
-    tuned = modeling.fine_tune(champion, config, X, y)
+    tuned = modeling.fine_tune(champion, config, X, y, threads)
     get_run_logger().info("Fine-tuned the champion on %d new rows", len(X))
     return TrainResult(tuned, tuned.steps[-1][1].get_params(), None)

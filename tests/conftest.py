@@ -23,7 +23,6 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["DO_NOT_TRACK"] = "1"
     os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see modelcycle/runtime.py
     os.environ.pop("PREFECT_API_URL", None)
     os.environ.pop("MODELCYCLE_REGISTRY_URL", None)
     os.environ.pop("MODELCYCLE_ARTIFACT_STORE", None)

@@ -146,7 +146,7 @@ def test_train_task_matches_the_function(
 ) -> None:
     config = _config(small_parquet, _hgb())
     with disable_run_logger():
-        result = train_model.fn(frames["old"], config)
+        result = train_model.fn(frames["old"], config, 1)
     X, y = _xy(frames["old"], config)
     assert dump_model(result.pipeline) == dump_model(modeling.train(config, X, y).pipeline)
     assert result.search_results is None
@@ -258,7 +258,7 @@ def test_fine_tune_task_reports_the_tuned_estimator_params(
     config = _config(small_parquet, _hgb())
     champion = modeling.train(config, *_xy(frames["old"], config)).pipeline
     with disable_run_logger():
-        result = fine_tune_model.fn(champion, frames["new"], config)
+        result = fine_tune_model.fn(champion, frames["new"], config, 1)
     assert result.best_params["max_iter"] == 20 + 7
     assert result.search_results is None
 
