@@ -172,7 +172,7 @@ def _column_violations(column: str, values: pd.Series, config: PipelineConfig) -
     violations = []
     if missing_share > schema.max_missing_share:
         violations.append(
-            f"column {column!r}: {int(values.isna().sum())} of {rows} values "
+            f"column {column!r}: {found.missing} of {rows} values "
             f"({missing_share:.2%}) are missing, more than max_missing_share "
             f"{schema.max_missing_share:.2%}"
         )

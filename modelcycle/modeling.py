@@ -53,10 +53,17 @@ def resolve_estimator(path: str, config: PipelineConfig | None = None) -> type[B
     return estimator
 
 
-def _check_task(estimator: type[BaseEstimator], path: str, config: PipelineConfig) -> None:
+def _default_instance(estimator: type[BaseEstimator]) -> BaseEstimator | None:
+    """An instance with default parameters, or None when the class needs arguments."""
     try:
-        instance = estimator()
+        return estimator()
     except TypeError:
+        return None
+
+
+def _check_task(estimator: type[BaseEstimator], path: str, config: PipelineConfig) -> None:
+    instance = _default_instance(estimator)
+    if instance is None:
         return  # needs arguments; fitting will tell
     if config.task.is_classification and not is_classifier(instance):
         raise EstimatorError(f"model.estimator: {path!r} is not a classifier (task {config.task})")
@@ -101,7 +108,8 @@ def _preprocessing(config: PipelineConfig) -> ColumnTransformer:
 def estimator_params(config: PipelineConfig, estimator: type[BaseEstimator]) -> dict[str, Any]:
     """The configured parameters, plus the split seed as random_state if the estimator has one."""
     params = dict(config.model.params)
-    accepted = estimator().get_params() if _constructible(estimator) else {}
+    instance = _default_instance(estimator)
+    accepted = instance.get_params() if instance is not None else {}
     unknown = sorted(set(params) - set(accepted)) if accepted else []
     if unknown:
         raise EstimatorError(
@@ -110,14 +118,6 @@ def estimator_params(config: PipelineConfig, estimator: type[BaseEstimator]) -> 
     if "random_state" in accepted and params.get("random_state") is None:
         params["random_state"] = config.split.seed
     return params
-
-
-def _constructible(estimator: type[BaseEstimator]) -> bool:
-    try:
-        estimator()
-    except TypeError:
-        return False
-    return True
 
 
 def build_pipeline(config: PipelineConfig) -> Pipeline:
