@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from modelcycle.config import TrainingOverrides
+from modelcycle.config import ConfigPath, TrainingOverrides
 from modelcycle.report import training_summary
 from modelcycle.settings import get_settings
 from tasks.artifacts import MODEL_FILE, RunContents, publish_report, write_run_folder
@@ -36,7 +36,7 @@ class TrainingMode(StrEnum):
     name="training", description="Train (or fine-tune) a model, gate it, register it, promote it."
 )
 def training(
-    config_path: str = "configs/demo.yaml",
+    config_path: ConfigPath = "configs/demo.yaml",
     mode: TrainingMode = TrainingMode.scratch,
     overrides: TrainingOverrides | None = None,
     actor: str = "training-flow",

@@ -23,8 +23,14 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Read the model registry.", no_args_is_help=True)
 config_app = typer.Typer(help="Pipeline configuration files.", no_args_is_help=True)
+service_app = typer.Typer(
+    help="A local Prefect server, work pool, deployments and worker, through Prefect's own "
+    "commands (each one is printed).",
+    no_args_is_help=True,
+)
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
+app.add_typer(service_app, name="service")
 
 console = Console(soft_wrap=True)  # long paths and hashes stay whole
 errors = Console(stderr=True, soft_wrap=True)
@@ -54,6 +60,7 @@ def _run_training(config_path: str, mode: str, overrides: dict[str, Any] | None)
     from modelcycle.runtime import prepare_prefect_env
 
     parsed = TrainingOverrides.model_validate(overrides or {})
+    _check_configured_server()
     prepare_prefect_env()
     from flows.training import TrainingMode, training
     from tasks.data import load_pipeline_config
@@ -61,6 +68,17 @@ def _run_training(config_path: str, mode: str, overrides: dict[str, Any] | None)
     load_pipeline_config.fn(config_path, parsed)  # fail here, before a flow run exists
     with _embedded_server_settings():
         return training(config_path=config_path, mode=TrainingMode(mode), overrides=parsed)
+
+
+def _check_configured_server() -> None:
+    """A server named by PREFECT_API_URL must answer before a run is attempted."""
+    import os
+
+    from modelcycle.service import check_server
+
+    api_url = os.environ.get("PREFECT_API_URL")
+    if api_url:
+        check_server(api_url)
 
 
 def _embedded_server_settings() -> AbstractContextManager[Any]:
@@ -211,6 +229,62 @@ def config_validate(path: Annotated[Path, typer.Argument(help="Pipeline config Y
     except ModelcycleError as exc:
         _fail(str(exc))
     console.print(f"{path}: valid ({config.name}, {config.task})", highlight=False)
+
+
+def _service(port: int):
+    from modelcycle.service import Service
+    from modelcycle.settings import get_settings
+
+    return Service(get_settings().home / "service", port)
+
+
+PortOption = Annotated[int, typer.Option(help="Loopback port of the Prefect server and UI.")]
+
+
+@service_app.command("up")
+def service_up(
+    port: PortOption = 4200,
+    worker: Annotated[bool, typer.Option(help="Also start a process worker.")] = True,
+) -> None:
+    """Start a Prefect server (its home under the state folder), create the work pool and the
+    crash automation, deploy everything in prefect.yaml, and start a worker."""
+    import os
+
+    from modelcycle.service import up
+
+    service = _service(port)
+    try:
+        up(service, os.environ, lambda line: console.print(line, highlight=False), worker)
+    except ModelcycleError as exc:
+        _fail(str(exc))
+    console.print(f"logs and process ids: {service.folder}", highlight=False)
+
+
+@service_app.command("status")
+def service_status(port: PortOption = 4200) -> None:
+    """Is the server (PREFECT_API_URL, or the local one on PORT) answering; are ours running?"""
+    import os
+
+    from modelcycle.service import check_server, recorded_pid
+
+    service = _service(port)
+    api_url = os.environ.get("PREFECT_API_URL") or service.api_url
+    try:
+        check_server(api_url)
+    except ModelcycleError as exc:
+        _fail(str(exc))
+    console.print(f"Prefect server at {api_url}: healthy", highlight=False)
+    for name in ("server", "worker"):
+        pid = recorded_pid(service, name)
+        console.print(f"{name} started here: {f'pid {pid}' if pid else 'not running'}")
+
+
+@service_app.command("down")
+def service_down(port: PortOption = 4200) -> None:
+    """Stop the worker and the server that `service up` started (by their process ids)."""
+    from modelcycle.service import down
+
+    down(_service(port), lambda line: console.print(line, highlight=False))
 
 
 def main() -> None:

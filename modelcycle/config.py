@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from modelcycle.errors import ConfigError
 
@@ -349,6 +356,24 @@ def load_config(path: str | Path) -> PipelineConfig:
 
 def config_json_schema() -> dict[str, Any]:
     return PipelineConfig.model_json_schema()
+
+
+def _existing_config(path: str) -> str:
+    """Checked when a flow's parameters are validated: a wrong path fails before any task runs."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: config file not found (relative to {Path.cwd()})")
+    return path
+
+
+ConfigPath = Annotated[
+    str,
+    Field(
+        pattern=r"\.(ya?ml|YA?ML)$",
+        description="A pipeline config YAML file, relative to the project folder.",
+    ),
+    AfterValidator(_existing_config),
+]
+"""A flow parameter naming a pipeline config: a YAML path (in the schema) that exists (on run)."""
 
 
 class TrainingOverrides(_Strict):

@@ -92,3 +92,34 @@ def small_config(tmp_path: Path, small_parquet: Path) -> Path:
     raw["model"].pop("search")
     raw["model"]["params"]["max_iter"] = 50
     return write_config(tmp_path, raw)
+
+
+def small_config_dict(small_parquet: Path) -> dict[str, Any]:
+    """The demo pipeline on the small sample without the search: seconds per run."""
+    raw = demo_config_dict()
+    raw["data"] = {"source": str(small_parquet), "time_range": {"end": 2000}}
+    raw["model"].pop("search")
+    raw["model"]["params"]["max_iter"] = 50
+    return raw
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory, small_parquet: Path):
+    """A real Prefect server with the project deployed and one worker, shared by the session.
+
+    `prefect server start` on a free loopback port with its own home, the process work pool,
+    the crash automation, `prefect --no-prompt deploy --all` from the repository root, and
+    `prefect worker start`. Stopped by process group id at the end of the session.
+    """
+    from live_prefect import POOL, live_service
+
+    root = tmp_path_factory.mktemp("live-prefect")
+    with live_service(root) as service:
+        service.prefect("work-pool", "create", POOL, "--type", "process")
+        service.prefect("automation", "create", "--from-file", "automations/crash-silent-runs.yaml")
+        service.prefect("--no-prompt", "deploy", "--all", timeout=300)
+        service.start_worker()
+        service.configs["small"] = write_config(
+            root, small_config_dict(small_parquet), "small.yaml"
+        )
+        yield service

@@ -1,0 +1,327 @@
+"""End to end against a real Prefect server: deploy -> schedule -> worker -> run -> records.
+
+One server, work pool and worker for the session (fixture `live` in conftest.py); runs use the
+4,000-row sample so each takes seconds. What is checked is what a user would look at: the
+deployments and schedules on the server, the flow run's final state, the registry rows, the
+run folder and its manifest, and the Prefect artifacts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import small_config_dict, write_config
+from live_prefect import BIN, REPO, LiveService, client, flow_run_id, wait_for, wait_for_state
+
+from modelcycle.registry import Registry
+from modelcycle.store import ArtifactStore
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+MODEL = "gss-income"
+DRIFT_EVENT = "modelcycle.model.drift-detected"
+SCHEDULED = {"retraining": "0 3 * * 1", "monitoring": "30 2 * * *"}
+DEPLOYMENTS = {
+    "training/training",
+    "training/retraining",
+    "monitoring/monitoring",
+    "promotion/promotion",
+    "rollback/rollback",
+    "retirement/retirement",
+}
+
+
+def _registry(live: LiveService) -> Registry:
+    return Registry(f"sqlite:///{live.state / 'registry.db'}")
+
+
+def _store(live: LiveService) -> ArtifactStore:
+    return ArtifactStore(str(live.state / "artifacts"))
+
+
+def _version_of_run(live: LiveService, run_id: str) -> Any:
+    versions = [v for v in _registry(live).list_versions(MODEL) if v.run_id == run_id]
+    return versions[0] if versions else None
+
+
+def _deployment(live: LiveService, name: str) -> Any:
+    with client(live) as api:
+        return api.read_deployment_by_name(name)
+
+
+def _runs_of(live: LiveService, deployment: str) -> list[Any]:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deployment_id = _deployment(live, deployment).id
+    with client(live) as api:
+        return api.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        )
+
+
+def _run_deployment(live: LiveService, name: str, **params: Any) -> str:
+    args = ["deployment", "run", name]
+    for key, value in params.items():
+        args += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    return flow_run_id(live.prefect(*args).stdout)
+
+
+def test_deploy_all_created_every_deployment_schedule_and_trigger(live: LiveService) -> None:
+    with client(live) as api:
+        deployments = {f"{d.flow_name}/{d.name}": d for d in _all_deployments(api)}
+        automations = {a.name: a for a in api.read_automations()}
+    assert set(deployments) == DEPLOYMENTS
+    for name, deployment in deployments.items():
+        assert deployment.enforce_parameter_schema, name
+        assert deployment.work_pool_name == "modelcycle-process", name
+        (step,) = deployment.pull_steps
+        directory = step["prefect.deployments.steps.set_working_directory"]["directory"]
+        assert Path(directory) == REPO, name
+        crons = sorted(s.schedule.cron for s in deployment.schedules)
+        short = name.split("/")[1]
+        assert crons == ([SCHEDULED[short]] if short in SCHEDULED else []), name
+    assert deployments["monitoring/monitoring"].parameters["latest_only"] is True
+    # The deployment trigger became an automation that runs the retraining deployment.
+    (drift,) = [a for a in automations.values() if a.trigger.expect == {DRIFT_EVENT}]
+    assert drift.actions[0].deployment_id == deployments["training/retraining"].id
+    assert "modelcycle-crash-silent-runs" in automations
+
+
+def _all_deployments(api: Any) -> list[Any]:
+    return api.read_deployments()
+
+
+def test_scheduler_created_upcoming_runs_for_both_schedules(live: LiveService) -> None:
+    def upcoming() -> bool:
+        return all(
+            any(r.state.type.value == "SCHEDULED" for r in _runs_of(live, f"{flow}/{name}"))
+            for flow, name in (("training", "retraining"), ("monitoring", "monitoring"))
+        )
+
+    wait_for(upcoming, 90, "the server's scheduler to create the scheduled runs", interval=2)
+
+
+def test_cli_run_with_override_is_run_by_the_worker_and_recorded(
+    live: LiveService, small_parquet: Path
+) -> None:
+    overrides = {"data_source": str(small_parquet), "seed": 7, "skip_search": True}
+    run_id = _run_deployment(live, "training/training", overrides=overrides)
+    run = wait_for_state(live, run_id, {"COMPLETED"})
+
+    # The deployment's defaults plus the override, as the server stored them.
+    assert run.parameters["config_path"] == "configs/demo.yaml"
+    assert run.parameters["overrides"]["seed"] == 7
+    version = _version_of_run(live, run_id)
+    assert version is not None, "the registry has no version for the run"
+    assert version.created_by == "ui-or-cli"
+    manifest = _store(live).read_manifest(MODEL, run_id)
+    assert manifest["config"]["split"]["seed"] == 7
+    assert _store(live).verify(MODEL, run_id) == []
+
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with client(live) as api:
+        artifacts = api.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
+    keys = {a.key for a in artifacts}
+    assert {f"{MODEL}-training-summary", f"{MODEL}-metrics", f"{MODEL}-run-folder"} <= keys
+    summary = next(a for a in artifacts if a.key == f"{MODEL}-training-summary")
+    assert f"v{version.version}" in summary.data
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "field"),
+    [
+        ("mode", "bogus", "mode"),
+        ("overrides", '{"seed": "abc"}', "overrides.seed"),
+        ("config_path", "configs/demo.txt", "config_path"),
+    ],
+)
+def test_wrong_parameter_from_the_cli_is_refused_before_a_run_exists(
+    live: LiveService, param: str, value: str, field: str
+) -> None:
+    before = len(_runs_of(live, "training/training"))
+    result = live.prefect(
+        "deployment", "run", "training/training", "--param", f"{param}={value}", check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"Validation failed for field '{field}'" in " ".join(output.split())
+    assert "Traceback" not in output
+    assert len(_runs_of(live, "training/training")) == before
+
+
+def test_config_path_that_does_not_exist_fails_before_any_task(live: LiveService) -> None:
+    run_id = _run_deployment(live, "training/training", config_path="configs/missing.yaml")
+    run = wait_for_state(live, run_id, {"FAILED"})
+    assert "config_path" in run.state.message
+    assert "configs/missing.yaml: config file not found" in run.state.message
+    with client(live) as api:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        tasks = api.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    assert tasks == []  # refused at parameter validation, before the first step
+    assert _version_of_run(live, run_id) is None
+    assert run_id not in _store(live).list_runs(MODEL)
+
+
+def _emit_drift_event(live: LiveService, config_path: Path, mode: str) -> None:
+    """Emitted the way the monitoring flow does, from another process, to the live server."""
+    payload = {
+        "model_name": MODEL,
+        "version": 1,
+        "window": "gss-2010.parquet",
+        "drifted_columns": ["age", "prestg10"],
+        "status": "drift",
+        "config_path": str(config_path),
+        "retrain_mode": mode,
+    }
+    script = (
+        "import json, sys\n"
+        "from prefect.events import emit_event\n"
+        "from prefect.events.clients import get_events_client\n"
+        f"emit_event(event={DRIFT_EVENT!r}, resource={{'prefect.resource.id': "
+        f"'modelcycle.model.{MODEL}', 'prefect.resource.name': {MODEL!r}}}, "
+        "payload=json.loads(sys.argv[1]))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, json.dumps(payload)],
+        env=live.env(),
+        cwd=REPO,
+        check=True,
+        timeout=60,
+    )
+
+
+def test_drift_event_starts_the_retraining_deployment(live: LiveService) -> None:
+    config = live.configs["small"]
+    _emit_drift_event(live, config, "scratch")
+
+    def triggered() -> Any:
+        runs = [
+            r
+            for r in _runs_of(live, "training/retraining")
+            if r.parameters.get("config_path") == str(config)
+        ]
+        return runs[0] if runs else None
+
+    run = wait_for(triggered, 60, "the drift automation to start a retraining run", interval=1)
+    assert run.created_by is not None and run.created_by.type == "AUTOMATION"
+    assert run.parameters["mode"] == "scratch"
+    wait_for_state(live, str(run.id), {"COMPLETED"})
+    version = _version_of_run(live, str(run.id))
+    assert version is not None
+    assert version.created_by == f"drift-event:{MODEL}"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes (any depth) of `pid`, from /proc; the worker's runs are its children."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _crash_config(live: LiveService, small_parquet: Path) -> Path:
+    """A search wide enough (27 fits) that the run is still training when the worker dies."""
+    raw = small_config_dict(small_parquet)
+    raw["model"]["params"]["max_iter"] = 150
+    raw["model"]["search"] = {
+        "space": {"learning_rate": [0.03, 0.05, 0.1], "max_leaf_nodes": [15, 31, 63]},
+        "cv": 3,
+    }
+    return write_config(live.root, raw, "crash.yaml")
+
+
+def test_worker_killed_mid_training_crashes_cleanly_and_a_rerun_succeeds(
+    live: LiveService, small_parquet: Path
+) -> None:
+    config = _crash_config(live, small_parquet)
+    store, registry = _store(live), _registry(live)
+    committed_before = {r: store.verify(MODEL, r) for r in store.list_runs(MODEL)}
+    run_id = _run_deployment(live, "training/training", config_path=str(config))
+
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    def training_in_flight() -> bool:
+        with client(live) as api:
+            tasks = api.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+            )
+        return any(
+            t.name.startswith("train-model") and t.state_type.value == "RUNNING" for t in tasks
+        )
+
+    wait_for(training_in_flight, 120, "the run to start training", interval=0.5)
+    worker = live.worker
+    assert worker is not None
+    victims = _descendants(worker.pid)
+    # The machine goes away: the worker and the run's process die without a word.
+    os.killpg(worker.pid, signal.SIGKILL)
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+    killed_at = time.monotonic()
+    try:
+        run = wait_for_state(live, run_id, {"CRASHED"}, timeout=150)
+        crash_seconds = time.monotonic() - killed_at
+        assert "heartbeat" in run.state.message.lower()
+        print(f"run marked Crashed {crash_seconds:.0f} s after the kill")
+
+        # Nothing half-written: no version, no committed folder for the run; old folders intact.
+        assert _version_of_run(live, run_id) is None
+        assert run_id not in store.list_runs(MODEL)
+        assert {r: store.verify(MODEL, r) for r in committed_before} == committed_before
+        assert all(v.run_id != run_id for v in registry.list_versions(MODEL))
+    finally:
+        live.start_worker("worker-after-crash")
+
+    rerun_id = _run_deployment(live, "training/training", config_path=str(config))
+    wait_for_state(live, rerun_id, {"COMPLETED"}, timeout=240)
+    assert _version_of_run(live, rerun_id) is not None
+    assert store.verify(MODEL, rerun_id) == []
+
+
+def test_unreachable_server_gives_one_clear_line(tmp_path: Path) -> None:
+    from live_prefect import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_API_URL=dead, PREFECT_HOME=str(tmp_path / "ph"), MODELCYCLE_HOME=str(tmp_path)
+    )
+    for args in (["train", "configs/demo.yaml"], ["service", "status"]):
+        result = subprocess.run(
+            [str(BIN / "modelcycle"), *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1, args
+        assert "Traceback" not in result.stdout + result.stderr
+        assert f"no Prefect server answers at {dead}" in " ".join(result.stderr.split())
+    assert not (tmp_path / "registry.db").exists()
