@@ -9,6 +9,7 @@ group id; every wait has a deadline.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -191,9 +192,9 @@ def client(service: LiveService) -> Any:
 
 def flow_run_id(cli_output: str) -> str:
     """The run id `prefect deployment run` prints ("UUID: ...")."""
-    for line in cli_output.splitlines():
-        if line.strip().startswith("UUID:"):
-            return line.split("UUID:", 1)[1].strip()
+    found = re.search(r"UUID: ([0-9a-f-]{36})", cli_output)
+    if found:
+        return found.group(1)
     raise AssertionError(f"no flow run id in:\n{cli_output}")
 
 
