@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,41 @@ SHA = "ab" * 32
 N_PROCESSES = 8
 
 
+POSTGRES_ENV = "MODELCYCLE_TEST_POSTGRES_URL"
+
+
 def _url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
+
+
+@contextmanager
+def _scratch_database(server_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"modelcycle_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same tests on SQLite and on a real PostgreSQL server (.ci/run starts one)."""
+    if request.param == "sqlite":
+        yield _url(tmp_path)
+        return
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {POSTGRES_ENV} is not: .ci/run starts PostgreSQL")
+        pytest.skip(f"{POSTGRES_ENV} is not set (.ci/run starts PostgreSQL and sets it)")
+    with _scratch_database(server) as url:
+        yield url
 
 
 def _fields(run_id: str, **overrides: Any) -> dict[str, Any]:
@@ -57,8 +92,8 @@ def _fields(run_id: str, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(_url(tmp_path))
+def registry(registry_url: str) -> Iterator[Registry]:
+    reg = Registry(registry_url)
     yield reg
     reg.close()
 
@@ -381,8 +416,8 @@ def _race(url: str, barrier: Any, index: int) -> None:
     registry.close()
 
 
-def test_parallel_processes_leave_exactly_one_champion(tmp_path: Path) -> None:
-    url = _url(tmp_path)
+def test_parallel_processes_leave_exactly_one_champion(registry_url: str) -> None:
+    url = registry_url
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(N_PROCESSES)
     procs = [ctx.Process(target=_race, args=(url, barrier, i)) for i in range(N_PROCESSES)]
