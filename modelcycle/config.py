@@ -145,6 +145,23 @@ class Split(_Strict):
     seed: int = 42
 
 
+class SearchRunner(_Strict):
+    """Where the search's candidates run: a Prefect task runner, chosen here, no code change.
+
+    The model file is the same whichever runner scores the candidates (the refit is local).
+    """
+
+    kind: Literal["threads", "dask"] = Field(
+        "threads",
+        description="`threads`: Prefect's ThreadPoolTaskRunner in the flow's process; `dask`: "
+        "Prefect's DaskTaskRunner on a local Dask cluster of worker processes (the `dask` "
+        "extra).",
+    )
+    max_workers: int = Field(
+        2, ge=1, le=256, description="Candidates scored at once (threads or Dask worker processes)."
+    )
+
+
 class Search(_Strict):
     """Hyperparameter search; candidates are scored by the primary metric with K-fold CV."""
 
@@ -153,6 +170,7 @@ class Search(_Strict):
     n_iter: int | None = Field(
         None, ge=1, description="Sample this many candidates at random instead of the full grid."
     )
+    runner: SearchRunner = Field(default_factory=SearchRunner)
 
     @model_validator(mode="after")
     def _non_empty(self) -> Search:

@@ -7,10 +7,12 @@ from prefect import get_run_logger, task
 from sklearn.pipeline import Pipeline
 
 from modelcycle import modeling
+from modelcycle import search as hyperparameter_search
 from modelcycle.config import PipelineConfig
 from modelcycle.data import features_and_target
 from modelcycle.modeling import TrainResult
 from tasks.common import TASK_OPTIONS
+from tasks.search import run_search
 
 
 @task(name="train-model", **TASK_OPTIONS)
@@ -23,7 +25,12 @@ def train_model(train: pd.DataFrame, config: PipelineConfig, threads: int) -> Tr
         len(X),
         f" with a search over {search.space} ({search.cv}-fold CV)" if search else "",
     )
-    result = modeling.train(config, X, y, threads)
+    if search is None:
+        result = modeling.train(config, X, y, threads)
+    else:
+        result = hyperparameter_search.refit(
+            config, X, y, run_search(config, X, y, threads), threads
+        )
     get_run_logger().info("Trained %s with %s", config.model.estimator, result.best_params)
     return result
 
