@@ -224,6 +224,38 @@ def test_drift_event_starts_the_retraining_deployment(live: LiveService) -> None
     assert version.created_by == f"drift-event:{MODEL}"
 
 
+def test_run_paused_for_approval_is_resumed_through_the_api(
+    live: LiveService, small_parquet: Path
+) -> None:
+    pytest.importorskip("tasks.approval", reason="the approval gate (issue 3) has not landed")
+    model = "gss-income-api-approval"  # its own model: no champion to be compared with
+    raw = small_config_dict(small_parquet)
+    raw["name"] = model
+    raw["gate"]["approval"] = {"mode": "required", "timeout_seconds": 600}
+    config = write_config(live.root, raw, "approval-api.yaml")
+    run_id = _run_deployment(live, "training/training", config_path=str(config))
+    wait_for_state(live, run_id, {"PAUSED"}, timeout=180)
+
+    with client(live) as api:
+        refused = api.resume_flow_run(run_id, run_input={"approved": True})  # no reviewer
+        assert refused.status.value == "REJECT"
+        assert "reviewer" in str(refused.details)
+        accepted = api.resume_flow_run(
+            run_id,
+            run_input={"approved": True, "reviewer": "Ada Reviewer", "comment": "via the API"},
+        )
+        assert accepted.status.value == "ACCEPT", accepted.details
+    wait_for_state(live, run_id, {"COMPLETED"})
+
+    registry = _registry(live)
+    (version,) = [v for v in registry.list_versions(model) if v.run_id == run_id]
+    assert str(version.status) == "champion"
+    approvals = [e for e in registry.audit_log(model) if e.action == "approve"]
+    assert [(e.actor, e.version, e.reason) for e in approvals] == [
+        ("Ada Reviewer", version.version, "via the API")
+    ]
+
+
 def _descendants(pid: int) -> list[int]:
     """Child processes (any depth) of `pid`, from /proc; the worker's runs are its children."""
     children: dict[int, list[int]] = {}
