@@ -119,14 +119,19 @@ def _start(service: Service, name: str, args: list[str], env: dict[str, str], sa
     return proc.pid
 
 
-def _alive(pid: int) -> bool:
+def is_running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def recorded_pid(service: Service, name: str) -> int | None:
@@ -135,7 +140,7 @@ def recorded_pid(service: Service, name: str) -> int | None:
         return None
     text = path.read_text().strip()
     pid = int(text) if text.isdigit() else None
-    return pid if pid is not None and _alive(pid) else None
+    return pid if pid is not None and is_running(pid) else None
 
 
 def up(service: Service, base_env: Mapping[str, str], say: Say, worker: bool = True) -> None:
@@ -168,7 +173,7 @@ def up(service: Service, base_env: Mapping[str, str], say: Say, worker: bool = T
 def _wait_healthy(service: Service, pid: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not is_running(pid):
             tail = service.log_file("server").read_text(errors="replace")[-2000:]
             raise ServiceError(f"prefect server start exited; its log ends:\n{tail}")
         try:
@@ -205,7 +210,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
             waited, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             waited = 0
-        if waited == pid or not _alive(pid):
+        if waited == pid or not is_running(pid):
             return True
         time.sleep(0.2)
     return False

@@ -23,6 +23,7 @@ from conftest import small_config_dict, write_config
 from live_prefect import BIN, REPO, LiveService, client, flow_run_id, wait_for, wait_for_state
 
 from modelcycle.registry import Registry
+from modelcycle.service import is_running
 from modelcycle.store import ArtifactStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -334,6 +335,46 @@ def test_worker_killed_mid_training_crashes_cleanly_and_a_rerun_succeeds(
     wait_for_state(live, rerun_id, {"COMPLETED"}, timeout=240)
     assert _version_of_run(live, rerun_id) is not None
     assert store.verify(MODEL, rerun_id) == []
+
+
+def test_service_wrapper_prints_prefect_commands_and_is_idempotent(
+    live: LiveService, tmp_path: Path
+) -> None:
+    """`modelcycle service up` on a server that already has the pool and the automation."""
+    env = live.env(MODELCYCLE_HOME=str(tmp_path / "home"))
+    env.pop("PREFECT_API_URL")
+
+    def modelcycle(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "modelcycle"), "service", *args, "--port", str(live.port)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    up = modelcycle("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"a Prefect server already answers at {live.api_url}" in up.stdout
+    assert "+ PREFECT_API_URL=" in up.stdout and "prefect --no-prompt deploy --all" in up.stdout
+    assert "work-pool create" not in up.stdout  # it exists: inspected, not created again
+    assert "automation create" not in up.stdout
+    assert "prefect worker start --pool modelcycle-process" in up.stdout
+    pid = int((tmp_path / "home" / "service" / "worker.pid").read_text())
+    assert is_running(pid)
+
+    with client(live) as api:
+        crash = [a for a in api.read_automations() if a.name == "modelcycle-crash-silent-runs"]
+        schedules = api.read_deployment_by_name("training/retraining").schedules
+    assert len(crash) == 1 and len(schedules) == 1  # redeploying duplicated nothing
+
+    status = modelcycle("status")
+    assert status.returncode == 0 and "healthy" in status.stdout
+    down = modelcycle("down")
+    assert down.returncode == 0, down.stderr
+    assert "server: not running" in down.stdout  # not ours: left alone
+    assert not is_running(pid)
 
 
 def test_unreachable_server_gives_one_clear_line(tmp_path: Path) -> None:
