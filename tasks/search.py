@@ -35,7 +35,7 @@ def search_task_runner(spec: SearchRunner) -> TaskRunner[Any]:
                 "n_workers": spec.max_workers,
                 "threads_per_worker": 1,
                 "processes": True,
-                "dashboard_address": None,
+                "dashboard_address": ":0",  # any free port: two searches never clash
             }
         )
     return ThreadPoolTaskRunner(max_workers=spec.max_workers)
