@@ -104,7 +104,7 @@ def small_config_dict(small_parquet: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory, small_parquet: Path):
+def live(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     """A real Prefect server with the project deployed and one worker, shared by the session.
 
     `prefect server start` on a free loopback port with its own home, the process work pool,
@@ -115,11 +115,12 @@ def live(tmp_path_factory: pytest.TempPathFactory, small_parquet: Path):
 
     root = tmp_path_factory.mktemp("live-prefect")
     with live_service(root) as service:
+        # The sample is built while the server starts (10-20 s either way).
+        small = request.getfixturevalue("small_parquet")
+        service.configs["small"] = write_config(root, small_config_dict(small), "small.yaml")
+        service.wait_healthy()
         service.prefect("work-pool", "create", POOL, "--type", "process")
+        service.start_worker()  # starts while the deployments are created
         service.prefect("automation", "create", "--from-file", "automations/crash-silent-runs.yaml")
         service.prefect("--no-prompt", "deploy", "--all", timeout=300)
-        service.start_worker()
-        service.configs["small"] = write_config(
-            root, small_config_dict(small_parquet), "small.yaml"
-        )
         yield service

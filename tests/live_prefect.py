@@ -73,6 +73,7 @@ class LiveService:
     processes: list[subprocess.Popen[Any]] = field(default_factory=list)
     configs: dict[str, Path] = field(default_factory=dict)
     worker: subprocess.Popen[Any] | None = None
+    server: subprocess.Popen[Any] | None = None
 
     @property
     def url(self) -> str:
@@ -140,22 +141,27 @@ class LiveService:
             )
         return result
 
-    def start_server(self, timeout: float = 120) -> None:
+    def start_server(self) -> None:
+        """Start `prefect server start`; `wait_healthy` waits for it (other work can go between)."""
         env = self.env(
             PREFECT_HOME=str(self.root / "server-home"),
             PREFECT_SERVER_API_HOST="127.0.0.1",
             PREFECT_SERVER_API_PORT=str(self.port),
         )
         env.pop("PREFECT_API_URL")
-        proc = self.start("server", [str(BIN / "prefect"), "server", "start"], env)
+        self.server = self.start("server", [str(BIN / "prefect"), "server", "start"], env)
+
+    def wait_healthy(self, timeout: float = 120) -> None:
+        import httpx
+
+        server = self.server
+        assert server is not None
 
         def healthy() -> bool:
-            if proc.poll() is not None:
+            if server.poll() is not None:
                 raise RuntimeError(
-                    f"prefect server exited {proc.returncode}:\n{self.log('server')}"
+                    f"prefect server exited {server.returncode}:\n{self.log('server')}"
                 )
-            import httpx
-
             try:
                 return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
             except httpx.HTTPError:

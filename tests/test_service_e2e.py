@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,65 @@ def test_deploy_all_created_every_deployment_schedule_and_trigger(live: LiveServ
 
 def _all_deployments(api: Any) -> list[Any]:
     return api.read_deployments()
+
+
+@dataclass(frozen=True)
+class KilledRun:
+    run_id: str
+    config: Path
+    killed_at: float
+    committed_before: dict[str, list[str]]
+
+
+@pytest.fixture(scope="module")
+def killed_run(live: LiveService, small_parquet: Path) -> KilledRun:
+    """A training run whose worker and process are SIGKILLed mid-training; a new worker starts.
+
+    Set up early in the module so that the 60 s the server needs to notice the silence pass
+    while other tests run; the outcome is checked by the module's last test.
+    """
+    config = _crash_config(live, small_parquet)
+    store = _store(live)
+    committed_before = {r: store.verify(MODEL, r) for r in store.list_runs(MODEL)}
+    run_id = _run_deployment(live, "training/training", config_path=str(config))
+
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    def training_in_flight() -> bool:
+        with client(live) as api:
+            tasks = api.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+            )
+        return any(
+            t.name.startswith("train-model") and t.state_type.value == "RUNNING" for t in tasks
+        )
+
+    wait_for(training_in_flight, 120, "the run to start training", interval=0.5)
+    worker = live.worker
+    assert worker is not None
+    victims = _descendants(worker.pid)
+    try:
+        # The machine goes away: the worker and the run's process die without a word.
+        os.killpg(worker.pid, signal.SIGKILL)
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        killed_at = time.monotonic()
+    finally:
+        live.start_worker("worker-after-crash")
+    return KilledRun(run_id, config, killed_at, committed_before)
+
+
+def test_worker_killed_mid_training_leaves_nothing_behind(
+    killed_run: KilledRun, live: LiveService
+) -> None:
+    with client(live) as api:
+        run = api.read_flow_run(killed_run.run_id)
+    assert run.state.type.value == "RUNNING"  # nobody has told the server yet
+    assert _version_of_run(live, killed_run.run_id) is None
+    assert killed_run.run_id not in _store(live).list_runs(MODEL)
+    assert live.worker is not None and live.worker.poll() is None
 
 
 def test_scheduler_created_upcoming_runs_for_both_schedules(live: LiveService) -> None:
@@ -287,56 +347,6 @@ def _crash_config(live: LiveService, small_parquet: Path) -> Path:
     return write_config(live.root, raw, "crash.yaml")
 
 
-def test_worker_killed_mid_training_crashes_cleanly_and_a_rerun_succeeds(
-    live: LiveService, small_parquet: Path
-) -> None:
-    config = _crash_config(live, small_parquet)
-    store, registry = _store(live), _registry(live)
-    committed_before = {r: store.verify(MODEL, r) for r in store.list_runs(MODEL)}
-    run_id = _run_deployment(live, "training/training", config_path=str(config))
-
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    def training_in_flight() -> bool:
-        with client(live) as api:
-            tasks = api.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
-            )
-        return any(
-            t.name.startswith("train-model") and t.state_type.value == "RUNNING" for t in tasks
-        )
-
-    wait_for(training_in_flight, 120, "the run to start training", interval=0.5)
-    worker = live.worker
-    assert worker is not None
-    victims = _descendants(worker.pid)
-    # The machine goes away: the worker and the run's process die without a word.
-    os.killpg(worker.pid, signal.SIGKILL)
-    for pid in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    worker.wait(timeout=10)
-    killed_at = time.monotonic()
-    try:
-        run = wait_for_state(live, run_id, {"CRASHED"}, timeout=150)
-        crash_seconds = time.monotonic() - killed_at
-        assert "heartbeat" in run.state.message.lower()
-        print(f"run marked Crashed {crash_seconds:.0f} s after the kill")
-
-        # Nothing half-written: no version, no committed folder for the run; old folders intact.
-        assert _version_of_run(live, run_id) is None
-        assert run_id not in store.list_runs(MODEL)
-        assert {r: store.verify(MODEL, r) for r in committed_before} == committed_before
-        assert all(v.run_id != run_id for v in registry.list_versions(MODEL))
-    finally:
-        live.start_worker("worker-after-crash")
-
-    rerun_id = _run_deployment(live, "training/training", config_path=str(config))
-    wait_for_state(live, rerun_id, {"COMPLETED"}, timeout=240)
-    assert _version_of_run(live, rerun_id) is not None
-    assert store.verify(MODEL, rerun_id) == []
-
-
 def test_service_wrapper_prints_prefect_commands_and_is_idempotent(
     live: LiveService, tmp_path: Path
 ) -> None:
@@ -398,3 +408,23 @@ def test_unreachable_server_gives_one_clear_line(tmp_path: Path) -> None:
         assert "Traceback" not in result.stdout + result.stderr
         assert f"no Prefect server answers at {dead}" in " ".join(result.stderr.split())
     assert not (tmp_path / "registry.db").exists()
+
+
+def test_killed_run_is_marked_crashed_and_a_rerun_succeeds(
+    killed_run: KilledRun, live: LiveService
+) -> None:
+    """Last in the module: by now the crash automation has had its 60 s of silence."""
+    store = _store(live)
+    run = wait_for_state(live, killed_run.run_id, {"CRASHED"}, timeout=150)
+    print(f"run marked Crashed {time.monotonic() - killed_run.killed_at:.0f} s after the kill")
+    assert "heartbeat" in run.state.message.lower()
+    # Nothing half-written: no version, no committed folder for the run; old folders intact.
+    assert _version_of_run(live, killed_run.run_id) is None
+    assert killed_run.run_id not in store.list_runs(MODEL)
+    before = killed_run.committed_before
+    assert {r: store.verify(MODEL, r) for r in before} == before
+
+    rerun_id = _run_deployment(live, "training/training", config_path=str(killed_run.config))
+    wait_for_state(live, rerun_id, {"COMPLETED"}, timeout=240)
+    assert _version_of_run(live, rerun_id) is not None
+    assert store.verify(MODEL, rerun_id) == []
