@@ -23,6 +23,7 @@ import pytest
 from conftest import small_config_dict, write_config
 from live_prefect import BIN, REPO, LiveService, client, flow_run_id, wait_for, wait_for_state
 
+from modelcycle.errors import RegistryError
 from modelcycle.registry import Registry
 from modelcycle.service import is_running
 from modelcycle.store import ArtifactStore
@@ -50,9 +51,13 @@ def _store(live: LiveService) -> ArtifactStore:
     return ArtifactStore(str(live.state / "artifacts"))
 
 
-def _version_of_run(live: LiveService, run_id: str) -> Any:
-    versions = [v for v in _registry(live).list_versions(MODEL) if v.run_id == run_id]
-    return versions[0] if versions else None
+def _version_of_run(live: LiveService, run_id: str, model: str = MODEL) -> Any:
+    try:
+        versions = _registry(live).list_versions(model)
+    except RegistryError:  # the model has no version at all yet
+        return None
+    matching = [v for v in versions if v.run_id == run_id]
+    return matching[0] if matching else None
 
 
 def _deployment(live: LiveService, name: str) -> Any:
