@@ -99,7 +99,7 @@ def _run(args: list[str], env: dict[str, str], say: Say, check: bool = True) -> 
     result = subprocess.run(args, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if check and result.returncode != 0:
         last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise ServiceError(f"{shlex.join(args[1:])} exited {result.returncode}: {last[0]}")
+        raise ServiceError(f"prefect {shlex.join(args[1:])} exited {result.returncode}: {last[0]}")
     return result.returncode
 
 
