@@ -8,6 +8,7 @@ training rows here, in one place, so the model file is the same whichever runner
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +17,18 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from modelcycle.config import PipelineConfig
 from modelcycle.errors import EstimatorError
-from modelcycle.modeling import MODEL_STEP, TrainResult, _cv, _threads, build_pipeline, scorer
+from modelcycle.modeling import MODEL_STEP, TrainResult, _cv, build_pipeline, scorer
 
 Split = tuple[np.ndarray, np.ndarray]
+
+
+def _threads(limit: int | None) -> AbstractContextManager[Any]:
+    """Cap native thread pools in this thread (OpenMP's limit is per thread)."""
+    return nullcontext() if limit is None else threadpool_limits(limits=limit)
 
 
 def candidates(config: PipelineConfig) -> list[dict[str, Any]]:
