@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from conftest import small_config_dict, write_config
 from live_prefect import BIN, REPO, LiveService, client, flow_run_id, wait_for, wait_for_state
@@ -288,6 +289,58 @@ def test_drift_event_starts_the_retraining_deployment(live: LiveService) -> None
     version = _version_of_run(live, str(run.id))
     assert version is not None
     assert version.created_by == f"drift-event:{MODEL}"
+
+
+def _shifted_window(small_parquet: Path, demo_parquet: Path, folder: Path) -> Path:
+    """Survey rows the model never saw, moved: older, more prestige, more children, graduates."""
+    used = set(pd.read_parquet(small_parquet)["respondent_id"])
+    table = pd.read_parquet(demo_parquet)
+    rows = table.loc[(table["year"] <= 2000) & ~table["respondent_id"].isin(used)]
+    rows = rows.sample(n=800, random_state=3).reset_index(drop=True)
+    moved = rows.assign(
+        age=(rows["age"] + 14).clip(upper=89),
+        prestg10=(rows["prestg10"] + 12).clip(upper=90),
+        childs=(rows["childs"] + 2).clip(upper=8),
+        educcat="Graduate",
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    moved.to_parquet(folder / "gss-2031.parquet", index=False)
+    return folder / "gss-*.parquet"
+
+
+def test_monitoring_deployment_finds_drift_and_the_event_retrains(
+    live: LiveService, small_parquet: Path, demo_parquet: Path
+) -> None:
+    """The whole loop on the server: train -> monitor (drift) -> event -> retraining run."""
+    pytest.importorskip("flows.monitoring", reason="the monitoring flow (issue 4) has not landed")
+    from modelcycle.config import load_config
+
+    model = "gss-income-monitored"  # its own model: its champion is the one monitored
+    raw = small_config_dict(small_parquet)
+    raw["name"] = model
+    config = write_config(live.root, raw, "monitored.yaml")
+    trained = _run_deployment(live, "training/training", config_path=str(config))
+    wait_for_state(live, trained, {"COMPLETED"})
+
+    window = _shifted_window(small_parquet, demo_parquet, live.root / "windows")
+    monitored = _run_deployment(live, "monitoring/monitoring", model_name=model, window=str(window))
+    run = wait_for_state(live, monitored, {"COMPLETED"})
+    assert run.parameters["latest_only"] is True  # the deployment's default
+
+    def retraining() -> Any:
+        runs = [
+            r
+            for r in _runs_of(live, "training/retraining")
+            if Path(r.parameters.get("config_path", "")).resolve() == config.resolve()
+        ]
+        return runs[0] if runs else None
+
+    triggered = wait_for(retraining, 90, "the drift event to start a retraining run", interval=1)
+    assert triggered.created_by is not None and triggered.created_by.type == "AUTOMATION"
+    assert triggered.parameters["mode"] == load_config(config).monitoring.retrain_mode
+    wait_for_state(live, str(triggered.id), {"COMPLETED"})
+    version = _version_of_run(live, str(triggered.id), model)
+    assert version is not None and version.created_by == f"drift-event:{model}"
 
 
 def test_run_paused_for_approval_is_resumed_through_the_api(
