@@ -95,7 +95,7 @@ def training(
         plain = (
             fine_tune_model(champion.pipeline, train, config, threads, balanced=False)
             if fine_tuning
-            else train_model(train, config, threads, balanced=False)
+            else train_model(train, config, threads, False, result.best_params)
         )
         unweighted_outputs = predict_holdout(plain.pipeline, test, config)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 from prefect import get_run_logger, task
 from sklearn.pipeline import Pipeline
@@ -15,9 +17,17 @@ from tasks.common import TASK_OPTIONS
 
 @task(name="train-model", **TASK_OPTIONS)
 def train_model(
-    train: pd.DataFrame, config: PipelineConfig, threads: int, balanced: bool = True
+    train: pd.DataFrame,
+    config: PipelineConfig,
+    threads: int,
+    balanced: bool = True,
+    fixed_params: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """`balanced=False` ignores model.balance: the unweighted fit the card compares against."""
+    """`balanced=False` ignores model.balance; with `fixed_params` (the weighted fit's chosen
+    parameters) it skips the search: the unweighted fit the card compares fairness against."""
+    if fixed_params is not None:
+        model = config.model.model_copy(update={"params": fixed_params, "search": None})
+        config = config.model_copy(update={"model": model})
     X, y = features_and_target(train, config)
     weights = modeling.sample_weights(train, config) if balanced else None
     search = config.model.search
