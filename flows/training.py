@@ -97,7 +97,7 @@ def training(
             if fine_tuning
             else train_model(train, config, threads, False, result.best_params)
         )
-        unweighted_outputs = predict_holdout(plain.pipeline, test, config)
+        unweighted_outputs = predict_holdout(plain.pipeline, test, config, threads)
 
     evaluated = evaluate_model(result.pipeline, test, config)
     champion_score = score_champion(champion.pipeline, test, config) if champion else None
@@ -114,9 +114,9 @@ def training(
     fairness_unweighted = (
         assess_fairness(test, unweighted_outputs, config) if unweighted_outputs else None
     )
-    robustness = assess_robustness(result.pipeline, test, config)
-    budgets = measure_budgets(result.pipeline, test, config, len(model_bytes))
-    importance = explain_model(result.pipeline, test, config)
+    robustness = assess_robustness(result.pipeline, test, config, threads)
+    budgets = measure_budgets(result.pipeline, test, config, len(model_bytes), threads)
+    importance = explain_model(result.pipeline, test, config, threads)
     gate = judge(
         evaluated.metrics,
         interval,

@@ -204,7 +204,7 @@ def _search_table(search: GridSearchCV | RandomizedSearchCV, maximize: bool) -> 
     ).sort_values("rank", kind="stable")
 
 
-def _threads(limit: int | None) -> AbstractContextManager[Any]:
+def thread_limit(limit: int | None) -> AbstractContextManager[Any]:
     """Cap native thread pools (OpenMP, BLAS) during a fit; None leaves the libraries' default."""
     return nullcontext() if limit is None else threadpool_limits(limits=limit)
 
@@ -241,7 +241,7 @@ def train(
     sample_weight: np.ndarray | None = None,
 ) -> TrainResult:
     """Fit from scratch, through the configured search when there is one; deterministic per seed."""
-    with _threads(threads):
+    with thread_limit(threads):
         return _train(config, X, y, sample_weight)
 
 
@@ -283,7 +283,7 @@ def fine_tune(
     sample_weight: np.ndarray | None = None,
 ) -> Pipeline:
     """Continue the champion's estimator on new rows; its fitted preprocessing is kept as it is."""
-    with _threads(threads):
+    with thread_limit(threads):
         return _fine_tune(champion, config, X, y, sample_weight)
 
 

@@ -25,7 +25,10 @@ class ApprovalInput(RunInput):
     """The form a reviewer fills in: the decision, who made it, and why."""
 
     approved: bool = Field(description="Promote this candidate to champion?")
-    reviewer: str = Field(min_length=1, description="Your name; recorded in the audit log.")
+    # The pattern makes the server refuse a blank name when the form is submitted.
+    reviewer: str = Field(
+        min_length=1, pattern=r"\S", description="Your name; recorded in the audit log."
+    )
     comment: str = Field("", description="Why; recorded in the audit log and the model card.")
 
     @field_validator("reviewer")

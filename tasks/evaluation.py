@@ -14,6 +14,7 @@ from modelcycle import evaluation
 from modelcycle.config import PipelineConfig
 from modelcycle.data import features_and_target
 from modelcycle.explain import importance_plot, importance_table
+from modelcycle.modeling import thread_limit
 from tasks.common import TASK_OPTIONS
 
 
@@ -67,15 +68,19 @@ def compare_with_champion(
 
 
 @task(name="explain-model", **TASK_OPTIONS)
-def explain_model(pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig) -> Importance:
+def explain_model(
+    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig, threads: int
+) -> Importance:
     """Permutation importance on (a sample of) the holdout, saved with every version."""
-    table = importance_table(pipeline, test, config)
+    with thread_limit(threads):
+        table = importance_table(pipeline, test, config)
     return Importance(table, importance_plot(table))
 
 
 @task(name="predict-holdout", **TASK_OPTIONS)
 def predict_holdout(
-    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig
+    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig, threads: int
 ) -> evaluation.Outputs:
     X, _ = features_and_target(test, config)
-    return evaluation.predict_outputs(pipeline, X, config)
+    with thread_limit(threads):
+        return evaluation.predict_outputs(pipeline, X, config)

@@ -15,6 +15,7 @@ from modelcycle.card import gate_report
 from modelcycle.config import PipelineConfig
 from modelcycle.evaluation import Outputs
 from modelcycle.fairness import fairness_evidence
+from modelcycle.modeling import thread_limit
 from modelcycle.robustness import budget_evidence, robustness_evidence
 from tasks.common import TASK_OPTIONS
 
@@ -61,16 +62,19 @@ def assess_fairness(
 
 @task(name="robustness", **TASK_OPTIONS)
 def assess_robustness(
-    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig
+    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig, threads: int
 ) -> dict[str, Any]:
-    return robustness_evidence(pipeline, test, config)
+    with thread_limit(threads):
+        return robustness_evidence(pipeline, test, config)
 
 
 @task(name="budgets", **TASK_OPTIONS)
 def measure_budgets(
-    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig, model_bytes: int
+    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig, model_bytes: int, threads: int
 ) -> dict[str, Any]:
-    return budget_evidence(pipeline, test, config, model_bytes)
+    """Timed with the same thread cap as training: what a worker of this deployment gets."""
+    with thread_limit(threads):
+        return budget_evidence(pipeline, test, config, model_bytes)
 
 
 @task(name="gate", **TASK_OPTIONS)
