@@ -129,7 +129,8 @@ def training(
     )
     publish_gate_report(config.name, run_id, gate.to_dict())
     if gate.outcome == "needs_approval":
-        gate = request_approval(config.name, gate, config.gate.approval.timeout_seconds)
+        approval = config.gate.approval
+        gate = request_approval(config.name, gate, approval.timeout_seconds, approval.poll_seconds)
     decision = gate.to_dict()
 
     facts = gather_card_facts(

@@ -295,6 +295,9 @@ class Approval(_Strict):
     timeout_seconds: int = Field(
         86_400, ge=1, description="No answer within this time rejects the candidate."
     )
+    poll_seconds: int = Field(
+        5, ge=1, description="How often the paused flow checks whether a reviewer answered."
+    )
     borderline: list[CheckKind] = Field(
         default_factory=lambda: ["non_inferiority", "slices", "fairness"],
         description="Check kinds a reviewer may overrule in `borderline` mode.",

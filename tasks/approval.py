@@ -17,9 +17,6 @@ from pydantic import Field, field_validator
 
 from modelcycle.gate import GateDecision, with_approval
 
-# Seconds between checks of whether the reviewer answered (Prefect's default is 10).
-_MAX_POLL_S = 10
-
 
 class ApprovalInput(RunInput):
     """The form a reviewer fills in: the decision, who made it, and why."""
@@ -39,7 +36,9 @@ class ApprovalInput(RunInput):
         return value.strip()
 
 
-def request_approval(model: str, decision: GateDecision, timeout_seconds: int) -> GateDecision:
+def request_approval(
+    model: str, decision: GateDecision, timeout_seconds: int, poll_seconds: int
+) -> GateDecision:
     """Pause the running flow until a reviewer answers; a timeout rejects.
 
     Called from the flow body (a pause belongs to the flow run, not to a task run).
@@ -51,10 +50,9 @@ def request_approval(model: str, decision: GateDecision, timeout_seconds: int) -
         model,
         timeout_seconds,
     )
-    poll = max(1, min(_MAX_POLL_S, timeout_seconds // 4))
     try:
         answer = pause_flow_run(
-            wait_for_input=ApprovalInput, timeout=timeout_seconds, poll_interval=poll
+            wait_for_input=ApprovalInput, timeout=timeout_seconds, poll_interval=poll_seconds
         )
     except FlowPauseTimeout:
         logger.warning(
