@@ -103,7 +103,7 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
     from modelcycle.config import TrainingOverrides, apply_overrides, load_config
     from modelcycle.data import features_and_target
     from modelcycle.evaluation import json_ready
-    from modelcycle.gate import decide
+    from modelcycle.gate import decide, floor_checks
     from modelcycle.lineage import fingerprint_frame, run_lineage
     from modelcycle.model_io import dump_model, load_model, sha256_bytes
     from modelcycle.registry import Registry, VersionStatus
@@ -183,7 +183,7 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
             None if champion_metrics is None else evaluation.compare(metrics, champion_metrics)
         )
     with steps("gate"):
-        decision = decide(metrics, config).to_dict()
+        decision = decide(floor_checks(metrics, config), config).to_dict()
 
     with steps("record-lineage"):
         lineage = run_lineage(
