@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from modelcycle.bootstrap import weighted_auc
+from modelcycle.bootstrap import bootstrap_metrics
+from modelcycle.config import load_config
+from modelcycle.evaluation import Outputs
+
+REPO = Path(__file__).resolve().parent.parent
+CLASSES = np.array([0, 1])
 
 
 def _case(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -24,7 +30,7 @@ def _case(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     shared = rng.normal(size=rows)
     champion = truth * 1.0 + shared + rng.normal(size=rows)
     challenger = truth * 1.1 + shared + rng.normal(size=rows)
-    return truth, challenger, champion
+    return truth, 1 / (1 + np.exp(-challenger)), 1 / (1 + np.exp(-champion))
 
 
 def loop(truth: np.ndarray, new: np.ndarray, old: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -34,19 +40,17 @@ def loop(truth: np.ndarray, new: np.ndarray, old: np.ndarray, index: np.ndarray)
     )
 
 
-def vectorised(
-    truth: np.ndarray, new: np.ndarray, old: np.ndarray, index: np.ndarray, chunk: int
-) -> np.ndarray:
-    """modelcycle's way: resamples as count rows, AUC from per-score-group sums."""
-    out = []
-    n = len(truth)
-    for start in range(0, len(index), chunk):
-        part = index[start : start + chunk]
-        offsets = part + (np.arange(len(part)) * n)[:, None]
-        weights = np.bincount(offsets.ravel(), minlength=len(part) * n).reshape(len(part), n)
-        weights = weights.astype("float64")
-        out.append(weighted_auc(weights, truth, new) - weighted_auc(weights, truth, old))
-    return np.concatenate(out)
+def vectorised(truth: np.ndarray, new: np.ndarray, old: np.ndarray, resamples: int, seed: int):
+    """modelcycle's code path: `bootstrap_metrics`, both models on the same count rows."""
+    config = load_config(REPO / "configs" / "demo.yaml")  # binary, roc_auc, positive class 1
+
+    def outputs(proba: np.ndarray) -> Outputs:
+        return Outputs((proba >= 0.5).astype(int), np.column_stack([1 - proba, proba]), CLASSES)
+
+    draws = bootstrap_metrics(
+        truth.astype(int), [outputs(new), outputs(old)], ["roc_auc"], config, resamples, seed
+    )["roc_auc"]
+    return draws[0] - draws[1]
 
 
 def main() -> None:
@@ -56,13 +60,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     truth, new, old = _case(args.rows, args.seed)
+    # The resamples bootstrap_metrics draws (drawing in chunks gives the same numbers).
     index = np.random.default_rng(args.seed).integers(
         0, args.rows, size=(args.resamples, args.rows)
     )
-    chunk = max(1, 2_000_000 // args.rows)  # as modelcycle.bootstrap
-
     start = time.perf_counter()
-    fast = vectorised(truth, new, old, index, chunk)
+    fast = vectorised(truth, new, old, args.resamples, args.seed)
     fast_s = time.perf_counter() - start
     start = time.perf_counter()
     slow = loop(truth, new, old, index)

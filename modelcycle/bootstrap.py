@@ -49,15 +49,17 @@ def _rates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), 0.0)
 
 
-def weighted_auc(weights: np.ndarray, truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """ROC AUC for every row of `weights` (resamples x rows) at once; NaN without both classes."""
-    order = np.argsort(scores, kind="mergesort")
+def _score_groups(scores: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Row order by score and the start of each run of tied scores: sorted once per model."""
+    order = np.argsort(-scores if descending else scores, kind="mergesort")
     ordered = scores[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    w = weights[:, order]
-    positive = truth[order]
-    pos = np.add.reduceat(w * positive, starts, axis=1)
-    neg = np.add.reduceat(w * ~positive, starts, axis=1)
+    return order, np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+
+
+def auc_from_sorted(weights: np.ndarray, positive: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """ROC AUC per row of `weights` (columns already in ascending score order)."""
+    pos = np.add.reduceat(weights * positive, starts, axis=1)
+    neg = np.add.reduceat(weights * ~positive, starts, axis=1)
     below = np.cumsum(neg, axis=1) - neg
     numerator = (pos * (below + 0.5 * neg)).sum(axis=1)
     denominator = pos.sum(axis=1) * neg.sum(axis=1)
@@ -67,23 +69,32 @@ def weighted_auc(weights: np.ndarray, truth: np.ndarray, scores: np.ndarray) -> 
         )
 
 
-def weighted_average_precision(
-    weights: np.ndarray, truth: np.ndarray, scores: np.ndarray
+def average_precision_from_sorted(
+    weights: np.ndarray, positive: np.ndarray, starts: np.ndarray
 ) -> np.ndarray:
-    """Average precision (scikit-learn's step sum) for every row of `weights` at once."""
-    order = np.argsort(-scores, kind="mergesort")
-    ordered = scores[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    w = weights[:, order]
-    positive = truth[order]
-    tp = np.cumsum(np.add.reduceat(w * positive, starts, axis=1), axis=1)
-    fp = np.cumsum(np.add.reduceat(w * ~positive, starts, axis=1), axis=1)
+    """Average precision (scikit-learn's step sum) per row of `weights` (descending scores)."""
+    tp = np.cumsum(np.add.reduceat(weights * positive, starts, axis=1), axis=1)
+    fp = np.cumsum(np.add.reduceat(weights * ~positive, starts, axis=1), axis=1)
     total = tp[:, -1:]
     precision = tp / np.where(tp + fp > 0, tp + fp, 1)
     recall_step = np.diff(np.concatenate([np.zeros_like(total), tp], axis=1), axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ap = (recall_step * precision).sum(axis=1) / total[:, 0]
     return np.where(total[:, 0] > 0, ap, np.nan)
+
+
+def weighted_auc(weights: np.ndarray, truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC for every row of `weights` (resamples x rows) at once; NaN without both classes."""
+    order, starts = _score_groups(scores, descending=False)
+    return auc_from_sorted(weights[:, order], truth[order], starts)
+
+
+def weighted_average_precision(
+    weights: np.ndarray, truth: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
+    """Average precision for every row of `weights` at once; NaN without positives."""
+    order, starts = _score_groups(scores, descending=True)
+    return average_precision_from_sorted(weights[:, order], truth[order], starts)
 
 
 def _proba_of(outputs: Outputs, label: Any) -> np.ndarray:
@@ -150,10 +161,12 @@ def _vectorised(
     if metric == "brier":
         squared = (scores - truth) ** 2
         return lambda w: w @ squared / w.sum(axis=1)
-    if metric == "roc_auc":
-        return lambda w: weighted_auc(w, truth, scores)
-    if metric == "average_precision":
-        return lambda w: weighted_average_precision(w, truth, scores)
+    if metric in ("roc_auc", "average_precision"):
+        descending = metric == "average_precision"
+        order, starts = _score_groups(scores, descending)
+        ordered_truth = truth[order]
+        ranked = average_precision_from_sorted if descending else auc_from_sorted
+        return lambda w: ranked(w[:, order], ordered_truth, starts)
     return None
 
 

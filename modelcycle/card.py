@@ -8,10 +8,18 @@ Markdown. Nothing here measures anything: a card can always be regenerated from 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from fsspec.core import url_to_fs
 
 from modelcycle.config import PipelineConfig
+from modelcycle.errors import ArtifactStoreError, IntegrityError
+
+if TYPE_CHECKING:
+    from modelcycle.registry import AuditEntry, ModelVersion
 
 
 def card_facts(
@@ -345,7 +353,7 @@ def _robustness_lines(evidence: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def registry_view(version: Any, audit: list[Any]) -> dict[str, Any]:
+def registry_view(version: ModelVersion, audit: list[AuditEntry]) -> dict[str, Any]:
     """What the registry adds to a card: number, status, aliases and this version's history."""
     return {
         "version": version.version,
@@ -359,21 +367,22 @@ def registry_view(version: Any, audit: list[Any]) -> dict[str, Any]:
     }
 
 
-def read_card_facts(version: Any) -> dict[str, Any]:
-    """`card.json` from the version's run folder (a local path or an fsspec URL)."""
-    import json
-
-    from fsspec.core import url_to_fs
-
-    from modelcycle.errors import ArtifactStoreError
-
-    location = f"{version.artifact_uri.rstrip('/')}/card.json"
-    fs, path = url_to_fs(location)
+def read_card_facts(version: ModelVersion) -> dict[str, Any]:
+    """`card.json` from the version's run folder (a local path or an fsspec URL), checked
+    against the run's manifest so a card is never rendered from edited facts."""
+    folder = version.artifact_uri.rstrip("/")
+    fs, _ = url_to_fs(folder)
     try:
-        with fs.open(path, "rb") as handle:
-            return json.loads(handle.read())
+        data = fs.cat_file(url_to_fs(f"{folder}/card.json")[1])
+        manifest = json.loads(fs.cat_file(url_to_fs(f"{folder}/manifest.json")[1]))
     except FileNotFoundError as exc:
         raise ArtifactStoreError(
-            f"{location}: no model card facts (version {version.version} was trained before "
+            f"{folder}: no model card facts (version {version.version} was trained before "
             "model cards existed, or its run folder was moved)"
         ) from exc
+    expected = manifest.get("files", {}).get("card.json", {}).get("sha256")
+    if expected != hashlib.sha256(data).hexdigest():
+        raise IntegrityError(
+            f"{folder}/card.json does not match the run's manifest: it was changed after the run"
+        )
+    return json.loads(data)

@@ -253,3 +253,11 @@ def test_sensitive_column_missing_from_the_data(
     _assert_refused(
         _train(_config_with(tmp_path, data)), state, str(data), "missing required column 'gender'"
     )
+
+
+def test_impossible_gate_limit(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
+    def impossible(raw: dict) -> None:
+        raw["gate"]["non_inferiority"]["confidence"] = 1.5
+
+    config = _config_with(tmp_path, small_parquet, impossible)
+    _assert_refused(_train(config), state, str(config), "gate.non_inferiority.confidence")

@@ -176,6 +176,12 @@ def test_approval_through_the_pause_form_resumes_and_records_the_reviewer(
     assert facts["fairness_unweighted"]["gender"]["tpr_gap"] is not None
     assert facts["gate"]["approval"]["reviewer"] == "ana"
 
+    # The card is only ever rendered from the facts the manifest vouches for.
+    facts_file = Path(registry.get_version(MODEL, 1).artifact_uri) / "card.json"
+    facts_file.write_text(facts_file.read_text().replace("ana", "eve"))
+    refused = CliRunner().invoke(app, ["models", "card", MODEL, "1"])
+    assert refused.exit_code == 1 and "does not match the run's manifest" in refused.output
+
 
 def test_approval_input_without_a_reviewer_is_refused(small_config, state, tmp_path):
     config = _approval_config(small_config, tmp_path, timeout=300)
