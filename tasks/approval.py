@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import get_run_logger
+from prefect import get_client, get_run_logger
+from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from prefect.states import Running
 from pydantic import Field, field_validator
 
 from modelcycle.gate import GateDecision, with_approval
@@ -34,6 +36,19 @@ class ApprovalInput(RunInput):
         if not value.strip():
             raise ValueError("reviewer: a name is required to approve or reject")
         return value.strip()
+
+
+def _resume_after_timeout(timeout_seconds: int) -> None:
+    """The server still holds the run as Paused; without this it fails the run at its end
+    ("completed and never resumed") instead of letting it record the rejection and finish."""
+    context = FlowRunContext.get()
+    assert context is not None and context.flow_run is not None
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(
+            context.flow_run.id,
+            Running(message=f"approval timed out after {timeout_seconds} s: rejecting"),
+            force=True,
+        )
 
 
 def request_approval(
@@ -58,6 +73,7 @@ def request_approval(
         logger.warning(
             "No reviewer answered within %d s: the candidate is rejected", timeout_seconds
         )
+        _resume_after_timeout(timeout_seconds)
         return with_approval(
             decision,
             approved=False,

@@ -210,7 +210,10 @@ def test_approval_input_without_a_reviewer_is_refused(small_config, state, tmp_p
 
 def test_approval_that_times_out_rejects(small_config, state, tmp_path):
     _run(small_config)  # a champion that must survive
-    outcome = _run(_approval_config(small_config, tmp_path, timeout=2))
+    state_ = _run(_approval_config(small_config, tmp_path, timeout=2), return_state=True)
+    # The run ends Completed with the rejection recorded, not Failed by the expired pause.
+    assert state_.is_completed(), state_
+    outcome = state_.result()
 
     registry = Registry(state.registry_url)
     assert outcome["status"] == "rejected"
