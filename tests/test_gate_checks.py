@@ -308,3 +308,29 @@ def test_impossible_gate_limits_fail_at_load_naming_the_field(
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(path) in str(caught.value) and field in str(caught.value)
+
+
+def test_multiclass_fairness_takes_the_worst_class() -> None:
+    raw = demo_config_dict()
+    raw.update(
+        task="multiclass_classification",
+        split={"strategy": "stratified"},
+        evaluation={"primary_metric": "accuracy"},
+        gate={"floors": {}, "fairness": {"min_group_rows": 1, "max_selection_rate_gap": 0.5}},
+    )
+    config = parse_config(raw)
+    holdout = pd.DataFrame({"gender": ["F"] * 4 + ["M"] * 4, "high_income": list("aabcaabc")})
+    pred = np.array(list("aaaa" + "abcc"))
+    outputs = Outputs(pred, None, np.array(["a", "b", "c"]))
+    evidence = fairness_evidence(holdout, outputs, config)["gender"]
+    # Selection rates F: a 1, b 0, c 0; M: a .25, b .25, c .5 -> worst gap .75 (class a).
+    assert evidence["selection_rate_gap"] == pytest.approx(0.75)
+    # TPR F: a 1, b 0, c 0; M: a .5, b 1, c 1 -> worst gap 1.0 (classes b and c).
+    assert evidence["tpr_gap"] == pytest.approx(1.0)
+    judged = {
+        c.name: c.failed for c in gate.fairness_checks({"gender": evidence}, config) if c.judged
+    }
+    assert judged == {  # the ratio has no limit here; the TPR gap has the default 0.2
+        "fairness:gender:selection_rate_gap": True,
+        "fairness:gender:tpr_gap": True,
+    }

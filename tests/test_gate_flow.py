@@ -233,3 +233,35 @@ def test_approval_input_model_refuses_a_blank_name() -> None:
     with pytest.raises(ValidationError, match="reviewer"):
         ApprovalInput(approved=True, reviewer="  ")
     assert ApprovalInput(approved=False, reviewer=" ana ").reviewer == "ana"
+
+
+def test_a_regression_pipeline_goes_through_every_kind_of_check(small_config, state, tmp_path):
+    def regression(raw: dict) -> None:
+        raw["columns"].pop("high_income")
+        raw.update(task="regression", target="realrinc")
+        raw["model"] = {
+            "estimator": "sklearn.ensemble.HistGradientBoostingRegressor",
+            "params": {"max_iter": 20},
+        }
+        raw["evaluation"] = {"primary_metric": "rmse", "extra_metrics": ["mae", "r2"]}
+        raw["evaluation"]["slices"] = ["gender"]
+        raw["gate"] = {
+            "floors": {"r2": 0.1},
+            "non_inferiority": {"bootstrap": 100, "max_drop": 500.0},
+            "slices": {"floors": {"mae": 50_000.0}},
+            "fairness": {"max_mean_error_gap": 50_000.0},
+        }
+
+    def strict_fairness(raw: dict) -> None:
+        regression(raw)
+        raw["gate"]["fairness"]["max_mean_error_gap"] = 1.0  # dollars: tighter than any model
+
+    _run(_variant(small_config, tmp_path, "regression.yaml", regression))
+    outcome = _run(_variant(small_config, tmp_path, "strict.yaml", strict_fairness))
+
+    assert outcome["failed_checks"] == ["fairness:gender:mean_error_gap"]
+    assert outcome["status"] == "rejected"
+    interval = outcome["non_inferiority"]
+    assert interval["metric"] == "rmse" and interval["higher_is_better"] is False
+    kinds = {c["kind"] for c in Registry(state.registry_url).get_version(MODEL, 2).gate["checks"]}
+    assert kinds == {"floors", "non_inferiority", "slices", "fairness", "robustness", "budgets"}
