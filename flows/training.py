@@ -1,4 +1,5 @@
-"""The training flow: prepare -> train or fine-tune -> evaluate -> gate -> register -> promote."""
+"""The training flow: prepare -> train or fine-tune -> evaluate -> gate (-> approval) ->
+register -> promote."""
 
 from __future__ import annotations
 
@@ -64,6 +65,10 @@ def training(
     actor: str = "training-flow",
 ) -> dict[str, Any]:
     """Run one model pipeline from its YAML config.
+
+    The gate judges the candidate on floors, a paired bootstrap against the champion, slices,
+    fairness, robustness and budgets; when the policy asks for a human, the run pauses for the
+    reviewer's form. A rejected candidate is registered as `rejected`, never promoted.
 
     Args:
         config_path: A pipeline config in `configs/`.
