@@ -49,17 +49,15 @@ def _rates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), 0.0)
 
 
-def _score_groups(scores: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Row order by score and the start of each run of tied scores: sorted once per model."""
-    order = np.argsort(-scores if descending else scores, kind="mergesort")
-    ordered = scores[order]
-    return order, np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+def score_groups(scores: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each row's group among the distinct scores, in ascending score order (ties share one)."""
+    distinct, group = np.unique(scores, return_inverse=True)
+    return group.ravel(), len(distinct)
 
 
-def auc_from_sorted(weights: np.ndarray, positive: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """ROC AUC per row of `weights` (columns already in ascending score order)."""
-    pos = np.add.reduceat(weights * positive, starts, axis=1)
-    neg = np.add.reduceat(weights * ~positive, starts, axis=1)
+def auc_from_groups(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """ROC AUC per row from positive/negative weight per score group (ascending scores);
+    a tie counts one half, as in scikit-learn. NaN without both classes."""
     below = np.cumsum(neg, axis=1) - neg
     numerator = (pos * (below + 0.5 * neg)).sum(axis=1)
     denominator = pos.sum(axis=1) * neg.sum(axis=1)
@@ -69,32 +67,54 @@ def auc_from_sorted(weights: np.ndarray, positive: np.ndarray, starts: np.ndarra
         )
 
 
-def average_precision_from_sorted(
-    weights: np.ndarray, positive: np.ndarray, starts: np.ndarray
-) -> np.ndarray:
-    """Average precision (scikit-learn's step sum) per row of `weights` (descending scores)."""
-    tp = np.cumsum(np.add.reduceat(weights * positive, starts, axis=1), axis=1)
-    fp = np.cumsum(np.add.reduceat(weights * ~positive, starts, axis=1), axis=1)
-    total = tp[:, -1:]
-    precision = tp / np.where(tp + fp > 0, tp + fp, 1)
-    recall_step = np.diff(np.concatenate([np.zeros_like(total), tp], axis=1), axis=1)
+def average_precision_from_groups(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Average precision (scikit-learn's step sum) per row, from the same ascending groups:
+    each group, from the highest score down, adds its positives times the precision there."""
+    gained = np.ascontiguousarray(pos[:, ::-1])
+    tp = np.cumsum(gained, axis=1)
+    seen = tp + np.cumsum(neg[:, ::-1], axis=1)
+    precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
+    total = tp[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (recall_step * precision).sum(axis=1) / total[:, 0]
-    return np.where(total[:, 0] > 0, ap, np.nan)
+        ap = (gained * precision).sum(axis=1) / total
+    return np.where(total > 0, ap, np.nan)
+
+
+def _groups_from_weights(
+    weights: np.ndarray, truth: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    group, count = score_groups(scores)
+    pos = np.zeros((weights.shape[0], count))
+    neg = np.zeros((weights.shape[0], count))
+    np.add.at(pos.T, group[truth], weights[:, truth].T)
+    np.add.at(neg.T, group[~truth], weights[:, ~truth].T)
+    return pos, neg
 
 
 def weighted_auc(weights: np.ndarray, truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """ROC AUC for every row of `weights` (resamples x rows) at once; NaN without both classes."""
-    order, starts = _score_groups(scores, descending=False)
-    return auc_from_sorted(weights[:, order], truth[order], starts)
+    return auc_from_groups(*_groups_from_weights(weights, truth, scores))
 
 
 def weighted_average_precision(
     weights: np.ndarray, truth: np.ndarray, scores: np.ndarray
 ) -> np.ndarray:
     """Average precision for every row of `weights` at once; NaN without positives."""
-    order, starts = _score_groups(scores, descending=True)
-    return average_precision_from_sorted(weights[:, order], truth[order], starts)
+    return average_precision_from_groups(*_groups_from_weights(weights, truth, scores))
+
+
+def _resampled_groups(
+    index: np.ndarray, truth: np.ndarray, group: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative rows drawn per (resample, score group), straight from the drawn
+    indices: two bincounts, no (resamples x rows) weight matrix and no sorting per resample."""
+    size = index.shape[0]
+    keys = (group[index] + (np.arange(size) * count)[:, None]).ravel()
+    total = np.bincount(keys, minlength=size * count).reshape(size, count)
+    pos = np.bincount(
+        keys, weights=truth.astype("float64")[index].ravel(), minlength=size * count
+    ).reshape(size, count)
+    return pos, total - pos
 
 
 def _proba_of(outputs: Outputs, label: Any) -> np.ndarray:
@@ -161,13 +181,25 @@ def _vectorised(
     if metric == "brier":
         squared = (scores - truth) ** 2
         return lambda w: w @ squared / w.sum(axis=1)
-    if metric in ("roc_auc", "average_precision"):
-        descending = metric == "average_precision"
-        order, starts = _score_groups(scores, descending)
-        ordered_truth = truth[order]
-        ranked = average_precision_from_sorted if descending else auc_from_sorted
-        return lambda w: ranked(w[:, order], ordered_truth, starts)
     return None
+
+
+_RANKED = {"roc_auc": auc_from_groups, "average_precision": average_precision_from_groups}
+
+
+def _ranked_inputs(
+    metric: str, y: np.ndarray, outputs: Outputs, config: PipelineConfig
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(truth, score group per row, number of groups) for a binary ranking metric."""
+    if (
+        metric not in _RANKED
+        or config.task.value != "binary_classification"
+        or outputs.proba is None
+        or outputs.classes is None
+    ):
+        return None
+    pos = positive_class(config, outputs.classes)
+    return (y == pos, *score_groups(_proba_of(outputs, pos)))
 
 
 def bootstrap_metrics(
@@ -184,25 +216,32 @@ def bootstrap_metrics(
     if n == 0:
         raise ValueError("bootstrap needs at least one holdout row")
     rng = np.random.default_rng(seed)
-    fast = {(m, i): _vectorised(m, y, o, config) for m in metrics for i, o in enumerate(outputs)}
+    pairs = [(m, i, o) for m in metrics for i, o in enumerate(outputs)]
+    ranked = {(m, i): _ranked_inputs(m, y, o, config) for m, i, o in pairs}
+    linear = {(m, i): _vectorised(m, y, o, config) for m, i, o in pairs if not ranked[(m, i)]}
     result = {m: np.empty((len(outputs), resamples)) for m in metrics}
     chunk = max(1, _CHUNK_CELLS // n)
     for start in range(0, resamples, chunk):
         size = min(chunk, resamples - start)
         index = rng.integers(0, n, size=(size, n))
-        offsets = index + (np.arange(size) * n)[:, None]
-        weights = np.bincount(offsets.ravel(), minlength=size * n).reshape(size, n)
-        weights = weights.astype("float64")
-        for metric in metrics:
-            for i, out in enumerate(outputs):
-                compute = fast[(metric, i)]
-                if compute is not None:
-                    values = compute(weights)
-                else:  # metrics without a vectorised form: score each resample
-                    values = np.array(
-                        [metric_value(metric, y[ix], out.subset(ix), config) for ix in index]
-                    )
-                result[metric][i, start : start + size] = values
+        weights = None
+        groups: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per model: AUC and AP share
+        for metric, i, out in pairs:
+            if (inputs := ranked[(metric, i)]) is not None:
+                if i not in groups:
+                    groups[i] = _resampled_groups(index, *inputs)
+                values = _RANKED[metric](*groups[i])
+            elif (compute := linear[(metric, i)]) is not None:
+                if weights is None:
+                    offsets = index + (np.arange(size) * n)[:, None]
+                    counts = np.bincount(offsets.ravel(), minlength=size * n)
+                    weights = counts.reshape(size, n).astype("float64")
+                values = compute(weights)
+            else:  # metrics without a vectorised form: score each resample
+                values = np.array(
+                    [metric_value(metric, y[ix], out.subset(ix), config) for ix in index]
+                )
+            result[metric][i, start : start + size] = values
     return result
 
 
