@@ -104,8 +104,8 @@ def training(
         )
         unweighted_outputs = predict_holdout(plain.pipeline, test, config, threads)
 
-    evaluated = evaluate_model(result.pipeline, test, config)
-    champion_score = score_champion(champion.pipeline, test, config) if champion else None
+    evaluated = evaluate_model(result.pipeline, test, config, threads)
+    champion_score = score_champion(champion.pipeline, test, config, threads) if champion else None
     champion_metrics = champion_score.metrics if champion_score else None
     comparison = compare_with_champion(evaluated.metrics, champion_metrics)
     lineage = record_lineage(config, fingerprints, source, mode.value, parent, run_id)
