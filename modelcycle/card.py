@@ -354,7 +354,8 @@ def _robustness_lines(evidence: dict[str, Any]) -> list[str]:
 
 
 def registry_view(version: ModelVersion, audit: list[AuditEntry]) -> dict[str, Any]:
-    """What the registry adds to a card: number, status, aliases and this version's history."""
+    """What the registry adds to a card: number, status, aliases and this version's history
+    (entries about it, and the promotions or rollbacks that replaced it as champion)."""
     return {
         "version": version.version,
         "status": str(version.status),
@@ -362,7 +363,7 @@ def registry_view(version: ModelVersion, audit: list[AuditEntry]) -> dict[str, A
         "audit": [
             {**e.to_dict(), "at": e.at.strftime("%Y-%m-%d %H:%M:%S UTC")}
             for e in audit
-            if e.version == version.version
+            if version.version in (e.version, e.details.get("previous"))
         ],
     }
 
