@@ -315,9 +315,9 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
         lines += [
             "## History (audit log)",
             *_table(
-                ["#", "at", "actor", "action", "reason"],
+                ["#", "at", "actor", "action", "version", "reason"],
                 [
-                    [e["id"], e["at"], e["actor"], e["action"], e["reason"]]
+                    [e["id"], e["at"], e["actor"], e["action"], e["version"], e["reason"]]
                     for e in registry["audit"]
                 ],
             ),
