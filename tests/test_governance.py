@@ -235,3 +235,35 @@ def test_a_promotion_killed_inside_its_transaction_changes_nothing(url: str) -> 
     assert after.champion(MODEL).version == 1
     # The database is usable at once: the same promotion now goes through.
     assert after.promote(MODEL, 2, actor="a", reason="again").version == 2
+
+
+def test_contract_names_and_signatures_other_issues_rely_on() -> None:
+    import inspect
+
+    from flows.governance import promotion, retirement, rollback
+    from tasks.approval import ApprovalInput
+
+    assert (promotion.name, rollback.name, retirement.name) == (
+        "promotion",
+        "rollback",
+        "retirement",
+    )
+    expected = {
+        promotion: {"model_name": str, "version": int, "reason": str, "actor": str, "force": bool},
+        rollback: {"model_name": str, "reason": str, "actor": str},
+        retirement: {"model_name": str, "version": int, "reason": str, "actor": str, "force": bool},
+    }
+    defaults = {
+        promotion: "promotion-flow",
+        rollback: "rollback-flow",
+        retirement: "retirement-flow",
+    }
+    for flow_, params in expected.items():
+        signature = inspect.signature(flow_.fn)
+        assert list(signature.parameters) == list(params)
+        assert signature.parameters["actor"].default == defaults[flow_]
+        if "force" in params:
+            assert signature.parameters["force"].default is False
+    fields = ApprovalInput.model_fields
+    assert list(fields) == ["approved", "reviewer", "comment"]
+    assert fields["comment"].default == ""
