@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from threadpoolctl import threadpool_limits
 
 from modelcycle import data, modeling, search
-from modelcycle.config import PipelineConfig, SearchRunner, parse_config
+from modelcycle.config import Balance, PipelineConfig, SearchRunner, parse_config
 from modelcycle.errors import ConfigError, EstimatorError
 from modelcycle.model_io import dump_model, sha256_bytes
 from tasks.search import search_task_runner
@@ -101,6 +101,34 @@ def test_candidates_scores_and_model_bytes_match_scikit_learn(
     }
     assert {k: result.best_params[k] for k in best} == best
     assert dump_model(result.pipeline) == dump_model(reference.best_estimator_)
+
+
+def test_sample_weights_reach_every_fold_and_the_refit_as_in_scikit_learn(
+    small_parquet: Path, table: pd.DataFrame
+) -> None:
+    config = _config(small_parquet)
+    balance = Balance(classes=True, sensitive_groups=True)
+    model = config.model.model_copy(update={"balance": balance})
+    config = config.model_copy(update={"model": model})
+    X, y = data.features_and_target(table, config)
+    weights = modeling.sample_weights(table, config)
+    assert weights is not None and weights.std() > 0
+    spec = config.model.search
+    grid = {f"{modeling.MODEL_STEP}__{k}": v for k, v in spec.space.items()}
+    reference = GridSearchCV(
+        modeling.build_pipeline(config),
+        grid,
+        scoring=modeling.scorer(config),
+        cv=modeling._cv(config),
+    ).fit(X, y, **{f"{modeling.MODEL_STEP}__sample_weight": weights})
+
+    tried = search.candidates(config)
+    splits = search.folds(config, X, y)
+    scores = [search.score_candidate(config, X, y, p, splits, None, weights) for p in tried]
+    result = search.refit(config, X, y, search.rank(config, tried, scores), None, weights)
+    assert dump_model(result.pipeline) == dump_model(reference.best_estimator_)
+    unweighted = _local_search(config, X, y)
+    assert dump_model(unweighted.pipeline) != dump_model(result.pipeline)
 
 
 def test_ties_go_to_the_earlier_candidate_with_a_shared_rank(small_parquet: Path) -> None:
