@@ -7,6 +7,7 @@ order per repeat, all in one process under a temporary Prefect server:
 
     .venv/bin/python benchmarks/search_runners.py              # 3 repeats
     .venv/bin/python benchmarks/search_runners.py --repeat 1 --runners threads:1,dask:2
+    .venv/bin/python benchmarks/search_runners.py --wide --repeat 1   # 12 candidates
 
 Prints the median wall time of the task (search + refit), the ratio to the baseline and the
 SHA-256 of the model file (the same for every runner, or the script exits non-zero).
@@ -41,6 +42,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--runners", default="threads:1,threads:2,dask:2")
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads per fit")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="a 12-candidate grid (learning_rate x max_leaf_nodes) instead of the demo's 4",
+    )
     args = parser.parse_args()
     runners = [(k, int(n)) for k, n in (item.split(":") for item in args.runners.split(","))]
 
@@ -58,6 +64,10 @@ def main() -> int:
     from tasks.training import train_model
 
     base = load_config(REPO / "configs" / "demo.yaml")
+    if args.wide:
+        space = {"learning_rate": [0.03, 0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31, 63]}
+        wide = base.model.search.model_copy(update={"space": space})
+        base = base.model_copy(update={"model": base.model.model_copy(update={"search": wide})})
     source = ensure_demo_file(get_settings().data_dir)
     table, _ = data.clean(data.load_table(base, source), base)
     train, _ = data.split(table, base)
