@@ -260,8 +260,11 @@ def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     n, m = u.size, v.size
     if n == m:
         return float(np.abs(u - v).mean())
-    steps = np.union1d(
-        np.arange(1, n + 1, dtype=np.int64) * m, np.arange(1, m + 1, dtype=np.int64) * n
+    # Shared steps appear twice; the repeat has width 0 and adds nothing.
+    steps = np.sort(
+        np.concatenate(
+            (np.arange(1, n + 1, dtype=np.int64) * m, np.arange(1, m + 1, dtype=np.int64) * n)
+        )
     )
     widths = np.diff(steps, prepend=0)
     iu = (steps + m - 1) // m - 1
