@@ -370,12 +370,26 @@ def column_drift(
     current: pd.Series,
     kind: ColumnKind,
     rule: ColumnRule | None = None,
+    two_sample_chisquare: bool = False,
 ) -> ColumnDrift:
-    """One column's drift; a side with no usable values gets no verdict, and says so."""
+    """One column's drift; a side with no usable values gets no verdict, and says so.
+
+    `two_sample_chisquare` replaces Evidently's one-sample chi-square wherever the default
+    choice would pick it (an explicit rule is kept as written).
+    """
     rule = rule or ColumnRule()
     if kind is ColumnKind.numeric:
-        return _numeric_drift(name, reference, current, rule)
-    return _categorical_drift(name, reference, current, rule)
+        return _numeric_drift(name, reference, current, rule, two_sample_chisquare)
+    return _categorical_drift(name, reference, current, rule, two_sample_chisquare)
+
+
+def _choose(
+    rule: ColumnRule, kind: ColumnKind, rows: int, distinct: int, two_sample: bool
+) -> Method:
+    if rule.method is not None:
+        return rule.method
+    method = default_method(kind, rows, distinct)
+    return Method.chi2_contingency if two_sample and method is Method.chisquare else method
 
 
 def _untested(
@@ -385,7 +399,7 @@ def _untested(
 
 
 def _numeric_drift(
-    name: str, reference: pd.Series, current: pd.Series, rule: ColumnRule
+    name: str, reference: pd.Series, current: pd.Series, rule: ColumnRule, two_sample: bool
 ) -> ColumnDrift:
     kind = ColumnKind.numeric
     ref, cur = _numeric_side(reference), _numeric_side(current)
@@ -393,7 +407,7 @@ def _numeric_drift(
         side = "reference" if ref.rows == 0 else "current window"
         return _untested(name, kind, ref.rows, cur.rows, 0, f"no finite values in the {side}")
     distinct = _numeric_distinct(ref, cur)
-    method = rule.method or default_method(kind, ref.rows, distinct)
+    method = _choose(rule, kind, ref.rows, distinct, two_sample)
     if method is Method.wasserstein:
         score = _wasserstein_normed(ref, cur)
     elif method is Method.ks:
@@ -407,7 +421,7 @@ def _numeric_drift(
 
 
 def _categorical_drift(
-    name: str, reference: pd.Series, current: pd.Series, rule: ColumnRule
+    name: str, reference: pd.Series, current: pd.Series, rule: ColumnRule, two_sample: bool
 ) -> ColumnDrift:
     kind = ColumnKind.categorical
     if rule.method in NUMERIC_ONLY:
@@ -417,7 +431,7 @@ def _categorical_drift(
         side = "reference" if ref.rows == 0 else "current window"
         return _untested(name, kind, ref.rows, cur.rows, 0, f"no values in the {side}")
     distinct = len(ref.counts.index.union(cur.counts.index))
-    method = rule.method or default_method(kind, ref.rows, distinct)
+    method = _choose(rule, kind, ref.rows, distinct, two_sample)
     if method is Method.jensenshannon:
         p, q = _aligned(ref.counts, cur.counts)
         score = _jensenshannon(p / ref.rows, q / cur.rows)
@@ -463,12 +477,15 @@ def dataset_drift(
     columns: Mapping[str, ColumnKind],
     rules: Mapping[str, ColumnRule] | None = None,
     drift_share: float = 0.5,
+    two_sample_chisquare: bool = False,
 ) -> DriftResult:
     """Column by column (no frame is copied); the dataset drifts when the share of drifted
     tested columns reaches `drift_share`, as in Evidently's `DriftedColumnsCount`."""
     rules = rules or {}
     results = [
-        column_drift(name, reference[name], current[name], kind, rules.get(name))
+        column_drift(
+            name, reference[name], current[name], kind, rules.get(name), two_sample_chisquare
+        )
         for name, kind in columns.items()
     ]
     untested = [r.column for r in results if not r.tested]
