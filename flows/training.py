@@ -23,6 +23,7 @@ from tasks.data import (
 )
 from tasks.evaluation import apply_gate, compare_with_champion, evaluate_model, score_champion
 from tasks.lineage import record_lineage, serialize_model
+from tasks.monitoring import build_reference_data
 from tasks.registry import load_champion, promote_champion, register_version
 from tasks.training import fine_tune_model, train_model
 
@@ -72,6 +73,9 @@ def training(
     comparison = compare_with_champion(evaluated.metrics, champion_metrics)
     decision = apply_gate(evaluated.metrics, config).to_dict()
 
+    reference = build_reference_data(
+        train, test, result.pipeline, config, evaluated.metrics, config_path
+    )
     lineage = record_lineage(config, fingerprints, source, mode.value, parent, run_id)
     model_bytes, model_sha256 = serialize_model(result.pipeline)
     contents = RunContents(
@@ -86,6 +90,7 @@ def training(
         search_results=result.search_results,
         figures=evaluated.figures,
         metadata={**lineage, "model_file": MODEL_FILE, "model_sha256": model_sha256},
+        reference_files=reference,
     )
     folder = write_run_folder(settings.artifact_store, config.name, run_id, contents)
 

@@ -93,7 +93,10 @@ def feature_kinds(config: PipelineConfig) -> dict[str, ColumnKind]:
 
 def model_outputs(pipeline: Pipeline, X: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
     """What prediction drift compares: the label (or value), and the positive-class score."""
-    outputs = evaluation.predict_outputs(pipeline, X, config)
+    return model_outputs_from(evaluation.predict_outputs(pipeline, X, config), config)
+
+
+def model_outputs_from(outputs: evaluation.Outputs, config: PipelineConfig) -> pd.DataFrame:
     frame = pd.DataFrame({PREDICTION_COLUMN: outputs.pred})
     if config.task.value == "binary_classification" and outputs.proba is not None:
         assert outputs.classes is not None
@@ -156,6 +159,14 @@ def build_reference(
 # --- the window ---------------------------------------------------------------------------
 
 
+def resolve_pattern(window: str, home: Path) -> str:
+    """As given if it matches something; else relative to the modelcycle home folder."""
+    if Path(window).is_absolute() or glob.glob(window):
+        return window
+    under_home = str(Path(home) / window)
+    return under_home if glob.glob(under_home) else window
+
+
 def window_files(pattern: str, latest_only: bool = False) -> list[Path]:
     """Files matching a path or glob, sorted by name; `latest_only` keeps the last one."""
     if glob.has_magic(pattern):
@@ -175,6 +186,7 @@ def window_files(pattern: str, latest_only: bool = False) -> list[Path]:
 @dataclass(frozen=True)
 class Window:
     table: pd.DataFrame
+    pattern: str
     files: list[str]
     rows_read: int
     unexpected_columns: list[str]
@@ -182,7 +194,10 @@ class Window:
 
 
 def read_window(
-    files: list[Path], config: PipelineConfig, time_range: TimeRange | None = None
+    files: list[Path],
+    config: PipelineConfig,
+    time_range: TimeRange | None = None,
+    pattern: str | None = None,
 ) -> Window:
     """Read every file, drop PII columns at once, keep the model's columns, apply the range."""
     parts = []
@@ -203,6 +218,7 @@ def read_window(
         raise DataError(f"window {where}: no rows{extra}")
     return Window(
         table=table,
+        pattern=pattern or where,
         files=[str(f) for f in files],
         rows_read=rows_read,
         unexpected_columns=sorted(unexpected),

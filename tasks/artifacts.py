@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -38,6 +38,8 @@ class RunContents:
     search_results: pd.DataFrame | None
     figures: dict[str, Figure]
     metadata: dict[str, Any]
+    # What monitoring compares windows with (modelcycle.monitoring.Reference.files()).
+    reference_files: dict[str, bytes] = field(default_factory=dict)
 
 
 def _csv(frame: pd.DataFrame) -> str:
@@ -70,6 +72,8 @@ def write_run_folder(store_root: str, model: str, run_id: str, contents: RunCont
             run.write_text("search_results.csv", _csv(contents.search_results))
         for name, figure in sorted(contents.figures.items()):
             run.write_figure(f"plots/{name}", figure)
+        for name, data in sorted(contents.reference_files.items()):
+            run.write_bytes(name, data)
         folder = run.commit(json_ready(contents.metadata))
     get_run_logger().info("Run folder written: %s", folder.uri)
     return folder
