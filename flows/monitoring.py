@@ -28,7 +28,7 @@ from tasks.monitoring import (
     measure_quality,
     no_verdict,
     publish_monitoring_report,
-    record_incident,
+    record_incidents,
     score_window,
     write_monitoring_folder,
 )
@@ -111,7 +111,7 @@ def monitoring(
     )
 
     details = {"drifted_columns": features.drifted_columns if features else [], **window_facts}
-    incident = record_incident(
+    incidents = record_incidents(
         settings.registry_url, champion.version, decision, folder.uri, details, actor
     )
     event_id = None
@@ -128,7 +128,7 @@ def monitoring(
                 "share_drifted": features.share_drifted if features else None,
                 "reasons": decision.reasons,
                 "run_folder": folder.uri,
-                "incident_id": incident["id"] if incident else None,
+                "incident_ids": [i["id"] for i in incidents],
             }
         )
     markdown = monitoring_markdown(
@@ -143,7 +143,7 @@ def monitoring(
         run_uri=folder.uri,
         html_name=HTML_REPORT if html else None,
         html_sample=_sample_facts(html),
-        incident=incident,
+        incidents=incidents,
         event_emitted=event_id is not None,
     )
     html_uri = f"{folder.uri.rstrip('/')}/{HTML_REPORT}" if html else None
@@ -160,7 +160,7 @@ def monitoring(
         "findings": [f.to_dict() for f in findings],
         "run_folder": folder.uri,
         "html_report": html_uri,
-        "incident": incident,
+        "incidents": incidents,
         "event_id": event_id,
     }
 

@@ -67,7 +67,7 @@ def monitoring_markdown(
     run_uri: str,
     html_name: str | None,
     html_sample: dict[str, int] | None,
-    incident: dict[str, Any] | None,
+    incidents: list[dict[str, Any]],
     event_emitted: bool,
 ) -> str:
     lines = [
@@ -105,12 +105,9 @@ def monitoring_markdown(
             f"rows and {sample.get('reference_sample', 0):,} of "
             f"{sample.get('reference_rows', 0):,} reference rows; the verdicts above use all rows)"
         )
-    if incident:
-        action = (
-            "opened"
-            if incident["opened"]
-            else "updated (occurrence {})".format(incident["occurrences"])
-        )
+    for incident in incidents:
+        occurrence = f"updated (occurrence {incident['occurrences']})"
+        action = "opened" if incident["opened"] else occurrence
         lines.append(f"- Incident #{incident['id']} ({incident['kind']}) {action}")
     if event_emitted:
         lines.append("- Event `modelcycle.model.drift-detected` emitted")

@@ -245,24 +245,23 @@ def write_monitoring_folder(
     return folder
 
 
-@task(name="record-incident", **TASK_OPTIONS)
-def record_incident(
+@task(name="record-incidents", **TASK_OPTIONS)
+def record_incidents(
     registry_url: str,
     version: ModelVersion,
     decision: Decision,
     evidence_folder: str,
     details: dict[str, Any],
     actor: str,
-) -> dict[str, Any] | None:
-    """One incident per kind while unresolved; a repeat adds an occurrence and a note."""
-    if not decision.incident_kinds:
-        return None
+) -> list[dict[str, Any]]:
+    """One incident per kind (drift, quality) while unresolved; a repeat adds an occurrence
+    and a note to it."""
     log = IncidentLog(registry_url)
     summary = "; ".join(decision.reasons)
-    recorded = None
+    recorded = []
     for kind in decision.incident_kinds:
         severity = Severity.CRITICAL if kind == "quality" else Severity.HIGH
-        recorded = log.record(
+        result = log.record(
             model_name=version.model_name,
             version=version.version,
             kind=kind,
@@ -272,15 +271,17 @@ def record_incident(
             details=evaluation.json_ready(details),
             actor=actor,
         )
-        verb = "opened" if recorded.opened else "updated"
-        get_run_logger().warning("Incident #%d (%s) %s", recorded.incident.id, kind, verb)
-    assert recorded is not None
-    return {
-        "id": recorded.incident.id,
-        "kind": recorded.incident.kind,
-        "opened": recorded.opened,
-        "occurrences": recorded.incident.occurrences,
-    }
+        verb = "opened" if result.opened else "updated"
+        get_run_logger().warning("Incident #%d (%s) %s", result.incident.id, kind, verb)
+        recorded.append(
+            {
+                "id": result.incident.id,
+                "kind": kind,
+                "opened": result.opened,
+                "occurrences": result.incident.occurrences,
+            }
+        )
+    return recorded
 
 
 @task(name="emit-drift-event", **TASK_OPTIONS)

@@ -76,7 +76,13 @@ def test_stable_window_is_ok_with_report_and_artifacts(
     assert "modelcycle-sample-note" in html and "1,500 window rows" in html
     drift = json.loads((folder / "drift.json").read_text())
     assert {c["column"] for c in drift["features"]["columns"]} == {
-        "age", "prestg10", "childs", "occrecode", "wrkstat", "educcat", "maritalcat"
+        "age",
+        "prestg10",
+        "childs",
+        "occrecode",
+        "wrkstat",
+        "educcat",
+        "maritalcat",
     }
     quality = json.loads((folder / "quality.json").read_text())
     assert quality["labelled_rows"] == 1500
@@ -84,3 +90,75 @@ def test_stable_window_is_ok_with_report_and_artifacts(
     # The label-free estimate lands near the realised figure on unshifted data.
     assert abs(quality["estimated"]["accuracy"] - quality["realised"]["accuracy"]) < 0.05
     assert IncidentLog(state.registry_url).list() == []
+
+
+def _drift_events(model: str, since_ids: set[str] | None = None, expect: int = 1):
+    """Poll the server: events are stored asynchronously; read_events needs limit <= 50."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    event_filter = EventFilter(
+        event=EventNameFilter(name=["modelcycle.model.drift-detected"]),
+        resource=EventResourceFilter(id=[f"modelcycle.model.{model}"]),
+    )
+    found = []
+    with get_client(sync_client=True) as client:
+        for _ in range(60):
+            page = client.read_events(filter=event_filter, limit=50)
+            found = [e for e in page.events if not since_ids or str(e.id) not in since_ids]
+            if len(found) >= expect:
+                break
+            time.sleep(0.25)
+    return found
+
+
+def test_drift_opens_one_incident_then_updates_it_and_emits_the_event(
+    champion, state, demo_years, small_parquet, small_config, tmp_path
+):
+    before = {str(e.id) for e in _drift_events(MODEL, expect=0)}
+    base = _unseen_early_rows(demo_years, small_parquet, 1200)
+    first = _window(tmp_path / "windows", _shifted(base.iloc[:600]), "gss-2030.parquet")
+    second = _window(tmp_path / "windows", _shifted(base.iloc[600:]), "gss-2031.parquet")
+
+    outcome = _monitor(first)
+    assert outcome["status"] == "drift", outcome["reasons"]
+    assert {"age", "prestg10", "childs", "educcat"} <= set(outcome["drifted_columns"])
+    drift_incident = next(i for i in outcome["incidents"] if i["kind"] == "drift")
+    assert drift_incident["opened"] is True
+
+    # The event is on the server with the contract's resource and payload.
+    events = _drift_events(MODEL, before)
+    assert len(events) == 1
+    event = events[0]
+    assert event.resource.id == f"modelcycle.model.{MODEL}"
+    assert event.resource.name == MODEL
+    payload = event.payload
+    assert payload["model_name"] == MODEL
+    assert payload["version"] == 1
+    assert payload["window"] == str(first)
+    assert payload["status"] == "drift"
+    assert set(payload["drifted_columns"]) == set(outcome["drifted_columns"])
+    assert payload["config_path"] == str(small_config.resolve())
+    assert payload["retrain_mode"] == "scratch"
+
+    # The same drift again (newest file only): the open incident grows, no new one.
+    again = _monitor(tmp_path / "windows" / "gss-*.parquet", latest_only=True)
+    assert again["status"] == "drift"
+    assert {
+        "id": drift_incident["id"],
+        "kind": "drift",
+        "opened": False,
+        "occurrences": 2,
+    } in again["incidents"]
+    log = IncidentLog(state.registry_url)
+    # One incident per kind (drift, and quality if the floor was also crossed), never two.
+    kinds = [i.kind for i in log.list()]
+    assert sorted(kinds) == sorted({i["kind"] for i in outcome["incidents"]})
+    incident = log.get(drift_incident["id"])
+    assert incident.status is IncidentStatus.OPEN
+    assert [n.action for n in incident.notes] == ["opened", "recurred"]
+    assert incident.notes[1].evidence_folder == again["run_folder"]
+    assert json.loads(Path(again["run_folder"], "window.json").read_text())["files"] == [
+        str(second)
+    ]
+    assert len(_drift_events(MODEL, before, expect=2)) == 2
