@@ -88,7 +88,7 @@ def monitoring(
         quality = measure_quality(data, scored, champion.reference, config)
         decision = decide_status(features, prediction, quality, findings, config)
         title = f"{model_name} v{version}, window {pattern}"
-        html = build_html_report(champion.reference, scored.inputs, config, title)
+        html = build_html_report(champion.reference, scored.inputs, features, config, title)
 
     documents = {
         "window.json": window_facts,

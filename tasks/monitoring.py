@@ -209,13 +209,23 @@ def no_verdict(window: Window, config: PipelineConfig) -> Decision | None:
 
 @task(name="html-report", **TASK_OPTIONS)
 def build_html_report(
-    reference: Reference, inputs: pd.DataFrame, config: PipelineConfig, title: str
+    reference: Reference,
+    inputs: pd.DataFrame,
+    features: DriftResult,
+    config: PipelineConfig,
+    title: str,
 ) -> SampledReport:
-    """Evidently's report on a bounded sample; the verdicts were computed on all rows."""
+    """Evidently's report on a bounded sample; the verdicts were computed on all rows.
+
+    Columns without values on one side (no verdict) are left out: Evidently refuses them.
+    """
+    kinds = monitoring.feature_kinds(config)
+    if features.untested:
+        title += f" (left out, no values: {', '.join(features.untested)})"
     return sampled_html_report(
         reference.data,
         inputs,
-        monitoring.feature_kinds(config),
+        {c: k for c, k in kinds.items() if c not in features.untested},
         monitoring.drift_rules(config),
         config.monitoring.drift_share,
         config.monitoring.html_sample_rows,
