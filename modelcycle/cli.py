@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelcycle.cli_monitoring import demo_monitoring, incidents_app, monitor
 from modelcycle.errors import ModelcycleError
 
 app = typer.Typer(
@@ -25,6 +26,8 @@ models_app = typer.Typer(help="Read the model registry.", no_args_is_help=True)
 config_app = typer.Typer(help="Pipeline configuration files.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
+app.add_typer(incidents_app, name="incidents")
+app.command("monitor")(monitor)
 
 console = Console(soft_wrap=True)  # long paths and hashes stay whole
 errors = Console(stderr=True, soft_wrap=True)
@@ -95,8 +98,11 @@ def _print_outcome(outcome: dict[str, Any]) -> None:
 @app.command()
 def demo(
     config: Annotated[str, typer.Option(help="Demo pipeline config.")] = DEMO_CONFIG,
+    monitor: Annotated[
+        bool, typer.Option(help="Then monitor the unseen years 2008-2018, one window each.")
+    ] = True,
 ) -> None:
-    """Train the demo model from scratch, then fine-tune it on later survey years."""
+    """Train the demo model, fine-tune it on later survey years, then monitor the rest."""
     try:
         console.rule("1. train from scratch on 1974-2000")
         _print_outcome(_run_training(config, "scratch", None))
@@ -109,6 +115,17 @@ def demo(
         _fail(str(exc))
     console.rule("registry")
     list_models(as_json=False)
+    if monitor:
+        try:
+            demo_monitoring(_demo_model(config))
+        except ModelcycleError as exc:
+            _fail(str(exc))
+
+
+def _demo_model(config_path: str) -> str:
+    from modelcycle.config import load_config
+
+    return load_config(config_path).name
 
 
 @app.command()
