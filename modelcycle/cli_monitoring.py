@@ -119,9 +119,7 @@ def list_incidents(
     if as_json:
         print(json.dumps([i.to_dict() for i in found], indent=2))
         return
-    table = Table(
-        "id", "model", "version", "kind", "severity", "status", "seen", "opened", "summary"
-    )
+    table = Table("id", "model", "v", "kind", "severity", "status", "seen", "opened (UTC)")
     for i in found:
         table.add_row(
             str(i.id),
@@ -132,7 +130,6 @@ def list_incidents(
             i.status.value,
             str(i.occurrences),
             i.opened_at.strftime("%Y-%m-%d %H:%M"),
-            i.summary if len(i.summary) < 90 else i.summary[:87] + "...",
         )
     _cli().console.print(table)
 
