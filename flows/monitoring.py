@@ -82,7 +82,7 @@ def monitoring(
     decision = no_verdict(data, config)
     features = prediction = quality = html = None
     if decision is None:
-        scored = score_window(champion.pipeline, data, config)
+        scored = score_window(champion.pipeline, data, config, settings.training_threads)
         features = measure_feature_drift(champion.reference, scored.inputs, config)
         prediction = measure_prediction_drift(champion.reference, scored.outputs, config)
         quality = measure_quality(data, scored, champion.reference, config)

@@ -91,9 +91,23 @@ def feature_kinds(config: PipelineConfig) -> dict[str, ColumnKind]:
     }
 
 
+def score(pipeline: Pipeline, X: pd.DataFrame, config: PipelineConfig) -> evaluation.Outputs:
+    """The model's outputs from one pass: a classifier's label is the most probable class.
+
+    `evaluation.predict_outputs` calls predict and predict_proba, which for tree ensembles
+    walks every tree twice; on a million rows that is most of a monitoring run. scikit-learn
+    classifiers predict the arg-max of predict_proba (up to exact ties).
+    """
+    if not config.task.is_classification or not hasattr(pipeline, "predict_proba"):
+        return evaluation.predict_outputs(pipeline, X, config)
+    proba = pipeline.predict_proba(X)
+    classes = np.asarray(pipeline.classes_)
+    return evaluation.Outputs(classes[np.argmax(proba, axis=1)], proba, classes)
+
+
 def model_outputs(pipeline: Pipeline, X: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
     """What prediction drift compares: the label (or value), and the positive-class score."""
-    return model_outputs_from(evaluation.predict_outputs(pipeline, X, config), config)
+    return model_outputs_from(score(pipeline, X, config), config)
 
 
 def model_outputs_from(outputs: evaluation.Outputs, config: PipelineConfig) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.events import emit_event
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from modelcycle import evaluation, monitoring
 from modelcycle.config import Monitoring, PipelineConfig, TimeRange, load_config, parse_config
@@ -146,10 +147,14 @@ class Scored:
 
 
 @task(name="score-window", **TASK_OPTIONS)
-def score_window(pipeline: Pipeline, window: Window, config: PipelineConfig) -> Scored:
-    """The champion's outputs on the window, from the features typed as in training."""
+def score_window(
+    pipeline: Pipeline, window: Window, config: PipelineConfig, threads: int
+) -> Scored:
+    """The champion's outputs on the window, from the features typed as in training; the
+    thread cap is training's (all cores but one), which also holds for tree prediction."""
     inputs = monitoring.model_inputs(window.table, config)
-    raw = evaluation.predict_outputs(pipeline, inputs, config)
+    with threadpool_limits(limits=threads):
+        raw = monitoring.score(pipeline, inputs, config)
     outputs = monitoring.model_outputs_from(raw, config)
     return Scored(inputs, outputs, raw.proba, raw.classes)
 
