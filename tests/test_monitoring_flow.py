@@ -61,6 +61,25 @@ def _monitor(window: Path | str, **kwargs):
     return monitoring(model_name=MODEL, window=str(window), **kwargs)
 
 
+def test_training_stores_the_reference_with_the_version(champion, small_config):
+    folder = Path(champion["run_folder"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {
+        "reference/data.parquet",
+        "reference/predictions.parquet",
+        "reference/reference.json",
+    } <= set(manifest["files"])
+    meta = json.loads((folder / "reference" / "reference.json").read_text())
+    data = pd.read_parquet(folder / "reference" / "data.parquet")
+    predictions = pd.read_parquet(folder / "reference" / "predictions.parquet")
+    assert meta["rows"] == len(data) == len(predictions) == meta["training_rows"]
+    assert meta["config_path"] == str(small_config.resolve())
+    assert meta["holdout_metrics"] == pytest.approx(champion["metrics"])
+    assert "respondent_id" not in data.columns  # PII never reaches the reference
+    assert predictions["score"].between(0, 1).all()
+    assert meta["calibration"]["method"] == "isotonic"
+
+
 def test_stable_window_is_ok_with_report_and_artifacts(
     champion, state, demo_years, small_parquet, tmp_path
 ):
@@ -90,6 +109,29 @@ def test_stable_window_is_ok_with_report_and_artifacts(
     # The label-free estimate lands near the realised figure on unshifted data.
     assert abs(quality["estimated"]["accuracy"] - quality["realised"]["accuracy"]) < 0.05
     assert IncidentLog(state.registry_url).list() == []
+
+    # The Prefect artifacts: the markdown table and the link to the HTML.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"{MODEL}-monitoring", f"{MODEL}-monitoring-report"])
+            ),
+            limit=10,
+        )
+    latest = {}
+    for artifact in sorted(found, key=lambda a: a.created):
+        latest[artifact.key] = artifact
+    markdown = latest[f"{MODEL}-monitoring"].data
+    assert "# Monitoring gss-income v1: OK" in markdown
+    assert "| column | kind | method | score | threshold | drifted |" in markdown
+    assert "| age | numeric | Wasserstein distance (normed) |" in markdown
+    assert outcome["html_report"] in markdown
+    assert (
+        Path(outcome["html_report"]).resolve().as_uri() in latest[f"{MODEL}-monitoring-report"].data
+    )
 
 
 def _drift_events(model: str, since_ids: set[str] | None = None, expect: int = 1):
@@ -139,7 +181,7 @@ def test_drift_opens_one_incident_then_updates_it_and_emits_the_event(
     assert payload["status"] == "drift"
     assert set(payload["drifted_columns"]) == set(outcome["drifted_columns"])
     assert payload["config_path"] == str(small_config.resolve())
-    assert payload["retrain_mode"] == "scratch"
+    assert payload["retrain_mode"] == "fine_tune"  # configs/demo.yaml monitoring.retrain_mode
 
     # The same drift again (newest file only): the open incident grows, no new one.
     again = _monitor(tmp_path / "windows" / "gss-*.parquet", latest_only=True)
