@@ -214,7 +214,7 @@ def _count_side(column: pd.Series) -> _Counts:
 
 
 def _distinct_sorted(values: np.ndarray, limit: int) -> np.ndarray:
-    """Distinct values of a sorted array, or None-like (more than `limit`) as an empty marker."""
+    """Distinct values of a sorted array; `limit + 1` placeholders when there are more."""
     if values.size == 0:
         return values
     changes = np.flatnonzero(values[1:] != values[:-1])
