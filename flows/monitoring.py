@@ -69,14 +69,7 @@ def monitoring(
     data = load_window(window, settings.home, config, time_range, latest_only)
     pattern = data.pattern
     findings = check_window(data, config)
-    window_facts = {
-        "pattern": pattern,
-        "files": data.files,
-        "rows": len(data.table),
-        "rows_read": data.rows_read,
-        "time_range": data.time_range,
-        "unexpected_columns": data.unexpected_columns,
-    }
+    window_facts = data.facts()
     version = champion.version.version
 
     decision = no_verdict(data, config)
@@ -99,7 +92,7 @@ def monitoring(
             "prediction": prediction.to_dict() if prediction else None,
         },
         "quality.json": quality.to_dict() if quality else None,
-        "html_sample.json": _sample_facts(html),
+        "html_sample.json": html.facts() if html else None,
     }
     folder = write_monitoring_folder(
         settings.artifact_store,
@@ -142,7 +135,7 @@ def monitoring(
         findings=findings,
         run_uri=folder.uri,
         html_name=HTML_REPORT if html else None,
-        html_sample=_sample_facts(html),
+        html_sample=html.facts() if html else None,
         incidents=incidents,
         event_emitted=event_id is not None,
     )
@@ -162,17 +155,6 @@ def monitoring(
         "html_report": html_uri,
         "incidents": incidents,
         "event_id": event_id,
-    }
-
-
-def _sample_facts(html: Any) -> dict[str, int] | None:
-    if html is None:
-        return None
-    return {
-        "current_rows": html.current_rows,
-        "current_sample": html.current_sample,
-        "reference_rows": html.reference_rows,
-        "reference_sample": html.reference_sample,
     }
 
 

@@ -117,6 +117,14 @@ class SampledReport:
     reference_rows: int
     reference_sample: int
 
+    def facts(self) -> dict[str, int]:
+        return {
+            "current_rows": self.current_rows,
+            "current_sample": self.current_sample,
+            "reference_rows": self.reference_rows,
+            "reference_sample": self.reference_sample,
+        }
+
 
 def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)

@@ -206,6 +206,17 @@ class Window:
     unexpected_columns: list[str]
     time_range: dict[str, float | None] | None
 
+    def facts(self) -> dict[str, Any]:
+        """What was read, for the evidence folder and the report (not the rows)."""
+        return {
+            "pattern": self.pattern,
+            "files": self.files,
+            "rows": len(self.table),
+            "rows_read": self.rows_read,
+            "time_range": self.time_range,
+            "unexpected_columns": self.unexpected_columns,
+        }
+
 
 def read_window(
     files: list[Path],
