@@ -100,14 +100,19 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
     builds the same rows but sends them nowhere.
     """
     from modelcycle import data, evaluation, modeling
+    from modelcycle import gate as gating
+    from modelcycle.bootstrap import metric_intervals, paired_difference
+    from modelcycle.card import card_facts, render_card
     from modelcycle.config import TrainingOverrides, apply_overrides, load_config
     from modelcycle.data import features_and_target
     from modelcycle.evaluation import json_ready
-    from modelcycle.gate import decide
+    from modelcycle.explain import importance_plot, importance_table
+    from modelcycle.fairness import fairness_evidence
     from modelcycle.lineage import fingerprint_frame, run_lineage
     from modelcycle.model_io import dump_model, load_model, sha256_bytes
     from modelcycle.registry import Registry, VersionStatus
     from modelcycle.report import metrics_rows, training_summary
+    from modelcycle.robustness import budget_evidence, robustness_evidence
     from modelcycle.settings import get_settings
     from modelcycle.store import ArtifactStore
 
@@ -164,8 +169,19 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
             len(X),
             f" with a search over {search.space} ({search.cv}-fold CV)" if search else "",
         )
-        result = modeling.train(config, X, y, get_settings().training_threads)
+        threads = get_settings().training_threads
+        weights = modeling.sample_weights(train, config)
+        result = modeling.train(config, X, y, threads, weights)
         log.info("Trained %s with %s", config.model.estimator, result.best_params)
+    unweighted_outputs = None
+    if config.model.balance.enabled:
+        with steps("train-model-unweighted"):
+            fixed = config.model.model_copy(update={"params": result.best_params, "search": None})
+            plain = modeling.train(config.model_copy(update={"model": fixed}), X, y, threads)
+            with modeling.thread_limit(threads):
+                unweighted_outputs = evaluation.predict_outputs(
+                    plain.pipeline, test[config.features.all], config
+                )
 
     with steps("evaluate-model"):
         X_test, y_test = features_and_target(test, config)
@@ -182,8 +198,6 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
         comparison = (
             None if champion_metrics is None else evaluation.compare(metrics, champion_metrics)
         )
-    with steps("gate"):
-        decision = decide(metrics, config).to_dict()
 
     with steps("record-lineage"):
         lineage = run_lineage(
@@ -193,6 +207,71 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
         model_bytes = dump_model(result.pipeline)
         model_sha256 = sha256_bytes(model_bytes)
     metadata = {**lineage, "model_file": model_file, "model_sha256": model_sha256}
+
+    spec = config.gate.non_inferiority
+    interval = None
+    if champion is not None:
+        with steps("non-inferiority"):
+            interval = paired_difference(
+                y_test,
+                outputs,
+                champion_outputs,
+                config.evaluation.primary_metric,
+                config,
+                spec.bootstrap,
+                spec.confidence,
+                spec.seed,
+            )
+    with steps("metric-intervals"):
+        intervals = metric_intervals(
+            y_test, outputs, config, spec.bootstrap, spec.confidence, spec.seed
+        )
+    with steps("fairness"):
+        fairness = fairness_evidence(test, outputs, config)
+        unweighted = (
+            fairness_evidence(test, unweighted_outputs, config) if unweighted_outputs else None
+        )
+    with steps("robustness"), modeling.thread_limit(threads):
+        robustness = robustness_evidence(result.pipeline, test, config)
+    with steps("budgets"), modeling.thread_limit(threads):
+        budgets = budget_evidence(result.pipeline, test, config, len(model_bytes))
+    with steps("explain-model"), modeling.thread_limit(threads):
+        importance = importance_table(result.pipeline, test, config)
+        figures["permutation_importance.png"] = importance_plot(importance)
+    with steps("gate"):
+        checks = [
+            *gating.floor_checks(metrics, config),
+            gating.non_inferiority_check(interval, config, parent),
+            *gating.slice_checks(slices, config),
+            *gating.fairness_checks(fairness, config),
+            *gating.robustness_checks(robustness, config),
+            *gating.budget_checks(budgets, config),
+        ]
+        decision = gating.decide(checks, config, parent).to_dict()
+    with steps("gather-card-facts"):
+        facts = json_ready(
+            card_facts(
+                config=config,
+                run_id=run_id,
+                lineage=lineage,
+                fingerprints=fingerprints,
+                rows={"train": len(train), "holdout": len(test)},
+                mode=mode,
+                best_params=result.best_params,
+                metrics=metrics,
+                intervals=intervals,
+                comparison=comparison,
+                non_inferiority=interval.to_dict() if interval else None,
+                slices=slices,
+                fairness=fairness,
+                fairness_unweighted=unweighted,
+                robustness=robustness,
+                budgets=budgets,
+                importance=importance.to_dict(orient="records"),
+                gate=decision,
+            )
+        )
+        card_md = render_card(facts)
 
     with steps("write-run-folder"):
         store = ArtifactStore(settings.artifact_store)
@@ -214,6 +293,18 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
             run.write_json("cleaning.json", json_ready(cleaning.to_dict()))
             if result.search_results is not None:
                 run.write_text("search_results.csv", result.search_results.to_csv(index=False))
+            evidence = {
+                "metric_intervals.json": intervals,
+                "gate/non_inferiority.json": interval.to_dict() if interval else {"champion": None},
+                "gate/fairness.json": {"balanced": fairness, "unbalanced": unweighted},
+                "gate/robustness.json": robustness,
+                "gate/budgets.json": budgets,
+                "card.json": facts,
+            }
+            for name, obj in sorted(evidence.items()):
+                run.write_json(name, json_ready(obj))
+            run.write_text("importance.csv", importance.to_csv(index=False))
+            run.write_text("card.md", card_md)
             for name, figure in sorted(figures.items()):
                 run.write_figure(f"plots/{name}", figure)
             folder = run.commit(json_ready(metadata))

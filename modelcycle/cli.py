@@ -22,7 +22,9 @@ from modelcycle.errors import ModelcycleError
 app = typer.Typer(
     help="The whole life of a machine-learning model on Prefect.", no_args_is_help=True
 )
-models_app = typer.Typer(help="Read the model registry.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Read the model registry; promote, roll back and retire versions.", no_args_is_help=True
+)
 config_app = typer.Typer(help="Pipeline configuration files.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
@@ -66,6 +68,26 @@ def _run_training(config_path: str, mode: str, overrides: dict[str, Any] | None)
         return training(config_path=config_path, mode=TrainingMode(mode), overrides=parsed)
 
 
+def _run_flow(name: str, **params: Any) -> dict[str, Any]:
+    """Run a governance flow in this process (a temporary Prefect server if none is set)."""
+    from modelcycle.runtime import prepare_prefect_env
+
+    prepare_prefect_env()
+    from flows import governance
+
+    with _embedded_server_settings():
+        return getattr(governance, name)(**params)
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
 def _embedded_server_settings() -> AbstractContextManager[Any]:
     """Heartbeats let a real server mark dead runs as crashed; a temporary server dies with
     this process, so they only cost a thread join of up to 1 s per run (measured)."""
@@ -102,30 +124,90 @@ def demo(
         bool, typer.Option(help="Then monitor the unseen years 2008-2018, one window each.")
     ] = True,
 ) -> None:
-    """Train the demo model, fine-tune it on later survey years, then monitor the rest."""
+    """The lifecycle on the demo model: train, judge a fine-tuned challenger with every gate
+    check, roll back, retire, show the audit log and a model card per version, then monitor
+    the unseen years."""
     try:
         console.rule("1. train from scratch on 1974-2000")
-        _print_outcome(_run_training(config, "scratch", None))
+        first = _run_training(config, "scratch", None)
+        _print_outcome(first)
         start, end = DEMO_FINE_TUNE_YEARS
-        console.rule(f"2. fine-tune the champion on {start:.0f}-{end:.0f}")
-        _print_outcome(
-            _run_training(config, "fine_tune", {"time_range": {"start": start, "end": end}})
+        console.rule(f"2. fine-tune the champion on {start:.0f}-{end:.0f}, judged by the gate")
+        second = _run_training(config, "fine_tune", {"time_range": {"start": start, "end": end}})
+        _print_outcome(second)
+        _print_checks(second["model"], second["version"])
+        model = second["model"]
+        if second["status"] == "champion":
+            console.rule("3. roll back to the first champion, then retire the challenger")
+            _run_flow(
+                "rollback",
+                model_name=model,
+                reason="demo: go back to the champion trained on 1974-2000",
+                actor="demo",
+            )
+        else:
+            console.rule("3. the challenger was rejected; retire it")
+        _run_flow(
+            "retirement",
+            model_name=model,
+            version=second["version"],
+            reason="demo: fine-tuned on 2002-2006 only; superseded",
+            actor="demo",
         )
     except ModelcycleError as exc:
         _fail(str(exc))
+    console.rule("audit log")
+    audit(model, as_json=False)
     console.rule("registry")
     list_models(as_json=False)
+    for outcome in (first, second):
+        path = _write_card(model, outcome["version"])
+        console.print(f"model card of v{outcome['version']}: {path}", highlight=False)
+    console.print(f"print one with: modelcycle models card {model} VERSION", highlight=False)
     if monitor:
         try:
-            demo_monitoring(_demo_model(config))
+            demo_monitoring(model)
         except ModelcycleError as exc:
             _fail(str(exc))
 
 
-def _demo_model(config_path: str) -> str:
-    from modelcycle.config import load_config
+def _print_checks(model: str, version: int) -> None:
+    record = _registry().get_version(model, version)
+    table = Table("check", "value", "limit", "result")
+    for c in record.gate["checks"]:
+        limit = f"{c['comparison']} {c['limit']:g}" if c["limit"] is not None else "-"
+        value = f"{c['value']:.4f}" if c["value"] is not None else "n/a"
+        result = ("pass" if c["passed"] else "FAIL") if c["judged"] else "not judged"
+        table.add_row(c["name"], value, limit, result)
+    console.print(table)
+    console.print(f"gate decision: {record.gate['decision']}", highlight=False)
 
-    return load_config(config_path).name
+
+def _card_text(name: str, version: int | None) -> str:
+    from modelcycle.card import read_card_facts, registry_view, render_card
+
+    registry = _registry()
+    if version is None:
+        record = registry.champion(name)
+        if record is None:
+            versions = registry.list_versions(name)
+            if not versions:
+                raise ModelcycleError(f"model {name!r} has no versions yet")
+            record = versions[-1]
+    else:
+        record = registry.get_version(name, version)
+    return render_card(read_card_facts(record), registry_view(record, registry.audit_log(name)))
+
+
+def _write_card(name: str, version: int) -> Path:
+    """The card as of now, next to the registry (the run folder keeps the training-time one)."""
+    from modelcycle.settings import get_settings
+
+    folder = get_settings().home / "cards"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-v{version}.md"
+    path.write_text(_card_text(name, version), encoding="utf-8")
+    return path
 
 
 @app.command()
@@ -208,6 +290,122 @@ def show_model(
     for key, value in records[0].to_dict().items():
         shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
         console.print(f"[bold]{key}[/]: {shown}", highlight=False)
+
+
+@models_app.command("promote")
+def promote(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
+    force: Annotated[
+        bool, typer.Option(help="Allow a rejected or retired version (recorded as forced).")
+    ] = False,
+) -> None:
+    """Make a version the champion (runs the `promotion` flow)."""
+    try:
+        _check_reason(reason)
+        _registry().get_version(name, version)  # refuse before a flow run exists
+        record = _run_flow(
+            "promotion",
+            model_name=name,
+            version=version,
+            reason=reason,
+            actor=_actor(),
+            force=force,
+        )
+    except ModelcycleError as exc:
+        _fail(str(exc))
+    console.print(f"{name} v{version} is champion (audit #{record['id']})", highlight=False)
+
+
+@models_app.command("rollback")
+def rollback(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
+) -> None:
+    """Give the champion alias back to the previous champion (runs the `rollback` flow)."""
+    try:
+        _check_reason(reason)
+        _registry().get_model(name)
+        record = _run_flow("rollback", model_name=name, reason=reason, actor=_actor())
+    except ModelcycleError as exc:
+        _fail(str(exc))
+    console.print(
+        f"{name} rolled back: v{record['champion']} is champion (audit #{record['id']})",
+        highlight=False,
+    )
+
+
+@models_app.command("retire")
+def retire(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to retire.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
+    force: Annotated[
+        bool, typer.Option(help="Allow retiring the champion (alias goes back or is removed).")
+    ] = False,
+) -> None:
+    """Retire a version for good (runs the `retirement` flow)."""
+    try:
+        _check_reason(reason)
+        _registry().get_version(name, version)
+        record = _run_flow(
+            "retirement",
+            model_name=name,
+            version=version,
+            reason=reason,
+            actor=_actor(),
+            force=force,
+        )
+    except ModelcycleError as exc:
+        _fail(str(exc))
+    console.print(f"{name} v{version} retired (audit #{record['id']})", highlight=False)
+
+
+def _check_reason(reason: str) -> None:
+    if not reason.strip():
+        raise ModelcycleError("--reason: expected a non-empty reason (it goes into the audit log)")
+
+
+@models_app.command("audit")
+def audit(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """Every recorded decision about a model, oldest first."""
+    try:
+        entries = _registry().audit_log(name)
+    except ModelcycleError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    table = Table("#", "at (UTC)", "actor", "action", "version", "reason")
+    for e in entries:
+        table.add_row(
+            str(e.id),
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.actor,
+            e.action,
+            str(e.version) if e.version is not None else "-",
+            e.reason,
+        )
+    console.print(table)
+
+
+@models_app.command("card")
+def card(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[
+        int | None, typer.Argument(help="Version (default: the champion, else the latest).")
+    ] = None,
+) -> None:
+    """Print the model card (Markdown), regenerated from the recorded facts and audit log."""
+    try:
+        text = _card_text(name, version)
+    except ModelcycleError as exc:
+        _fail(str(exc))
+    print(text)
 
 
 @config_app.command("schema")

@@ -161,11 +161,26 @@ class FineTune(_Strict):
     )
 
 
+class Balance(_Strict):
+    """Sample weights so that rare classes and/or rare sensitive groups weigh as much as
+    frequent ones; when on, an unweighted fit is also made so the card can compare fairness."""
+
+    classes: bool = Field(False, description="Weight each class to the same total weight.")
+    sensitive_groups: bool = Field(
+        False, description="Weight each group of the sensitive columns to the same total weight."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.classes or self.sensitive_groups
+
+
 class ModelSpec(_Strict):
     estimator: str = Field(description="Import path of a scikit-learn estimator class.")
     params: dict[str, Any] = Field(default_factory=dict)
     search: Search | None = None
     fine_tune: FineTune = Field(default_factory=FineTune)
+    balance: Balance = Field(default_factory=Balance)
 
 
 class Evaluation(_Strict):
@@ -179,6 +194,114 @@ class Evaluation(_Strict):
         None, description="Binary tasks: the positive label (default: the larger of the two)."
     )
     min_slice_rows: int = Field(30, ge=1)
+    importance_repeats: int = Field(
+        5, ge=1, le=100, description="Shuffles per feature for permutation importance."
+    )
+    importance_rows: int = Field(
+        2000, ge=10, description="Holdout rows (sampled) used for permutation importance."
+    )
+
+
+Confidence = Annotated[float, Field(gt=0.0, lt=1.0)]
+Gap = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class NonInferiority(_Strict):
+    """The challenger against the champion on the same holdout rows, by paired bootstrap."""
+
+    max_drop: float = Field(
+        0.01,
+        ge=0.0,
+        description="Largest loss of the primary metric accepted (in metric units): the check "
+        "passes when the confidence interval of (challenger - champion) lies above -max_drop "
+        "(below +max_drop for lower-is-better metrics).",
+    )
+    require_improvement: bool = Field(
+        False, description="Also require the interval to lie entirely on the better side of 0."
+    )
+    bootstrap: int = Field(1000, ge=10, le=100_000, description="Bootstrap resamples.")
+    confidence: Confidence = Field(0.95, description="Two-sided confidence level, in (0, 1).")
+    seed: int = Field(0, description="Seed of the resampling, stored with the decision.")
+
+
+class SliceGate(_Strict):
+    floors: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric -> floor every slice (evaluation.slices) with at least "
+        "evaluation.min_slice_rows rows must meet; smaller slices are reported, not judged.",
+    )
+
+
+class Fairness(_Strict):
+    """Limits across the groups of each sensitive column; None reports without judging."""
+
+    max_selection_rate_gap: Gap | None = Field(
+        None, description="Classification: largest gap in the rate of positive predictions."
+    )
+    min_selection_rate_ratio: Gap | None = Field(
+        None, description="Classification: smallest ratio of group selection rates (min/max)."
+    )
+    max_tpr_gap: Gap | None = Field(
+        0.2, description="Classification: largest gap in true-positive rate (recall)."
+    )
+    max_mean_error_gap: float | None = Field(
+        None, ge=0.0, description="Regression: largest gap in mean error (prediction - truth)."
+    )
+    min_group_rows: int = Field(
+        30, ge=1, description="Groups with fewer holdout rows are reported, not judged."
+    )
+
+
+class Robustness(_Strict):
+    rows: int = Field(2000, ge=10, description="Holdout rows sampled for the robustness checks.")
+    noise: float = Field(
+        0.05, ge=0.0, description="Gaussian noise added to numeric features, in column std units."
+    )
+    max_flip_rate: Gap = Field(
+        0.05, description="Classification: largest share of predictions the noise may change."
+    )
+    max_mean_change: float = Field(
+        0.1,
+        ge=0.0,
+        description="Regression: largest mean absolute change of predictions under the noise, "
+        "in units of the holdout target's standard deviation.",
+    )
+    max_counterfactual_flip_rate: Gap = Field(
+        0.05,
+        description="Largest share of predictions that change when only a sensitive column "
+        "changes (for sensitive columns used as features).",
+    )
+    seed: int = 0
+
+
+class Budgets(_Strict):
+    max_latency_ms_per_1000: float | None = Field(
+        None, gt=0.0, description="Prediction time for 1,000 rows (median of 3), in ms."
+    )
+    max_model_mb: float | None = Field(None, gt=0.0, description="Model file size, in MB.")
+
+
+CheckKind = Literal["floors", "non_inferiority", "slices", "fairness", "robustness", "budgets"]
+
+
+class Approval(_Strict):
+    """When a human decides, through Prefect's pause-with-input form."""
+
+    mode: Literal["never", "required", "borderline"] = Field(
+        "never",
+        description="never: the checks decide; required: every passing candidate waits for a "
+        "reviewer; borderline: a candidate that fails only `borderline` checks waits for one.",
+    )
+    timeout_seconds: int = Field(
+        86_400, ge=1, description="No answer within this time rejects the candidate."
+    )
+    poll_seconds: int = Field(
+        5, ge=1, description="How often the paused flow checks whether a reviewer answered."
+    )
+    borderline: list[CheckKind] = Field(
+        default_factory=lambda: ["non_inferiority", "slices", "fairness"],
+        description="Check kinds a reviewer may overrule in `borderline` mode.",
+    )
 
 
 class Gate(_Strict):
@@ -187,6 +310,12 @@ class Gate(_Strict):
         description="Metric -> floor; for lower-is-better metrics (rmse, log_loss) the value "
         "is a ceiling.",
     )
+    non_inferiority: NonInferiority = Field(default_factory=NonInferiority)
+    slices: SliceGate = Field(default_factory=SliceGate)
+    fairness: Fairness = Field(default_factory=Fairness)
+    robustness: Robustness = Field(default_factory=Robustness)
+    budgets: Budgets = Field(default_factory=Budgets)
+    approval: Approval = Field(default_factory=Approval)
 
 
 DriftMethod = Literal["wasserstein", "jensenshannon", "ks", "chisquare", "z", "chi2_contingency"]
@@ -322,6 +451,10 @@ class PipelineConfig(_Strict):
             )
         if self.data.time_range is not None and not self.time_column:
             problems.append("data.time_range needs time_column")
+        if self.model.balance.classes and not self.task.is_classification:
+            problems.append("model.balance.classes needs a classification task")
+        if self.model.balance.sensitive_groups and not self.sensitive_columns:
+            problems.append("model.balance.sensitive_groups needs sensitive_columns")
         return problems
 
     def _monitoring_problems(self) -> list[str]:
@@ -342,6 +475,7 @@ class PipelineConfig(_Strict):
         named = [("evaluation.primary_metric", self.evaluation.primary_metric)]
         named += [("evaluation.extra_metrics", m) for m in self.evaluation.extra_metrics]
         named += [("gate.floors", m) for m in self.gate.floors]
+        named += [("gate.slices.floors", m) for m in self.gate.slices.floors]
         return named
 
     @property
@@ -355,7 +489,12 @@ class PipelineConfig(_Strict):
     @property
     def metrics(self) -> list[str]:
         """Primary metric first, then the extras and any floor metric, without repeats."""
-        names = [self.evaluation.primary_metric, *self.evaluation.extra_metrics, *self.gate.floors]
+        names = [
+            self.evaluation.primary_metric,
+            *self.evaluation.extra_metrics,
+            *self.gate.floors,
+            *self.gate.slices.floors,
+        ]
         return list(dict.fromkeys(names))
 
     @property

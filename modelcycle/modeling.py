@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from modelcycle.config import PipelineConfig
 from modelcycle.errors import EstimatorError
 from modelcycle.evaluation import PROBABILITY_METRICS, metric_value, predict_outputs
+from modelcycle.fairness import group_labels
 
 MODEL_STEP = "model"
 CATEGORICAL_FILL = "__missing__"
@@ -203,30 +204,60 @@ def _search_table(search: GridSearchCV | RandomizedSearchCV, maximize: bool) -> 
     ).sort_values("rank", kind="stable")
 
 
-def _threads(limit: int | None) -> AbstractContextManager[Any]:
+def thread_limit(limit: int | None) -> AbstractContextManager[Any]:
     """Cap native thread pools (OpenMP, BLAS) during a fit; None leaves the libraries' default."""
     return nullcontext() if limit is None else threadpool_limits(limits=limit)
 
 
+def sample_weights(table: pd.DataFrame, config: PipelineConfig) -> np.ndarray | None:
+    """Weights that give every class and/or every sensitive group the same total weight.
+
+    None when balancing is off. Weights multiply across the balanced columns and are scaled to
+    mean 1, so the estimator's regularisation sees the same total weight as without them.
+    """
+    balance = config.model.balance
+    if not balance.enabled:
+        return None
+    columns = [config.target] if balance.classes else []
+    if balance.sensitive_groups:
+        columns += list(config.sensitive_columns)
+    weights = np.ones(len(table))
+    for column in columns:
+        labels = pd.Series(group_labels(table[column]), index=table.index)
+        counts = labels.map(labels.value_counts()).to_numpy(dtype="float64")
+        weights *= len(labels) / (labels.nunique() * counts)
+    return weights / weights.mean()
+
+
+def _fit_kwargs(sample_weight: np.ndarray | None) -> dict[str, Any]:
+    return {} if sample_weight is None else {f"{MODEL_STEP}__sample_weight": sample_weight}
+
+
 def train(
-    config: PipelineConfig, X: pd.DataFrame, y: pd.Series, threads: int | None = None
+    config: PipelineConfig,
+    X: pd.DataFrame,
+    y: pd.Series,
+    threads: int | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> TrainResult:
     """Fit from scratch, through the configured search when there is one; deterministic per seed."""
-    with _threads(threads):
-        return _train(config, X, y)
+    with thread_limit(threads):
+        return _train(config, X, y, sample_weight)
 
 
-def _train(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) -> TrainResult:
+def _train(
+    config: PipelineConfig, X: pd.DataFrame, y: pd.Series, sample_weight: np.ndarray | None
+) -> TrainResult:
     pipeline = build_pipeline(config)
     if config.model.search is None:
         try:
-            pipeline.fit(X, y)
+            pipeline.fit(X, y, **_fit_kwargs(sample_weight))
         except ValueError as exc:
             raise EstimatorError(f"model: fitting {config.model.estimator} failed: {exc}") from None
         return TrainResult(pipeline, dict(config.model.params), None)
     search = _search(config, pipeline)
     try:
-        search.fit(X, y)
+        search.fit(X, y, **_fit_kwargs(sample_weight))
     except ValueError as exc:  # sklearn's InvalidParameterError is a ValueError
         raise EstimatorError(
             f"model.search: fitting {config.model.estimator} failed: {exc}"
@@ -249,14 +280,19 @@ def fine_tune(
     X: pd.DataFrame,
     y: pd.Series,
     threads: int | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> Pipeline:
     """Continue the champion's estimator on new rows; its fitted preprocessing is kept as it is."""
-    with _threads(threads):
-        return _fine_tune(champion, config, X, y)
+    with thread_limit(threads):
+        return _fine_tune(champion, config, X, y, sample_weight)
 
 
 def _fine_tune(
-    champion: Pipeline, config: PipelineConfig, X: pd.DataFrame, y: pd.Series
+    champion: Pipeline,
+    config: PipelineConfig,
+    X: pd.DataFrame,
+    y: pd.Series,
+    sample_weight: np.ndarray | None,
 ) -> Pipeline:
     tuned = copy.deepcopy(champion)
     preprocess, estimator = tuned[:-1], tuned.steps[-1][1]
@@ -268,12 +304,15 @@ def _fine_tune(
     features = preprocess.transform(X)
     if hasattr(estimator, "partial_fit"):
         kwargs = {"classes": estimator.classes_} if is_classifier(estimator) else {}
+        if sample_weight is not None:
+            kwargs["sample_weight"] = sample_weight
         estimator.partial_fit(features, y, **kwargs)
     else:
         estimator.set_params(
             warm_start=True, **_grown(estimator, config.model.fine_tune.extra_iterations)
         )
-        estimator.fit(features, y)
+        weights = {} if sample_weight is None else {"sample_weight": sample_weight}
+        estimator.fit(features, y, **weights)
     return tuned
 
 

@@ -8,7 +8,10 @@ either all of it is recorded or none of it.
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -401,17 +404,20 @@ class Registry:
 
         return self._transact(work)
 
-    def promote(self, model_name: str, version: int, *, actor: str, reason: str) -> ModelVersion:
+    def promote(
+        self, model_name: str, version: int, *, actor: str, reason: str, force: bool = False
+    ) -> ModelVersion:
         """Make `version` the champion; the previous champion becomes `archived`.
 
-        Refused, with nothing changed, for unknown, rejected or retired versions and for the
-        version that already is champion.
+        Refused, with nothing changed, for unknown versions, for the version that already is
+        champion, and for rejected or retired versions unless `force` (the audit entry then
+        records that it was forced and what the status was).
         """
         _check_version_number("version", version)
         _check_text("actor", actor)
         _check_text("reason", reason)
         return self._transact(
-            lambda conn: _move_champion(conn, model_name, version, actor, reason, "promote")
+            lambda conn: _move_champion(conn, model_name, version, actor, reason, "promote", force)
         )
 
     def rollback(self, model_name: str, *, actor: str, reason: str) -> ModelVersion:
@@ -433,8 +439,15 @@ class Registry:
 
         return self._transact(work)
 
-    def retire(self, model_name: str, version: int, *, actor: str, reason: str) -> ModelVersion:
-        """Take a version out of use for good; the champion must be replaced first."""
+    def retire(
+        self, model_name: str, version: int, *, actor: str, reason: str, force: bool = False
+    ) -> ModelVersion:
+        """Take a version out of use for good; a retired version is never champion again
+        unless a forced promotion brings it back.
+
+        Retiring the champion needs `force`: the alias then goes back to the champion it
+        replaced (if that one can still serve), or the model is left without a champion.
+        """
         _check_version_number("version", version)
         _check_text("actor", actor)
         _check_text("reason", reason)
@@ -443,13 +456,17 @@ class Registry:
             _lock_model(conn, model_name)
             row = _version_row(conn, model_name, version)
             status = VersionStatus(row.status)
-            if status is VersionStatus.CHAMPION:
-                raise RegistryError(
-                    f"version {version} of {model_name!r} is the champion; promote another "
-                    "version or roll back before retiring it"
-                )
             if status is VersionStatus.RETIRED:
                 raise RegistryError(f"version {version} of {model_name!r} is already retired")
+            details: dict[str, Any] = {"previous_status": status.value, "forced": False}
+            if status is VersionStatus.CHAMPION:
+                if not force:
+                    raise RegistryError(
+                        f"version {version} of {model_name!r} is the champion; promote another "
+                        "version or roll back before retiring it, or force it (--force), which "
+                        "hands the alias back to the previous champion or leaves none"
+                    )
+                details.update(forced=True, champion_now=_retire_champion(conn, model_name))
             _set_status(conn, model_name, version, VersionStatus.RETIRED)
             _insert_audit(
                 conn,
@@ -459,7 +476,7 @@ class Registry:
                 model_name=model_name,
                 version=version,
                 reason=reason,
-                details={"previous_status": status.value},
+                details=details,
             )
             return _version(conn, _version_row(conn, model_name, version))
 
@@ -647,15 +664,55 @@ def _next_version(conn: Connection, name: str) -> int:
     return (latest or 0) + 1
 
 
+def _fault_point(where: str) -> None:
+    """Fault injection for the crash tests: MODELCYCLE_FAULT_SLEEP=<where>:<seconds> sleeps
+    here, inside the open transaction, after announcing it on stderr."""
+    spec = os.environ.get("MODELCYCLE_FAULT_SLEEP", "")
+    point, _, seconds = spec.partition(":")
+    if point == where and seconds:
+        print(f"modelcycle-fault: inside {where}", file=sys.stderr, flush=True)
+        time.sleep(float(seconds))
+
+
+def _retire_champion(conn: Connection, name: str) -> int | None:
+    """Move the alias off the champion being retired: back to the version it replaced if that
+    one can still serve, else remove it. Returns the new champion, if any."""
+    current = _alias_version(conn, name, CHAMPION)
+    assert current is not None
+    try:
+        previous: int | None = _previous_champion(conn, name, current)
+    except RegistryError:
+        previous = None
+    if previous is not None:
+        status = VersionStatus(_version_row(conn, name, previous).status)
+        if status in _UNPROMOTABLE:
+            previous = None
+    if previous is None:
+        conn.execute(
+            aliases.delete().where(aliases.c.model_name == name).where(aliases.c.alias == CHAMPION)
+        )
+        return None
+    _set_alias(conn, name, CHAMPION, previous, _now(), exists=True)
+    _set_status(conn, name, previous, VersionStatus.CHAMPION)
+    return previous
+
+
 def _move_champion(
-    conn: Connection, name: str, version: int, actor: str, reason: str, action: str
+    conn: Connection,
+    name: str,
+    version: int,
+    actor: str,
+    reason: str,
+    action: str,
+    force: bool = False,
 ) -> ModelVersion:
     _lock_model(conn, name)
     row = _version_row(conn, name, version)
     status = VersionStatus(row.status)
-    if status in _UNPROMOTABLE:
+    if status in _UNPROMOTABLE and not force:
         raise RegistryError(
-            f"version {version} of {name!r} is {status.value} and cannot become champion"
+            f"version {version} of {name!r} is {status.value} and cannot become champion "
+            "(force it with --force and a reason if you must)"
         )
     previous = _alias_version(conn, name, CHAMPION)
     if previous == version:
@@ -671,6 +728,10 @@ def _move_champion(
         .values(status=VersionStatus.ARCHIVED.value)
     )
     _set_status(conn, name, version, VersionStatus.CHAMPION)
+    _fault_point(action)
+    details: dict[str, Any] = {"previous": previous}
+    if status in _UNPROMOTABLE:
+        details.update(forced=True, previous_status=status.value)
     _insert_audit(
         conn,
         at=now,
@@ -679,7 +740,7 @@ def _move_champion(
         model_name=name,
         version=version,
         reason=reason,
-        details={"previous": previous},
+        details=details,
     )
     return _version(conn, _version_row(conn, name, version))
 

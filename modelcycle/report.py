@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from modelcycle.card import gate_table
+
 
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -60,15 +62,6 @@ def training_summary(
         if comparison is not None
         else "no champion yet: nothing to compare with"
     )
-    checks = [
-        {
-            "check": c["name"],
-            "value": _fmt(c["value"]),
-            "limit": f"{c['comparison']} {c['limit']}",
-            "result": "pass" if c["passed"] else "FAIL",
-        }
-        for c in gate["checks"]
-    ]
     slice_rows = [
         {
             "slice": f"{s['column']}={s['value']}",
@@ -87,7 +80,7 @@ def training_summary(
             "## Metrics (holdout)",
             _table(metrics_rows(metrics, comparison)),
             "## Gate checks",
-            _table(checks),
+            *gate_table(gate),
             "## Slices",
             _table(slice_rows),
             "## Lineage",

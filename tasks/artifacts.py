@@ -38,6 +38,8 @@ class RunContents:
     search_results: pd.DataFrame | None
     figures: dict[str, Figure]
     metadata: dict[str, Any]
+    evidence: dict[str, Any] = field(default_factory=dict)  # file name -> JSON
+    texts: dict[str, str] = field(default_factory=dict)  # file name -> text (card, CSV)
     # What monitoring compares windows with (modelcycle.monitoring.Reference.files()).
     reference_files: dict[str, bytes] = field(default_factory=dict)
 
@@ -70,6 +72,10 @@ def write_run_folder(store_root: str, model: str, run_id: str, contents: RunCont
         run.write_json("cleaning.json", json_ready(contents.cleaning))
         if contents.search_results is not None:
             run.write_text("search_results.csv", _csv(contents.search_results))
+        for name, obj in sorted(contents.evidence.items()):
+            run.write_json(name, json_ready(obj))
+        for name, text in sorted(contents.texts.items()):
+            run.write_text(name, text)
         for name, figure in sorted(contents.figures.items()):
             run.write_figure(f"plots/{name}", figure)
         for name, data in sorted(contents.reference_files.items()):
@@ -104,4 +110,13 @@ def publish_report(
         link=link,
         link_text=run_uri,
         description=f"Run folder of {model}: model file, manifest, plots, profile",
+    )
+
+
+@task(name="publish-model-card", **TASK_OPTIONS)
+def publish_card(model: str, card_markdown: str) -> None:
+    create_markdown_artifact(
+        key=f"{model}-model-card",
+        markdown=card_markdown,
+        description=f"Model card of {model}, generated from the recorded facts",
     )

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from modelcycle.errors import RegistryError
 from modelcycle.evaluation import json_ready
 from modelcycle.model_io import load_model
-from modelcycle.registry import ModelVersion, Registry, VersionStatus
+from modelcycle.registry import AuditEntry, ModelVersion, Registry, VersionStatus
 from tasks.common import TASK_OPTIONS
 
 
@@ -37,30 +37,60 @@ def load_champion(model: str, registry_url: str, required: bool) -> Champion | N
     return Champion(record, pipeline)
 
 
+def _gate_reason(gate: dict[str, Any]) -> str:
+    verdict = "passed the gate" if gate["passed"] else "failed the gate"
+    return f"{verdict}: " + "; ".join(gate["reasons"])
+
+
 @task(name="register-version", **TASK_OPTIONS)
 def register_version(
     registry_url: str, fields: dict[str, Any], passed: bool, actor: str
 ) -> ModelVersion:
+    """A candidate if the gate (and reviewer) said promote, else `rejected` with its evidence."""
     status = VersionStatus.CANDIDATE if passed else VersionStatus.REJECTED
-    reason = (
-        "passed the gate" if passed else "failed the gate: " + "; ".join(fields["gate"]["reasons"])
-    )
     strict = {
         **fields,
         "metrics": json_ready(fields["metrics"]),
         "gate": json_ready(fields["gate"]),
     }
     version = Registry(registry_url).register_version(
-        **strict, status=status, actor=actor, reason=reason
+        **strict, status=status, actor=actor, reason=_gate_reason(fields["gate"])
     )
     get_run_logger().info("Registered %s v%d as %s", version.model_name, version.version, status)
     return version
 
 
+@task(name="record-approval", **TASK_OPTIONS)
+def record_approval(
+    registry_url: str, version: ModelVersion, approval: dict[str, Any]
+) -> AuditEntry:
+    """The reviewer's answer (or the timeout) as its own audit entry, actor = the reviewer."""
+    if approval.get("timed_out"):
+        action, actor = "approval-timeout", "approval-timeout"
+        reason = f"no reviewer answered within {approval['timeout_seconds']} s"
+    else:
+        action = "approve" if approval["approved"] else "disapprove"
+        actor = approval["reviewer"]
+        reason = approval.get("comment") or f"{action}d in the Prefect UI"
+    return Registry(registry_url).append_audit(
+        actor=actor,
+        action=action,
+        model_name=version.model_name,
+        version=version.version,
+        reason=reason,
+        details=json_ready(approval),
+    )
+
+
 @task(name="promote-champion", **TASK_OPTIONS)
-def promote_champion(registry_url: str, version: ModelVersion, actor: str) -> ModelVersion:
+def promote_champion(
+    registry_url: str,
+    version: ModelVersion,
+    actor: str,
+    reason: str = "passed the gate in training",
+) -> ModelVersion:
     promoted = Registry(registry_url).promote(
-        version.model_name, version.version, actor=actor, reason="passed the gate in training"
+        version.model_name, version.version, actor=actor, reason=reason
     )
     get_run_logger().info("%s v%d is now champion", promoted.model_name, promoted.version)
     return promoted

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 from prefect import get_run_logger, task
 from sklearn.pipeline import Pipeline
@@ -14,25 +16,43 @@ from tasks.common import TASK_OPTIONS
 
 
 @task(name="train-model", **TASK_OPTIONS)
-def train_model(train: pd.DataFrame, config: PipelineConfig, threads: int) -> TrainResult:
+def train_model(
+    train: pd.DataFrame,
+    config: PipelineConfig,
+    threads: int,
+    balanced: bool = True,
+    fixed_params: dict[str, Any] | None = None,
+) -> TrainResult:
+    """`balanced=False` ignores model.balance; with `fixed_params` (the weighted fit's chosen
+    parameters) it skips the search: the unweighted fit the card compares fairness against."""
+    if fixed_params is not None:
+        model = config.model.model_copy(update={"params": fixed_params, "search": None})
+        config = config.model_copy(update={"model": model})
     X, y = features_and_target(train, config)
+    weights = modeling.sample_weights(train, config) if balanced else None
     search = config.model.search
     get_run_logger().info(
-        "Training %s on %d rows%s",
+        "Training %s on %d rows%s%s",
         config.model.estimator,
         len(X),
         f" with a search over {search.space} ({search.cv}-fold CV)" if search else "",
+        " with balancing weights" if weights is not None else "",
     )
-    result = modeling.train(config, X, y, threads)
+    result = modeling.train(config, X, y, threads, weights)
     get_run_logger().info("Trained %s with %s", config.model.estimator, result.best_params)
     return result
 
 
 @task(name="fine-tune-model", **TASK_OPTIONS)
 def fine_tune_model(
-    champion: Pipeline, train: pd.DataFrame, config: PipelineConfig, threads: int
+    champion: Pipeline,
+    train: pd.DataFrame,
+    config: PipelineConfig,
+    threads: int,
+    balanced: bool = True,
 ) -> TrainResult:
     X, y = features_and_target(train, config)
-    tuned = modeling.fine_tune(champion, config, X, y, threads)
+    weights = modeling.sample_weights(train, config) if balanced else None
+    tuned = modeling.fine_tune(champion, config, X, y, threads, weights)
     get_run_logger().info("Fine-tuned the champion on %d new rows", len(X))
     return TrainResult(tuned, tuned.steps[-1][1].get_params(), None)

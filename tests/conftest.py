@@ -91,4 +91,12 @@ def small_config(tmp_path: Path, small_parquet: Path) -> Path:
     raw["data"] = {"source": str(small_parquet), "time_range": {"end": 2000}}
     raw["model"].pop("search")
     raw["model"]["params"]["max_iter"] = 50
+    # Wall-clock latency on a shared 2-core runner is not a property of the code under test;
+    # the latency check itself is unit-tested, and the demo keeps its limit.
+    raw["gate"]["budgets"].pop("max_latency_ms_per_1000")
+    # Few resamples and shuffles, one fit: the gate's statistics are tested on their own.
+    raw["gate"]["non_inferiority"]["bootstrap"] = 200
+    raw["gate"]["robustness"]["rows"] = 500
+    raw["evaluation"]["importance_repeats"] = 2
+    raw["model"].pop("balance")
     return write_config(tmp_path, raw)

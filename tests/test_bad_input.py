@@ -243,3 +243,21 @@ def test_tampered_champion_file_is_refused(small_config: Path, state: Settings) 
 def test_fine_tune_without_a_champion(small_config: Path, state: Settings) -> None:
     result = _train(small_config, "--mode", "fine_tune")
     _assert_refused(result, state, MODEL, "no champion")
+
+
+def test_sensitive_column_missing_from_the_data(
+    tmp_path: Path, small_parquet: Path, state: Settings
+) -> None:
+    """The fairness check needs the sensitive column on the holdout rows: refused up front."""
+    data = _bad_csv(tmp_path, small_parquet, lambda t: t.drop(columns=["gender"]))
+    _assert_refused(
+        _train(_config_with(tmp_path, data)), state, str(data), "missing required column 'gender'"
+    )
+
+
+def test_impossible_gate_limit(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
+    def impossible(raw: dict) -> None:
+        raw["gate"]["non_inferiority"]["confidence"] = 1.5
+
+    config = _config_with(tmp_path, small_parquet, impossible)
+    _assert_refused(_train(config), state, str(config), "gate.non_inferiority.confidence")

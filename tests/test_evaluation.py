@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import demo_config_dict
-from prefect.logging import disable_run_logger
 from sklearn import metrics as skm
 
 from modelcycle.config import PipelineConfig, parse_config
@@ -26,9 +25,9 @@ from modelcycle.evaluation import (
     plots,
     slice_metrics,
 )
-from modelcycle.gate import decide, floor_check
+from modelcycle.gate import decide, floor_check, floor_checks
 from modelcycle.store import ArtifactStore
-from tasks.evaluation import apply_gate, compare_with_champion
+from tasks.evaluation import compare_with_champion
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BINARY_METRICS = [
@@ -362,11 +361,11 @@ def test_undefined_value_fails_the_gate(value: float | None) -> None:
 
 def test_decide_needs_every_floor_and_says_why() -> None:
     config = _regression_config()  # floors: rmse <= 5, r2 >= 0.5
-    good = decide({"rmse": 4.0, "r2": 0.6, "mae": 1.0}, config)
+    good = decide(floor_checks({"rmse": 4.0, "r2": 0.6, "mae": 1.0}, config), config)
     assert good.passed
     assert good.to_dict()["decision"] == "promote"
 
-    bad = decide({"rmse": 4.0, "r2": math.nan, "mae": 1.0}, config)
+    bad = decide(floor_checks({"rmse": 4.0, "r2": math.nan, "mae": 1.0}, config), config)
     assert not bad.passed
     result = bad.to_dict()
     assert result["decision"] == "reject"
@@ -375,9 +374,7 @@ def test_decide_needs_every_floor_and_says_why() -> None:
     assert [c["name"] for c in result["checks"]] == ["floor:rmse", "floor:r2"]
 
 
-def test_gate_task_with_no_floors_promotes() -> None:
+def test_no_floors_no_floor_checks() -> None:
     config = _config(gate={"floors": {}})
-    with disable_run_logger():
-        decision = apply_gate.fn({"roc_auc": 0.1}, config)
-    assert decision.passed
-    assert decision.checks == []
+    assert floor_checks({"roc_auc": 0.1}, config) == []
+    assert decide([], config).passed

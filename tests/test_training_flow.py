@@ -55,6 +55,25 @@ def test_first_run_registers_a_champion_with_a_complete_run_folder(small_config,
         assert entry["size"] == len(data)
     assert {"model.skops", "metrics.json", "profile.json", "gate.json", "slices.json"} <= on_disk
     assert {"plots/roc.png", "plots/calibration.png", "plots/confusion_matrix.png"} <= on_disk
+    evidence = {
+        "gate/non_inferiority.json",
+        "gate/fairness.json",
+        "gate/robustness.json",
+        "gate/budgets.json",
+        "metric_intervals.json",
+        "importance.csv",
+        "plots/permutation_importance.png",
+        "card.json",
+        "card.md",
+    }
+    assert evidence <= on_disk
+    # Every check names an evidence file that the run folder holds.
+    gate = json.loads((folder / "gate.json").read_text())
+    assert {c["evidence"] for c in gate["checks"]} <= on_disk
+    assert json.loads((folder / "gate/non_inferiority.json").read_text()) == {"champion": None}
+    importance = (folder / "importance.csv").read_text().splitlines()
+    assert importance[0].startswith("feature,importance_mean,importance_std")
+    assert len(importance) == 1 + 7  # one row per feature
     assert ArtifactStore(state.artifact_store).verify("gss-income", champion.run_id) == []
 
     # Registry lineage agrees with the manifest and the model file.
@@ -80,7 +99,16 @@ def test_prefect_artifacts_point_at_the_run(small_config, state):
         "gss-income-training-summary",
         "gss-income-metrics",
         "gss-income-run-folder",
+        "gss-income-gate-report",
+        "gss-income-model-card",
     }
+    report = artifacts["gss-income-gate-report"].data
+    for check in champion.gate["checks"]:
+        assert f"| {check['name']} |" in report
+    assert "no champion (first version)" in report
+    card = artifacts["gss-income-model-card"].data
+    assert card.startswith("# Model card: gss-income v1")
+    assert "Status: **champion**" in card
     summary = artifacts["gss-income-training-summary"].data
     assert "gss-income v1: champion" in summary
     assert champion.artifact_uri in summary

@@ -1,0 +1,389 @@
+"""The model card: Markdown rendered only from recorded facts.
+
+`card_facts` gathers what a training run measured and decided (saved as `card.json` in the
+run folder); `render_card` turns those facts, plus what the registry recorded since (version
+number, status, audit entries such as approvals, promotions, rollbacks and retirement), into
+Markdown. Nothing here measures anything: a card can always be regenerated from the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+from fsspec.core import url_to_fs
+
+from modelcycle.config import PipelineConfig
+from modelcycle.errors import ArtifactStoreError, IntegrityError
+
+if TYPE_CHECKING:
+    from modelcycle.registry import AuditEntry, ModelVersion
+
+
+def card_facts(
+    *,
+    config: PipelineConfig,
+    run_id: str,
+    lineage: dict[str, Any],
+    fingerprints: dict[str, str],
+    rows: dict[str, int],
+    mode: str,
+    best_params: dict[str, Any],
+    metrics: dict[str, float],
+    intervals: dict[str, dict[str, float]],
+    comparison: dict[str, Any] | None,
+    non_inferiority: dict[str, Any] | None,
+    slices: list[dict[str, Any]],
+    fairness: dict[str, Any],
+    fairness_unweighted: dict[str, Any] | None,
+    robustness: dict[str, Any],
+    budgets: dict[str, Any],
+    importance: list[dict[str, Any]],
+    gate: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "model": config.name,
+        "run_id": run_id,
+        "owner": config.owner,
+        "description": config.description,
+        "intended_use": config.intended_use,
+        "limitations": list(config.limitations),
+        "task": config.task.value,
+        "target": config.target,
+        "features": {
+            "numeric": config.features.numeric,
+            "categorical": config.features.categorical,
+        },
+        "sensitive_columns": list(config.sensitive_columns),
+        "data": {
+            "source": lineage.get("data_source"),
+            "time_range": (config.data.time_range.model_dump() if config.data.time_range else None),
+            "fingerprints": fingerprints,
+            "rows": rows,
+        },
+        "training": {
+            "mode": mode,
+            "estimator": config.model.estimator,
+            "params": best_params,
+            "balance": config.model.balance.model_dump(),
+        },
+        "primary_metric": config.evaluation.primary_metric,
+        "confidence": config.gate.non_inferiority.confidence,
+        "metrics": {
+            m: {"value": v, **intervals.get(m, {"low": None, "high": None})}
+            for m, v in metrics.items()
+        },
+        "comparison": comparison,
+        "non_inferiority": non_inferiority,
+        "slices": slices,
+        "fairness": fairness,
+        "fairness_unweighted": fairness_unweighted,
+        "robustness": robustness,
+        "budgets": budgets,
+        "importance": importance,
+        "gate": gate,
+        "lineage": {
+            "parent_version": lineage.get("parent_version"),
+            "code_version": lineage.get("code_version"),
+            "config_hash": lineage.get("config_hash"),
+            "flow_run_id": run_id,
+        },
+    }
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    if not rows:
+        return ["_none_", ""]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def gate_table(gate: dict[str, Any]) -> list[str]:
+    rows = []
+    for c in gate["checks"]:
+        limit = f"{c['comparison']} {c['limit']:g}" if c.get("limit") is not None else "-"
+        if not c.get("judged", True):
+            result = "not judged"
+        else:
+            result = "pass" if c["passed"] else "**FAIL**"
+        rows.append([c["name"], _fmt(c["value"]), limit, result, c.get("evidence") or "-"])
+    return _table(["check", "value", "limit", "result", "evidence"], rows)
+
+
+def gate_report(model: str, run_id: str, gate: dict[str, Any]) -> str:
+    """The Prefect artifact a reviewer reads before approving: every check and the outcome."""
+    champion = gate.get("champion_version")
+    against = f"champion v{champion}" if champion is not None else "no champion (first version)"
+    lines = [
+        f"# Gate report: {model} (run {run_id})",
+        "",
+        f"Decision: **{gate['decision']}**; compared against {against}.",
+        "",
+        *[f"- {r}" for r in gate["reasons"]],
+        "",
+        *gate_table(gate),
+    ]
+    return "\n".join(lines)
+
+
+def _fairness_rows(evidence: dict[str, Any], label: str) -> list[list[Any]]:
+    rows = []
+    for column, report in evidence.items():
+        for key in ("selection_rate_gap", "selection_rate_ratio", "tpr_gap", "mean_error_gap"):
+            if key in report:
+                rows.append([label, column, key, report[key], report["judged_groups"]])
+    return rows
+
+
+def _fairness_groups(evidence: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for column, report in evidence.items():
+        for g in report["groups"]:
+            if "selection_rate" in g:
+                rates = ", ".join(f"{k}: {_fmt(v, 3)}" for k, v in g["selection_rate"].items())
+                tprs = ", ".join(f"{k}: {_fmt(v, 3)}" for k, v in g["true_positive_rate"].items())
+            else:
+                rates, tprs = _fmt(g["mean_error"]), _fmt(g["mean_absolute_error"])
+            rows.append(
+                [column, g["group"], g["rows"], "yes" if g["judged"] else "no", rates, tprs]
+            )
+    return rows
+
+
+def _approvals(gate: dict[str, Any], audit: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    approval = gate.get("approval")
+    if approval:
+        if approval.get("timed_out"):
+            lines.append(f"- no answer within {approval['timeout_seconds']} s: rejected")
+        else:
+            verdict = "approved" if approval["approved"] else "rejected"
+            lines.append(
+                f"- {verdict} by **{approval['reviewer']}** at {approval['at']}"
+                + (f": {approval['comment']}" if approval.get("comment") else "")
+            )
+    for entry in audit:
+        if entry["action"] in ("approve", "disapprove", "approval-timeout"):
+            lines.append(
+                f"- audit #{entry['id']} {entry['action']} by {entry['actor']}: {entry['reason']}"
+            )
+    return lines or ["- none required by the policy"]
+
+
+def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -> str:
+    """Markdown for one version. `registry` (version, status, aliases, audit) is optional:
+    the card written at training time has no version number yet, the CLI's card has."""
+    version = registry.get("version") if registry else None
+    title = f"{facts['model']} v{version}" if version is not None else facts["model"]
+    gate = facts["gate"]
+    primary = facts["primary_metric"]
+    pct = f"{facts['confidence']:.0%}"
+    lines = [f"# Model card: {title}", ""]
+    if registry:
+        aliases = ", ".join(registry.get("aliases") or []) or "none"
+        lines += [f"Status: **{registry['status']}** (aliases: {aliases}).", ""]
+    else:
+        lines += [
+            f"Run `{facts['run_id']}`; the registry assigns the version number "
+            "(`modelcycle models card NAME VERSION` shows it with the later history).",
+            "",
+        ]
+    lines += [
+        "## Purpose",
+        facts["description"],
+        "",
+        f"- **Intended use:** {facts['intended_use']}",
+        f"- **Owner:** {facts['owner']}",
+        f"- **Task:** {facts['task']}, target `{facts['target']}`",
+        "",
+        "## Data",
+        f"- source: `{facts['data']['source']}`; time range: {facts['data']['time_range']}",
+        f"- rows: training {facts['data']['rows']['train']}, holdout "
+        f"{facts['data']['rows']['holdout']}",
+        f"- fingerprints: training `{facts['data']['fingerprints']['train']}`, holdout "
+        f"`{facts['data']['fingerprints']['holdout']}`",
+        "",
+        "## Features",
+        f"- numeric: {', '.join(facts['features']['numeric']) or 'none'}",
+        f"- categorical: {', '.join(facts['features']['categorical']) or 'none'}",
+        f"- sensitive (evaluated, {'' if _sensitive_used(facts) else 'not '}model inputs): "
+        f"{', '.join(facts['sensitive_columns']) or 'none'}",
+        "",
+        "## Training",
+        f"- mode {facts['training']['mode']}, estimator `{facts['training']['estimator']}`",
+        f"- parameters: `{facts['training']['params']}`",
+        f"- balancing of rare groups: {_balance_text(facts['training']['balance'])}",
+        "",
+        f"## Metrics on the holdout ({pct} bootstrap intervals)",
+        *_table(
+            ["metric", "value", "low", "high"],
+            [[m, v["value"], v["low"], v["high"]] for m, v in facts["metrics"].items()],
+        ),
+    ]
+    ni = facts.get("non_inferiority")
+    if ni:
+        lines += [
+            f"Against the champion on the same {ni['rows']} rows: {primary} difference "
+            f"{_fmt(ni['difference'])}, {pct} paired-bootstrap interval "
+            f"[{_fmt(ni['low'])}, {_fmt(ni['high'])}] ({ni['resamples']} resamples, seed "
+            f"{ni['seed']}).",
+            "",
+        ]
+    else:
+        lines += ["No champion when this version was trained: nothing to compare with.", ""]
+    lines += [
+        "## Slices",
+        *_table(
+            ["column", "value", "rows", primary, "judged"],
+            [
+                [
+                    s["column"],
+                    s["value"],
+                    s["rows"],
+                    s.get(primary),
+                    "yes" if s["enough_rows"] else "no",
+                ]
+                for s in facts["slices"]
+            ],
+        ),
+        "## Fairness",
+        *_table(
+            ["model", "column", "measure", "value", "groups judged"],
+            _fairness_rows(facts["fairness"], "this version")
+            + (
+                _fairness_rows(facts["fairness_unweighted"], "same fit without balancing")
+                if facts.get("fairness_unweighted")
+                else []
+            ),
+        ),
+    ]
+    if facts.get("fairness_unweighted"):
+        lines += [
+            "The comparison row comes from a second fit on the same data and parameters "
+            "without the balancing weights, made only for this comparison.",
+            "",
+        ]
+    lines += [
+        *_table(
+            ["column", "group", "rows", "judged", "selection rate / mean error", "TPR / MAE"],
+            _fairness_groups(facts["fairness"]),
+        ),
+        "## Robustness",
+        *_robustness_lines(facts["robustness"]),
+        "## Budgets",
+        f"- prediction latency: {_fmt(facts['budgets']['latency_ms_per_1000'], 1)} ms per "
+        "1,000 rows (median of 3)",
+        f"- model file: {_fmt(facts['budgets']['model_mb'], 3)} MB",
+        "",
+        "## Explainability (permutation importance on the holdout)",
+        *_table(
+            ["feature", "mean drop", "std"],
+            [
+                [r["feature"], r["importance_mean"], r["importance_std"]]
+                for r in facts["importance"]
+            ],
+        ),
+        "## Gate decision",
+        f"**{gate['decision']}**: " + "; ".join(gate["reasons"]),
+        "",
+        *gate_table(gate),
+        "## Approvals",
+        *_approvals(gate, registry.get("audit", []) if registry else []),
+        "",
+        "## Lineage",
+        f"- parent version: {facts['lineage']['parent_version'] or 'none'}",
+        f"- code version: `{facts['lineage']['code_version']}`",
+        f"- config hash: `{facts['lineage']['config_hash']}`",
+        f"- flow run: `{facts['lineage']['flow_run_id']}`",
+        "",
+        "## Limitations",
+        *([f"- {item}" for item in facts["limitations"]] or ["- none stated in the config"]),
+        "",
+    ]
+    if registry and registry.get("audit"):
+        lines += [
+            "## History (audit log)",
+            *_table(
+                ["#", "at", "actor", "action", "version", "reason"],
+                [
+                    [e["id"], e["at"], e["actor"], e["action"], e["version"], e["reason"]]
+                    for e in registry["audit"]
+                ],
+            ),
+        ]
+    return "\n".join(lines)
+
+
+def _sensitive_used(facts: dict[str, Any]) -> bool:
+    features = set(facts["features"]["numeric"]) | set(facts["features"]["categorical"])
+    return bool(features & set(facts["sensitive_columns"]))
+
+
+def _balance_text(balance: dict[str, Any]) -> str:
+    on = [k.replace("_", " ") for k, v in balance.items() if v]
+    return "weights balance " + " and ".join(on) if on else "off"
+
+
+def _robustness_lines(evidence: dict[str, Any]) -> list[str]:
+    noise = evidence["noise"]
+    lines = [
+        f"- {noise['measure']} under noise of {noise['scale_in_std']} std on numeric "
+        f"features: {_fmt(noise['value'])} ({evidence['rows']} rows)",
+    ]
+    for kind, r in evidence["edge_cases"].items():
+        lines.append(f"- {kind.replace('_', ' ')}: {r['predicted']} of {r['rows']} rows predicted")
+    for column, r in evidence["counterfactual"].items():
+        if r["used_as_feature"]:
+            lines.append(
+                f"- changing only {column}: {_fmt(r['change_rate'])} of predictions change"
+            )
+        else:
+            lines.append(f"- {column} is not a model input: counterfactual change 0")
+    return [*lines, ""]
+
+
+def registry_view(version: ModelVersion, audit: list[AuditEntry]) -> dict[str, Any]:
+    """What the registry adds to a card: number, status, aliases and this version's history
+    (entries about it, and the promotions or rollbacks that replaced it as champion)."""
+    return {
+        "version": version.version,
+        "status": str(version.status),
+        "aliases": list(version.aliases),
+        "audit": [
+            {**e.to_dict(), "at": e.at.strftime("%Y-%m-%d %H:%M:%S UTC")}
+            for e in audit
+            if version.version in (e.version, e.details.get("previous"))
+        ],
+    }
+
+
+def read_card_facts(version: ModelVersion) -> dict[str, Any]:
+    """`card.json` from the version's run folder (a local path or an fsspec URL), checked
+    against the run's manifest so a card is never rendered from edited facts."""
+    folder = version.artifact_uri.rstrip("/")
+    fs, _ = url_to_fs(folder)
+    try:
+        data = fs.cat_file(url_to_fs(f"{folder}/card.json")[1])
+        manifest = json.loads(fs.cat_file(url_to_fs(f"{folder}/manifest.json")[1]))
+    except FileNotFoundError as exc:
+        raise ArtifactStoreError(
+            f"{folder}: no model card facts (version {version.version} was trained before "
+            "model cards existed, or its run folder was moved)"
+        ) from exc
+    expected = manifest.get("files", {}).get("card.json", {}).get("sha256")
+    if expected != hashlib.sha256(data).hexdigest():
+        raise IntegrityError(
+            f"{folder}/card.json does not match the run's manifest: it was changed after the run"
+        )
+    return json.loads(data)

@@ -1,0 +1,269 @@
+"""Promotion, rollback and retirement: refusals that change nothing, forced moves that say so,
+50 parallel promotions, and a promotion killed inside its transaction."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from modelcycle.errors import RegistryError
+from modelcycle.registry import Registry, VersionStatus
+
+SHA = "cd" * 32
+MODEL = "churn"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _fields(run_id: str, status: VersionStatus = VersionStatus.CANDIDATE) -> dict[str, Any]:
+    return {
+        "model_name": MODEL,
+        "owner": "risk-team",
+        "description": "churn classifier",
+        "run_id": run_id,
+        "artifact_uri": f"/artifacts/churn/{run_id}",
+        "model_file": "model.skops",
+        "model_sha256": SHA,
+        "data_fingerprint": "data-fp",
+        "config_hash": "config-hash",
+        "code_version": "abc123",
+        "package_versions": {},
+        "parent_version": None,
+        "metrics": {"roc_auc": 0.8},
+        "gate": {"passed": status is VersionStatus.CANDIDATE},
+        "status": status,
+        "actor": "trainer",
+        "reason": "test fixture",
+    }
+
+
+def _registry_with(url: str, statuses: list[VersionStatus]) -> Registry:
+    registry = Registry(url)
+    for i, status in enumerate(statuses):
+        registry.register_version(**_fields(f"run-{i}", status))
+    return registry
+
+
+def _snapshot(registry: Registry) -> tuple[Any, ...]:
+    champion = registry.champion(MODEL)
+    return (
+        champion.version if champion else None,
+        [(v.version, v.status) for v in registry.list_versions(MODEL)],
+        len(registry.audit_log(MODEL)),
+    )
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'registry.db'}"
+
+
+# --- registry rules ------------------------------------------------------------------------
+
+
+def test_rejected_version_is_promoted_only_when_forced(url: str) -> None:
+    registry = _registry_with(url, [VersionStatus.CANDIDATE, VersionStatus.REJECTED])
+    registry.promote(MODEL, 1, actor="a", reason="first")
+    before = _snapshot(registry)
+    with pytest.raises(RegistryError, match=r"version 2 of 'churn' is rejected .*--force"):
+        registry.promote(MODEL, 2, actor="a", reason="try")
+    assert _snapshot(registry) == before
+    forced = registry.promote(MODEL, 2, actor="ana", reason="reviewed by hand", force=True)
+    assert forced.status is VersionStatus.CHAMPION
+    entry = registry.audit_log(MODEL)[-1]
+    assert entry.details == {"previous": 1, "forced": True, "previous_status": "rejected"}
+    assert entry.reason == "reviewed by hand"
+
+
+def test_retiring_the_only_champion_needs_force_and_then_leaves_none(url: str) -> None:
+    registry = _registry_with(url, [VersionStatus.CANDIDATE])
+    registry.promote(MODEL, 1, actor="a", reason="first")
+    before = _snapshot(registry)
+    with pytest.raises(RegistryError, match=r"version 1 of 'churn' is the champion.*--force"):
+        registry.retire(MODEL, 1, actor="a", reason="old")
+    assert _snapshot(registry) == before
+    registry.retire(MODEL, 1, actor="a", reason="old", force=True)
+    assert registry.champion(MODEL) is None
+    assert registry.get_version(MODEL, 1).status is VersionStatus.RETIRED
+    assert registry.audit_log(MODEL)[-1].details["champion_now"] is None
+    with pytest.raises(RegistryError, match="retired and cannot become champion"):
+        registry.promote(MODEL, 1, actor="a", reason="back?")
+
+
+def test_forced_retirement_of_a_champion_hands_the_alias_back(url: str) -> None:
+    registry = _registry_with(url, [VersionStatus.CANDIDATE] * 2)
+    registry.promote(MODEL, 1, actor="a", reason="first")
+    registry.promote(MODEL, 2, actor="a", reason="second")
+    registry.retire(MODEL, 2, actor="a", reason="bad in production", force=True)
+    assert registry.champion(MODEL).version == 1
+    assert registry.get_version(MODEL, 1).status is VersionStatus.CHAMPION
+    assert registry.get_version(MODEL, 2).status is VersionStatus.RETIRED
+
+
+# --- CLI refusals: a clear message and an unchanged registry -------------------------------
+
+
+def _cli(*args: str):
+    from modelcycle.cli import app
+
+    return CliRunner().invoke(app, ["models", *args])
+
+
+def _message(result) -> str:
+    assert result.exit_code == 1, result.output
+    return " ".join(result.output.split())
+
+
+@pytest.fixture
+def cli_registry(state) -> Registry:
+    registry = _registry_with(state.registry_url, [VersionStatus.CANDIDATE])
+    registry.promote(MODEL, 1, actor="a", reason="first")
+    return registry
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_promote_a_version_that_does_not_exist(cli_registry: Registry) -> None:
+    before = _snapshot(cli_registry)
+    message = _message(_cli("promote", MODEL, "9", "--reason", "try"))
+    assert "model 'churn' has no version 9 (versions that exist: 1)" in message
+    assert _snapshot(cli_registry) == before
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_rollback_with_no_previous_champion(cli_registry: Registry) -> None:
+    before = _snapshot(cli_registry)
+    message = _message(_cli("rollback", MODEL, "--reason", "undo"))
+    assert "champion version 1 replaced no earlier champion" in message
+    assert _snapshot(cli_registry) == before
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_retire_the_only_champion_without_force(cli_registry: Registry) -> None:
+    before = _snapshot(cli_registry)
+    message = _message(_cli("retire", MODEL, "1", "--reason", "old"))
+    assert "version 1 of 'churn' is the champion" in message and "--force" in message
+    assert _snapshot(cli_registry) == before
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_cli_story_promote_rollback_retire_audit(state, cli_registry: Registry) -> None:
+    import json
+
+    cli_registry.register_version(**_fields("run-2"))
+    assert _cli("promote", MODEL, "2", "--reason", "better on 2024").exit_code == 0
+    assert cli_registry.champion(MODEL).version == 2
+    assert _cli("rollback", MODEL, "--reason", "complaints").exit_code == 0
+    assert cli_registry.champion(MODEL).version == 1
+    assert _cli("retire", MODEL, "2", "--reason", "superseded").exit_code == 0
+    assert cli_registry.get_version(MODEL, 2).status is VersionStatus.RETIRED
+    result = _cli("audit", MODEL, "--json")
+    entries = json.loads(result.output)
+    story = [(e["action"], e["version"], e["reason"]) for e in entries[-3:]]
+    assert story == [
+        ("promote", 2, "better on 2024"),
+        ("rollback", 1, "complaints"),
+        ("retire", 2, "superseded"),
+    ]
+    assert all(e["actor"].startswith("cli") for e in entries[-3:])
+
+
+# --- concurrency and crashes ---------------------------------------------------------------
+
+
+def _promote_one(args: tuple[str, int]) -> int:
+    url, version = args
+    registry = Registry(url)
+    try:
+        registry.promote(MODEL, version, actor=f"proc-{os.getpid()}", reason=f"race {version}")
+    finally:
+        registry.close()
+    return version
+
+
+def test_fifty_parallel_promotions_leave_one_champion_and_fifty_entries(url: str) -> None:
+    registry = _registry_with(url, [VersionStatus.CANDIDATE] * 50)
+    registry.close()
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        done = pool.map(_promote_one, [(url, v) for v in range(1, 51)], chunksize=1)
+    assert sorted(done) == list(range(1, 51))
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        aliases = conn.execute(sa.text("SELECT count(*) FROM aliases")).scalar_one()
+        champions = conn.execute(
+            sa.text("SELECT count(*) FROM model_versions WHERE status = 'champion'")
+        ).scalar_one()
+    engine.dispose()
+    assert (aliases, champions) == (1, 1)
+    log = [e for e in Registry(url).audit_log(MODEL) if e.action == "promote"]
+    assert len(log) == 50 and sorted(e.version for e in log) == list(range(1, 51))
+    # Each promotion saw the one before it: one unbroken chain, the last one is champion.
+    assert [e.details["previous"] for e in log] == [None] + [e.version for e in log[:-1]]
+    assert Registry(url).champion(MODEL).version == log[-1].version
+
+
+def test_a_promotion_killed_inside_its_transaction_changes_nothing(url: str) -> None:
+    registry = _registry_with(url, [VersionStatus.CANDIDATE] * 2)
+    registry.promote(MODEL, 1, actor="a", reason="first")
+    registry.close()
+    before = _snapshot(Registry(url))
+    script = (
+        "import sys; from modelcycle.registry import Registry; "
+        "Registry(sys.argv[1]).promote('churn', 2, actor='doomed', reason='killed')"
+    )
+    env = {**os.environ, "MODELCYCLE_FAULT_SLEEP": "promote:120"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, url], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stderr.readline()  # printed after the alias moved, before the commit
+        assert "modelcycle-fault: inside promote" in line, line
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    after = Registry(url)
+    assert _snapshot(after) == before
+    assert after.champion(MODEL).version == 1
+    # The database is usable at once: the same promotion now goes through.
+    assert after.promote(MODEL, 2, actor="a", reason="again").version == 2
+
+
+def test_contract_names_and_signatures_other_issues_rely_on() -> None:
+    import inspect
+
+    from flows.governance import promotion, retirement, rollback
+    from tasks.approval import ApprovalInput
+
+    assert (promotion.name, rollback.name, retirement.name) == (
+        "promotion",
+        "rollback",
+        "retirement",
+    )
+    expected = {
+        promotion: {"model_name": str, "version": int, "reason": str, "actor": str, "force": bool},
+        rollback: {"model_name": str, "reason": str, "actor": str},
+        retirement: {"model_name": str, "version": int, "reason": str, "actor": str, "force": bool},
+    }
+    defaults = {
+        promotion: "promotion-flow",
+        rollback: "rollback-flow",
+        retirement: "retirement-flow",
+    }
+    for flow_, params in expected.items():
+        signature = inspect.signature(flow_.fn)
+        assert list(signature.parameters) == list(params)
+        assert signature.parameters["actor"].default == defaults[flow_]
+        if "force" in params:
+            assert signature.parameters["force"].default is False
+    fields = ApprovalInput.model_fields
+    assert list(fields) == ["approved", "reviewer", "comment"]
+    assert fields["comment"].default == ""
