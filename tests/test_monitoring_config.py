@@ -18,7 +18,7 @@ def _with(monitoring: dict) -> dict:
 def test_demo_config_monitoring_section():
     config = parse_config(demo_config_dict())
     assert config.monitoring.retrain_mode == "fine_tune"
-    assert config.monitoring.drift_share == 0.25
+    assert config.monitoring.drift_share == 0.5
 
 
 @pytest.mark.parametrize(
