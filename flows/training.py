@@ -41,6 +41,7 @@ from tasks.gate import (
     publish_gate_report,
 )
 from tasks.lineage import record_lineage, serialize_model
+from tasks.monitoring import build_reference_data
 from tasks.registry import (
     load_champion,
     promote_champion,
@@ -108,6 +109,9 @@ def training(
     champion_score = score_champion(champion.pipeline, test, config, threads) if champion else None
     champion_metrics = champion_score.metrics if champion_score else None
     comparison = compare_with_champion(evaluated.metrics, champion_metrics)
+    reference = build_reference_data(
+        train, test, result.pipeline, config, evaluated.metrics, config_path
+    )
     lineage = record_lineage(config, fingerprints, source, mode.value, parent, run_id)
     model_bytes, model_sha256 = serialize_model(result.pipeline)
 
@@ -182,6 +186,7 @@ def training(
             "importance.csv": importance.table.to_csv(index=False),
             "card.md": render_training_card(facts),
         },
+        reference_files=reference,
     )
     folder = write_run_folder(settings.artifact_store, config.name, run_id, contents)
 

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelcycle.cli_monitoring import demo_monitoring, incidents_app, monitor
 from modelcycle.errors import ModelcycleError
 
 app = typer.Typer(
@@ -33,6 +34,8 @@ service_app = typer.Typer(
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 app.add_typer(service_app, name="service")
+app.add_typer(incidents_app, name="incidents")
+app.command("monitor")(monitor)
 
 console = Console(soft_wrap=True)  # long paths and hashes stay whole
 errors = Console(stderr=True, soft_wrap=True)
@@ -136,9 +139,13 @@ def _print_outcome(outcome: dict[str, Any]) -> None:
 @app.command()
 def demo(
     config: Annotated[str, typer.Option(help="Demo pipeline config.")] = DEMO_CONFIG,
+    monitor: Annotated[
+        bool, typer.Option(help="Then monitor the unseen years 2008-2018, one window each.")
+    ] = True,
 ) -> None:
     """The lifecycle on the demo model: train, judge a fine-tuned challenger with every gate
-    check, roll back, retire, and show the audit log and a model card per version."""
+    check, roll back, retire, show the audit log and a model card per version, then monitor
+    the unseen years."""
     try:
         console.rule("1. train from scratch on 1974-2000")
         first = _run_training(config, "scratch", None)
@@ -176,6 +183,11 @@ def demo(
         path = _write_card(model, outcome["version"])
         console.print(f"model card of v{outcome['version']}: {path}", highlight=False)
     console.print(f"print one with: modelcycle models card {model} VERSION", highlight=False)
+    if monitor:
+        try:
+            demo_monitoring(model)
+        except ModelcycleError as exc:
+            _fail(str(exc))
 
 
 def _print_checks(model: str, version: int) -> None:

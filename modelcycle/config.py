@@ -343,6 +343,65 @@ class Gate(_Strict):
     approval: Approval = Field(default_factory=Approval)
 
 
+DriftMethod = Literal["wasserstein", "jensenshannon", "ks", "chisquare", "z", "chi2_contingency"]
+
+
+class ColumnDriftRule(_Strict):
+    """Replace the default drift test or threshold for one column."""
+
+    method: DriftMethod | None = Field(
+        None,
+        description="wasserstein and ks are for numeric columns; chi2_contingency is the "
+        "two-sample chi-square test (not an Evidently default).",
+    )
+    threshold: float | None = Field(
+        None, gt=0.0, description="Distance at or above which (p-value below which) it drifts."
+    )
+
+
+class Monitoring(_Strict):
+    """How the monitoring flow turns per-column tests into a status, and what it keeps."""
+
+    drift_share: Share = Field(
+        0.5,
+        description="Status `drift` when at least this share of the tested feature columns "
+        "drift (Evidently's dataset-drift rule and default).",
+    )
+    warning_share: Share = Field(
+        0.2,
+        description="Status `warning` when at least this share (and at least one) drift.",
+    )
+    prediction_drift: Literal["ignore", "warning", "drift"] = Field(
+        "warning", description="What a drift of the champion's predicted scores makes the status."
+    )
+    max_quality_drop: float = Field(
+        0.05,
+        ge=0.0,
+        description="Status `warning` when a realised metric is worse than the holdout figure "
+        "by more than this; below a gate floor it is `drift` and a quality incident.",
+    )
+    columns: dict[str, ColumnDriftRule] = Field(
+        default_factory=dict, description="Per-column test or threshold overrides."
+    )
+    chisquare: Literal["evidently", "two_sample"] = Field(
+        "evidently",
+        description="`two_sample` uses the contingency-table test wherever Evidently's default "
+        "would pick its one-sample chi-square (which over-flags small samples).",
+    )
+    min_rows: int = Field(
+        200, ge=1, description="Fewer window rows than this give no verdict (and say so)."
+    )
+    reference_rows: int = Field(
+        100_000, ge=100, description="Training rows kept as the reference (a random sample)."
+    )
+    html_sample_rows: int = Field(
+        20_000, ge=100, description="Rows per side in the Evidently HTML report."
+    )
+    retrain_mode: Literal["scratch", "fine_tune"] = Field(
+        "scratch", description="How the drift event asks for the model to be retrained."
+    )
+
+
 class PipelineConfig(_Strict):
     """One model pipeline: what to learn, from which data, and what counts as good enough."""
 
@@ -366,6 +425,7 @@ class PipelineConfig(_Strict):
     model: ModelSpec
     evaluation: Evaluation
     gate: Gate = Field(default_factory=Gate)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
@@ -373,6 +433,7 @@ class PipelineConfig(_Strict):
             *self._column_problems(),
             *self._metric_problems(),
             *self._split_problems(),
+            *self._monitoring_problems(),
         ]
         if problems:
             raise ValueError("; ".join(problems))
@@ -419,6 +480,20 @@ class PipelineConfig(_Strict):
             problems.append("model.balance.classes needs a classification task")
         if self.model.balance.sensitive_groups and not self.sensitive_columns:
             problems.append("model.balance.sensitive_groups needs sensitive_columns")
+        return problems
+
+    def _monitoring_problems(self) -> list[str]:
+        problems = []
+        unknown = sorted(set(self.monitoring.columns) - set(self.features.all))
+        if unknown:
+            problems.append(f"monitoring.columns: not features of this model: {unknown}")
+        for column, rule in self.monitoring.columns.items():
+            if column in self.features.categorical and rule.method in ("wasserstein", "ks"):
+                problems.append(
+                    f"monitoring.columns.{column}: {rule.method} needs a numeric column"
+                )
+        if self.monitoring.warning_share > self.monitoring.drift_share:
+            problems.append("monitoring: warning_share is greater than drift_share")
         return problems
 
     def _named_metrics(self) -> list[tuple[str, str]]:

@@ -378,3 +378,27 @@ def features_and_target(
     table: pd.DataFrame, config: PipelineConfig
 ) -> tuple[pd.DataFrame, pd.Series]:
     return table[config.features.all], table[config.target]
+
+
+# --- used by monitoring on production windows ---------------------------------------------
+
+
+def read_file(path: Path) -> pd.DataFrame:
+    """One CSV or Parquet file, by its suffix; missing, empty or unreadable files say so."""
+    return _read(path, "auto")
+
+
+def column_violations(column: str, values: pd.Series, config: PipelineConfig) -> list[str]:
+    """The same per-column checks training applies, for a batch that is judged, not refused."""
+    return _column_violations(column, values, config)
+
+
+def typed_valid(values: pd.Series, config: PipelineConfig, column: str) -> pd.Series:
+    """A column typed as training typed it; values the schema calls invalid become missing."""
+    schema = _schema_for(config, column)
+    if schema is not None:
+        masks = _invalid_masks(values, schema)
+        bad = masks["wrong_type"] | masks["out_of_range"] | masks["not_allowed"]
+        if bad.any():
+            values = values.where(~bad)
+    return _typed(values, schema)

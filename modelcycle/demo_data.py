@@ -60,3 +60,25 @@ def ensure_demo_file(data_dir: Path) -> Path:
     table.to_parquet(partial, index=False)
     os.replace(partial, target)
     return target
+
+
+def write_year_windows(data_dir: Path, years: list[int]) -> list[Path]:
+    """One Parquet file per survey year under `<data_dir>/windows/`: what production saw.
+
+    Labels are included (the survey knows incomes), so monitoring can set realised quality
+    beside the label-free estimate; `realrinc` is not, since it gives the label away.
+    """
+    table = pd.read_parquet(ensure_demo_file(data_dir))
+    folder = data_dir / "windows"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for year in years:
+        rows = table.loc[table["year"] == year].drop(columns=["realrinc"])
+        if rows.empty:
+            raise DataError(f"the demo table has no rows for {year}")
+        target = folder / f"gss-{year}.parquet"
+        partial = target.with_suffix(f".{os.getpid()}.partial")
+        rows.to_parquet(partial, index=False)
+        os.replace(partial, target)
+        written.append(target)
+    return written

@@ -40,6 +40,8 @@ class RunContents:
     metadata: dict[str, Any]
     evidence: dict[str, Any] = field(default_factory=dict)  # file name -> JSON
     texts: dict[str, str] = field(default_factory=dict)  # file name -> text (card, CSV)
+    # What monitoring compares windows with (modelcycle.monitoring.Reference.files()).
+    reference_files: dict[str, bytes] = field(default_factory=dict)
 
 
 def _csv(frame: pd.DataFrame) -> str:
@@ -76,6 +78,8 @@ def write_run_folder(store_root: str, model: str, run_id: str, contents: RunCont
             run.write_text(name, text)
         for name, figure in sorted(contents.figures.items()):
             run.write_figure(f"plots/{name}", figure)
+        for name, data in sorted(contents.reference_files.items()):
+            run.write_bytes(name, data)
         folder = run.commit(json_ready(contents.metadata))
     get_run_logger().info("Run folder written: %s", folder.uri)
     return folder
