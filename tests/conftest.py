@@ -122,7 +122,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     from live_prefect import POOL, live_service
 
     root = tmp_path_factory.mktemp("live-prefect")
-    with live_service(root) as service:
+    # On PostgreSQL when .ci/run provides one (as a team would run it), else on SQLite.
+    with live_service(root, os.environ.get("MODELCYCLE_TEST_POSTGRES_URL")) as service:
         # The sample is built while the server starts (10-20 s either way).
         small = request.getfixturevalue("small_parquet")
         service.configs["small"] = write_config(root, small_config_dict(small), "small.yaml")

@@ -74,6 +74,7 @@ class LiveService:
     configs: dict[str, Path] = field(default_factory=dict)
     worker: subprocess.Popen[Any] | None = None
     server: subprocess.Popen[Any] | None = None
+    database_url: str | None = None  # the server's own database; SQLite in its home if None
 
     @property
     def url(self) -> str:
@@ -149,6 +150,8 @@ class LiveService:
             PREFECT_SERVER_API_PORT=str(self.port),
         )
         env.pop("PREFECT_API_URL")
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         self.server = self.start("server", [str(BIN / "prefect"), "server", "start"], env)
 
     def wait_healthy(self, timeout: float = 120) -> None:
@@ -180,13 +183,43 @@ class LiveService:
 
 
 @contextmanager
-def live_service(root: Path) -> Iterator[LiveService]:
-    service = LiveService(root=root, port=free_port(), state=root / "state")
+def server_database(postgres_url: str | None) -> Iterator[str | None]:
+    """A scratch PostgreSQL database for the Prefect server when a server URL is given.
+
+    Under load the server's default SQLite database answers "database is locked" now and then
+    (seen here: a UI request failed that way); PostgreSQL is what a team runs anyway.
+    """
+    if not postgres_url:
+        yield None
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"prefect_e2e_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     try:
-        service.start_server()
-        yield service
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = sa.make_url(postgres_url).set(drivername="postgresql+asyncpg", database=name)
+        yield url.render_as_string(hide_password=False)
     finally:
-        service.stop_all()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def live_service(root: Path, postgres_url: str | None = None) -> Iterator[LiveService]:
+    with server_database(postgres_url) as database_url:
+        service = LiveService(
+            root=root, port=free_port(), state=root / "state", database_url=database_url
+        )
+        try:
+            service.start_server()
+            yield service
+        finally:
+            service.stop_all()
 
 
 def client(service: LiveService) -> Any:

@@ -85,7 +85,8 @@ def _run_deployment(live: LiveService, name: str, **params: Any) -> str:
 
 def test_deploy_all_created_every_deployment_schedule_and_trigger(live: LiveService) -> None:
     with client(live) as api:
-        deployments = {f"{d.flow_name}/{d.name}": d for d in _all_deployments(api)}
+        flows = {f.id: f.name for f in api.read_flows()}
+        deployments = {f"{flows[d.flow_id]}/{d.name}": d for d in api.read_deployments()}
         automations = {a.name: a for a in api.read_automations()}
     assert set(deployments) == DEPLOYMENTS
     for name, deployment in deployments.items():
@@ -102,10 +103,6 @@ def test_deploy_all_created_every_deployment_schedule_and_trigger(live: LiveServ
     (drift,) = [a for a in automations.values() if a.trigger.expect == {DRIFT_EVENT}]
     assert drift.actions[0].deployment_id == deployments["training/retraining"].id
     assert "modelcycle-crash-silent-runs" in automations
-
-
-def _all_deployments(api: Any) -> list[Any]:
-    return api.read_deployments()
 
 
 @dataclass(frozen=True)
