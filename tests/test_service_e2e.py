@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,55 +236,6 @@ def test_config_path_that_does_not_exist_fails_before_any_task(live: LiveService
     assert tasks == []  # refused at parameter validation, before the first step
     assert _version_of_run(live, run_id) is None
     assert run_id not in _store(live).list_runs(MODEL)
-
-
-def _emit_drift_event(live: LiveService, config_path: Path, mode: str) -> None:
-    """Emitted the way the monitoring flow does, from another process, to the live server."""
-    payload = {
-        "model_name": MODEL,
-        "version": 1,
-        "window": "gss-2010.parquet",
-        "drifted_columns": ["age", "prestg10"],
-        "status": "drift",
-        "config_path": str(config_path),
-        "retrain_mode": mode,
-    }
-    script = (
-        "import json, sys\n"
-        "from prefect.events import emit_event\n"
-        "from prefect.events.clients import get_events_client\n"
-        f"emit_event(event={DRIFT_EVENT!r}, resource={{'prefect.resource.id': "
-        f"'modelcycle.model.{MODEL}', 'prefect.resource.name': {MODEL!r}}}, "
-        "payload=json.loads(sys.argv[1]))\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", script, json.dumps(payload)],
-        env=live.env(),
-        cwd=REPO,
-        check=True,
-        timeout=60,
-    )
-
-
-def test_drift_event_starts_the_retraining_deployment(live: LiveService) -> None:
-    config = live.configs["small"]
-    _emit_drift_event(live, config, "scratch")
-
-    def triggered() -> Any:
-        runs = [
-            r
-            for r in _runs_of(live, "training/retraining")
-            if r.parameters.get("config_path") == str(config)
-        ]
-        return runs[0] if runs else None
-
-    run = wait_for(triggered, 60, "the drift automation to start a retraining run", interval=1)
-    assert run.created_by is not None and run.created_by.type == "AUTOMATION"
-    assert run.parameters["mode"] == "scratch"
-    wait_for_state(live, str(run.id), {"COMPLETED"})
-    version = _version_of_run(live, str(run.id))
-    assert version is not None
-    assert version.created_by == f"drift-event:{MODEL}"
 
 
 def _shifted_window(small_parquet: Path, demo_parquet: Path, folder: Path) -> Path:
