@@ -54,12 +54,20 @@ def _apply_time_range(table: pd.DataFrame, config: PipelineConfig) -> pd.DataFra
     window = config.data.time_range
     if window is None or config.time_column not in table.columns:
         return table
-    time = pd.to_numeric(table[config.time_column], errors="coerce")
+    return rows_between(table, config.time_column, window.start, window.end)
+
+
+def rows_between(
+    table: pd.DataFrame, column: str, start: float | None, end: float | None
+) -> pd.DataFrame:
+    """Rows whose `column` lies in [start, end] (either bound may be open); shared by training's
+    `data.time_range` and monitoring's window range, so both cut the same way."""
+    time = pd.to_numeric(table[column], errors="coerce")
     keep = pd.Series(True, index=table.index)
-    if window.start is not None:
-        keep &= time >= window.start
-    if window.end is not None:
-        keep &= time <= window.end
+    if start is not None:
+        keep &= time >= start
+    if end is not None:
+        keep &= time <= end
     return table.loc[keep].reset_index(drop=True)
 
 

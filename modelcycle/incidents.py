@@ -9,20 +9,18 @@ of an incident is never rewritten.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
-from sqlalchemy.exc import OperationalError
 
 from modelcycle.errors import RegistryError
-from modelcycle.registry import _WRITE, UTCDateTime, _make_engine, _parse_url
+from modelcycle.registry import SQLStore, UTCDateTime
 
 T = TypeVar("T")
 _ATTEMPTS = 5
@@ -147,50 +145,17 @@ class Recorded:
     opened: bool  # False: an open incident of the same kind was updated
 
 
-class IncidentLog:
+class IncidentLog(SQLStore):
     """Incidents on the registry's SQLAlchemy URL, in their own tables."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._parsed = _parse_url(url)
-        self._engine: Engine | None = None
-        self._schema_ready = False
-
-    def __repr__(self) -> str:
-        return f"IncidentLog({self._parsed.render_as_string(hide_password=True)!r})"
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = _make_engine(self._parsed)
-        return self._engine
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-            self._schema_ready = False
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except OperationalError as exc:
-            raise RegistryError(f"{self!r}: database error: {exc.orig}") from exc
-
-    def _ensure_schema(self) -> None:
-        if self._schema_ready:
-            return
-        with self._errors(), self.engine.execution_options(**{_WRITE: True}).begin() as conn:
-            metadata.create_all(conn, checkfirst=True)
-        self._schema_ready = True
+    tables = metadata
 
     def _transact(self, work: Callable[[Connection], T]) -> T:
         self._ensure_schema()
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                with self._errors(), self.engine.execution_options(**{_WRITE: True}).begin() as c:
-                    return work(c)
+                with self._write() as conn:
+                    return work(conn)
             except SAIntegrityError as exc:  # a concurrent run opened the same incident
                 if attempt == _ATTEMPTS:
                     raise RegistryError(f"incident write refused: {exc.orig}") from exc
@@ -285,18 +250,16 @@ class IncidentLog:
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, incident_id: int) -> Incident:
-        self._ensure_schema()
-        with self._errors(), self.engine.connect() as conn:
+        with self._read() as conn:
             return _load(conn, incident_id)
 
     def list(self, model_name: str | None = None, include_resolved: bool = True) -> list[Incident]:
-        self._ensure_schema()
         query = incidents.select().order_by(incidents.c.id)
         if model_name is not None:
             query = query.where(incidents.c.model_name == model_name)
         if not include_resolved:
             query = query.where(incidents.c.status.in_(_ACTIVE))
-        with self._errors(), self.engine.connect() as conn:
+        with self._read() as conn:
             return [_incident(row, []) for row in conn.execute(query)]
 
 

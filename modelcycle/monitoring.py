@@ -257,13 +257,7 @@ def _in_range(table: pd.DataFrame, config: PipelineConfig, window: TimeRange, wh
         raise DataError("time_range given but the config declares no time_column")
     if column not in table.columns:
         raise DataError(f"window {where}: time_range needs column {column!r}, which is missing")
-    time = pd.to_numeric(table[column], errors="coerce")
-    keep = pd.Series(True, index=table.index)
-    if window.start is not None:
-        keep &= time >= window.start
-    if window.end is not None:
-        keep &= time <= window.end
-    return table.loc[keep].reset_index(drop=True)
+    return data.rows_between(table, column, window.start, window.end)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -228,8 +228,14 @@ class AuditEntry:
         }
 
 
-class Registry:
-    """Registry on any SQLAlchemy URL; connects on first use, not on construction."""
+class SQLStore:
+    """Tables on any SQLAlchemy URL: connects on first use, creates its tables on first use, and
+    turns database failures into one-line `RegistryError`s that name the URL.
+
+    Shared by the registry and the incident log, which live in the same database.
+    """
+
+    tables: ClassVar[sa.MetaData]
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -238,7 +244,7 @@ class Registry:
         self._schema_ready = False
 
     def __repr__(self) -> str:
-        return f"Registry({self._parsed.render_as_string(hide_password=True)!r})"
+        return f"{type(self).__name__}({self._parsed.render_as_string(hide_password=True)!r})"
 
     # -- connection and schema -------------------------------------------------------------
 
@@ -264,16 +270,16 @@ class Registry:
         """Create missing tables; safe to call from many processes at once."""
         try:
             with self._write() as conn:
-                metadata.create_all(conn, checkfirst=True)
+                self.tables.create_all(conn, checkfirst=True)
         except DBAPIError as exc:
             # Another process may have created them between our check and CREATE (PostgreSQL).
             if not self._tables_exist():
-                raise RegistryError(f"{self!r}: cannot create the registry tables: {exc}") from exc
+                raise RegistryError(f"{self!r}: cannot create its tables: {exc}") from exc
         self._schema_ready = True
 
     def _tables_exist(self) -> bool:
         present = set(sa.inspect(self.engine).get_table_names())
-        return set(metadata.tables) <= present
+        return set(self.tables.tables) <= present
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -298,6 +304,12 @@ class Registry:
     def _ensure_schema(self) -> None:
         if not self._schema_ready:
             self.create_schema()
+
+
+class Registry(SQLStore):
+    """Registry on any SQLAlchemy URL; connects on first use, not on construction."""
+
+    tables = metadata
 
     def _transact(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in one write transaction, retrying when a concurrent writer won a race."""
