@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from uuid import UUID
 
 import pandas as pd
 import pytest
@@ -112,14 +113,20 @@ def test_stable_window_is_ok_with_report_and_artifacts(
 
     # The Prefect artifacts: the markdown table and the link to the HTML.
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
 
+    # This run's artifacts only: other tests in the session publish under the same keys.
+    run_id = UUID(Path(outcome["run_folder"]).name)
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[f"{MODEL}-monitoring", f"{MODEL}-monitoring-report"])
+                key=ArtifactFilterKey(any_=[f"{MODEL}-monitoring", f"{MODEL}-monitoring-report"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
             ),
-            limit=10,
         )
     latest = {}
     for artifact in sorted(found, key=lambda a: a.created):
