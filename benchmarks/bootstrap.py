@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from modelcycle.bootstrap import bootstrap_metrics
 from modelcycle.config import load_config
 from modelcycle.evaluation import Outputs
+from modelcycle.gate import bootstrap_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 CLASSES = np.array([0, 1])

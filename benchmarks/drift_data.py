@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modelcycle.drift import ColumnKind
+from modelcycle.monitoring import ColumnKind
 
 NUMERIC = [f"num_{i:02d}" for i in range(20)]
 CATEGORICAL = [f"cat_{i}" for i in range(5)]

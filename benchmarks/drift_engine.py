@@ -32,8 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.drift_data import COLUMNS, SCENARIOS, make_frames
-from modelcycle.drift import dataset_drift
-from modelcycle.evidently_report import evidently_drift
+from modelcycle.monitoring import dataset_drift, evidently_drift
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

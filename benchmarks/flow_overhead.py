@@ -99,22 +99,31 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
     logging goes through the standard library, and `publish-report` (Prefect artifacts only)
     builds the same rows but sends them nowhere.
     """
-    from modelcycle import data, evaluation, modeling
+    from modelcycle import data, evaluation
     from modelcycle import gate as gating
-    from modelcycle.bootstrap import metric_intervals, paired_difference
-    from modelcycle.card import card_facts, render_card
+    from modelcycle import training as modeling
+    from modelcycle.artifacts import (
+        ArtifactStore,
+        dump_model,
+        fingerprint_frame,
+        load_model,
+        run_lineage,
+        sha256_bytes,
+    )
     from modelcycle.config import TrainingOverrides, apply_overrides, load_config
     from modelcycle.data import features_and_target
-    from modelcycle.evaluation import json_ready
-    from modelcycle.explain import importance_plot, importance_table
-    from modelcycle.fairness import fairness_evidence
-    from modelcycle.lineage import fingerprint_frame, run_lineage
-    from modelcycle.model_io import dump_model, load_model, sha256_bytes
-    from modelcycle.registry import Registry, VersionStatus
-    from modelcycle.report import metrics_rows, training_summary
-    from modelcycle.robustness import budget_evidence, robustness_evidence
+    from modelcycle.evaluation import importance_plot, importance_table
+    from modelcycle.gate import (
+        budget_evidence,
+        fairness_evidence,
+        metric_intervals,
+        paired_difference,
+        robustness_evidence,
+    )
+    from modelcycle.registry import Registration, Registry, VersionStatus
+    from modelcycle.reports import card_facts, metrics_rows, render_card, training_summary
     from modelcycle.settings import get_settings
-    from modelcycle.store import ArtifactStore
+    from modelcycle.utils import json_ready, thread_limit
 
     log = logging.getLogger("plain")
     model_file = "model.skops"  # tasks.artifacts.MODEL_FILE (that module imports Prefect)
@@ -178,7 +187,7 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
         with steps("train-model-unweighted"):
             fixed = config.model.model_copy(update={"params": result.best_params, "search": None})
             plain = modeling.train(config.model_copy(update={"model": fixed}), X, y, threads)
-            with modeling.thread_limit(threads):
+            with thread_limit(threads):
                 unweighted_outputs = evaluation.predict_outputs(
                     plain.pipeline, test[config.features.all], config
                 )
@@ -231,11 +240,11 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
         unweighted = (
             fairness_evidence(test, unweighted_outputs, config) if unweighted_outputs else None
         )
-    with steps("robustness"), modeling.thread_limit(threads):
+    with steps("robustness"), thread_limit(threads):
         robustness = robustness_evidence(result.pipeline, test, config)
-    with steps("budgets"), modeling.thread_limit(threads):
+    with steps("budgets"), thread_limit(threads):
         budgets = budget_evidence(result.pipeline, test, config, len(model_bytes))
-    with steps("explain-model"), modeling.thread_limit(threads):
+    with steps("explain-model"), thread_limit(threads):
         importance = importance_table(result.pipeline, test, config)
         figures["permutation_importance.png"] = importance_plot(importance)
     with steps("gate"):
@@ -317,20 +326,22 @@ def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dic
             "passed the gate" if passed else "failed the gate: " + "; ".join(decision["reasons"])
         )
         version = Registry(settings.registry_url).register_version(
-            model_name=config.name,
-            owner=config.owner,
-            description=config.description,
-            run_id=run_id,
-            artifact_uri=folder.uri,
-            model_file=model_file,
-            model_sha256=model_sha256,
-            data_fingerprint=fingerprints["train"],
-            config_hash=lineage["config_hash"],
-            code_version=lineage["code_version"],
-            package_versions=lineage["package_versions"],
-            parent_version=parent,
-            metrics=json_ready(metrics),
-            gate=json_ready(decision),
+            Registration(
+                model_name=config.name,
+                owner=config.owner,
+                description=config.description,
+                run_id=run_id,
+                artifact_uri=folder.uri,
+                model_file=model_file,
+                model_sha256=model_sha256,
+                data_fingerprint=fingerprints["train"],
+                config_hash=lineage["config_hash"],
+                code_version=lineage["code_version"],
+                package_versions=lineage["package_versions"],
+                parent_version=parent,
+                metrics=json_ready(metrics),
+                gate=json_ready(decision),
+            ),
             status=status,
             actor=ACTOR,
             reason=reason,
@@ -449,14 +460,12 @@ def run_worker(args: argparse.Namespace) -> None:
         from modelcycle.config import TrainingOverrides
     else:
         # What the flow module imports from modelcycle, without Prefect.
+        import modelcycle.artifacts
         import modelcycle.data
         import modelcycle.evaluation
-        import modelcycle.lineage
-        import modelcycle.model_io
-        import modelcycle.modeling
         import modelcycle.registry
-        import modelcycle.report
-        import modelcycle.store  # noqa: F401
+        import modelcycle.reports
+        import modelcycle.training  # noqa: F401
 
         logging.basicConfig(
             level=logging.INFO,
@@ -652,14 +661,14 @@ def make_synthetic(rows: int, folder: Path) -> Path:
 
 def prepare_demo_file(folder: Path) -> Path:
     """The prepared GSS table, built once and copied into every fresh MODELCYCLE_HOME."""
-    from modelcycle.demo_data import ensure_demo_file
+    from modelcycle.data import ensure_demo_file
 
     return ensure_demo_file(folder)
 
 
 def _cli_process_defaults() -> dict[str, str]:
     """What `modelcycle.runtime` sets before the CLI runs a flow (e.g. OMP_WAIT_POLICY)."""
-    from modelcycle import runtime
+    from modelcycle.cli import _runtime as runtime
 
     defaults = getattr(runtime, "PROCESS_DEFAULTS", None)
     return dict(defaults if defaults is not None else getattr(runtime, "OFFLINE_DEFAULTS", {}))

@@ -57,7 +57,7 @@ def main() -> None:
 def run(args: argparse.Namespace, state: Path) -> None:
     import pandas as pd
 
-    from modelcycle.runtime import prepare_prefect_env
+    from modelcycle.cli import prepare_prefect_env
 
     settings = prepare_prefect_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, state: Path) -> None:
     from flows.monitoring import monitoring
     from flows.training import training
     from modelcycle.config import TrainingOverrides
-    from modelcycle.demo_data import ensure_demo_file
+    from modelcycle.data import ensure_demo_file
 
     print(f"cores {os.cpu_count()}, load average at start {os.getloadavg()}")
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):

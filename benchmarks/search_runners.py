@@ -57,9 +57,9 @@ def main() -> int:
     from prefect.testing.utilities import prefect_test_harness
 
     from modelcycle import data
+    from modelcycle.artifacts import dump_model, sha256_bytes
     from modelcycle.config import load_config
-    from modelcycle.demo_data import ensure_demo_file
-    from modelcycle.model_io import dump_model, sha256_bytes
+    from modelcycle.data import ensure_demo_file
     from modelcycle.settings import get_settings
     from tasks.training import train_model
 

@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from modelcycle.config import TimeRange
-from modelcycle.monitoring_report import monitoring_markdown
+from modelcycle.reports import monitoring_markdown
 from modelcycle.settings import get_settings
 from tasks.monitoring import (
     HTML_REPORT,

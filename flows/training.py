@@ -10,8 +10,10 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from modelcycle.config import ConfigPath, TrainingOverrides
-from modelcycle.report import training_summary
+from modelcycle.registry import Registration
+from modelcycle.reports import training_summary
 from modelcycle.settings import get_settings
+from modelcycle.utils import json_ready
 from tasks.approval import request_approval
 from tasks.artifacts import MODEL_FILE, RunContents, publish_card, publish_report, write_run_folder
 from tasks.card import gather_card_facts, render_training_card, render_version_card
@@ -190,27 +192,23 @@ def training(
     )
     folder = write_run_folder(settings.artifact_store, config.name, run_id, contents)
 
-    version = register_version(
-        settings.registry_url,
-        {
-            "model_name": config.name,
-            "owner": config.owner,
-            "description": config.description,
-            "run_id": run_id,
-            "artifact_uri": folder.uri,
-            "model_file": MODEL_FILE,
-            "model_sha256": model_sha256,
-            "data_fingerprint": fingerprints["train"],
-            "config_hash": lineage["config_hash"],
-            "code_version": lineage["code_version"],
-            "package_versions": lineage["package_versions"],
-            "parent_version": parent,
-            "metrics": evaluated.metrics,
-            "gate": decision,
-        },
-        gate.passed,
-        actor,
+    registration = Registration(
+        model_name=config.name,
+        owner=config.owner,
+        description=config.description,
+        run_id=run_id,
+        artifact_uri=folder.uri,
+        model_file=MODEL_FILE,
+        model_sha256=model_sha256,
+        data_fingerprint=fingerprints["train"],
+        config_hash=lineage["config_hash"],
+        code_version=lineage["code_version"],
+        package_versions=lineage["package_versions"],
+        parent_version=parent,
+        metrics=json_ready(evaluated.metrics),
+        gate=json_ready(decision),
     )
+    version = register_version(settings.registry_url, registration, gate.passed, actor)
     if gate.approval is not None:
         record_approval(settings.registry_url, version, gate.approval)
     if gate.passed:

@@ -15,9 +15,9 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
-from modelcycle.evaluation import json_ready
-from modelcycle.report import metrics_rows
-from modelcycle.store import ArtifactStore, RunFolder
+from modelcycle.artifacts import ArtifactStore, RunFolder
+from modelcycle.reports import metrics_rows
+from modelcycle.utils import json_ready
 from tasks.common import TASK_OPTIONS
 
 MODEL_FILE = "model.skops"

@@ -6,9 +6,9 @@ from typing import Any
 
 from prefect import task
 
-from modelcycle.card import card_facts, read_card_facts, registry_view, render_card
-from modelcycle.evaluation import json_ready
 from modelcycle.registry import ModelVersion, Registry
+from modelcycle.reports import card_facts, read_card_facts, registry_view, render_card
+from modelcycle.utils import json_ready
 from tasks.common import TASK_OPTIONS
 
 

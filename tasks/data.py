@@ -8,10 +8,10 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from modelcycle import data
+from modelcycle.artifacts import fingerprint_frame
 from modelcycle.config import PipelineConfig, TrainingOverrides, apply_overrides, load_config
 from modelcycle.data import CleaningReport
-from modelcycle.lineage import fingerprint_frame
-from modelcycle.modeling import build_pipeline
+from modelcycle.training import build_pipeline
 from tasks.common import TASK_OPTIONS
 
 

@@ -13,8 +13,8 @@ from sklearn.pipeline import Pipeline
 from modelcycle import evaluation
 from modelcycle.config import PipelineConfig
 from modelcycle.data import features_and_target
-from modelcycle.explain import importance_plot, importance_table
-from modelcycle.modeling import thread_limit
+from modelcycle.evaluation import importance_plot, importance_table
+from modelcycle.utils import thread_limit
 from tasks.common import TASK_OPTIONS
 
 

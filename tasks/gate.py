@@ -10,13 +10,18 @@ from prefect.artifacts import create_markdown_artifact
 from sklearn.pipeline import Pipeline
 
 from modelcycle import gate
-from modelcycle.bootstrap import PairedInterval, metric_intervals, paired_difference
-from modelcycle.card import gate_report
 from modelcycle.config import PipelineConfig
 from modelcycle.evaluation import Outputs
-from modelcycle.fairness import fairness_evidence
-from modelcycle.modeling import thread_limit
-from modelcycle.robustness import budget_evidence, robustness_evidence
+from modelcycle.gate import (
+    PairedInterval,
+    budget_evidence,
+    fairness_evidence,
+    metric_intervals,
+    paired_difference,
+    robustness_evidence,
+)
+from modelcycle.reports import gate_report
+from modelcycle.utils import thread_limit
 from tasks.common import TASK_OPTIONS
 
 

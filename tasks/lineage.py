@@ -7,9 +7,8 @@ from typing import Any
 from prefect import task
 from sklearn.pipeline import Pipeline
 
+from modelcycle.artifacts import dump_model, run_lineage, sha256_bytes
 from modelcycle.config import PipelineConfig
-from modelcycle.lineage import run_lineage
-from modelcycle.model_io import dump_model, sha256_bytes
 from tasks.common import TASK_OPTIONS
 
 

@@ -15,16 +15,23 @@ from prefect.events import emit_event
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from modelcycle import evaluation, monitoring
+from modelcycle import monitoring
+from modelcycle.artifacts import ArtifactStore, RunFolder, load_model, sha256_bytes
 from modelcycle.config import Monitoring, PipelineConfig, TimeRange, load_config, parse_config
-from modelcycle.drift import ColumnDrift, DriftResult
 from modelcycle.errors import ConfigError, IntegrityError, RegistryError
-from modelcycle.evidently_report import SampledReport, sampled_html_report
-from modelcycle.incidents import IncidentLog, Severity
-from modelcycle.model_io import load_model, sha256_bytes
-from modelcycle.monitoring import Decision, Finding, Quality, Reference, Window
-from modelcycle.registry import ModelVersion, Registry
-from modelcycle.store import ArtifactStore, RunFolder
+from modelcycle.monitoring import (
+    ColumnDrift,
+    Decision,
+    DriftResult,
+    Finding,
+    Quality,
+    Reference,
+    SampledReport,
+    Window,
+    sampled_html_report,
+)
+from modelcycle.registry import IncidentLog, ModelVersion, Registry, Severity
+from modelcycle.utils import json_ready
 from tasks.common import TASK_OPTIONS
 
 DRIFT_EVENT = "modelcycle.model.drift-detected"
@@ -252,10 +259,10 @@ def write_monitoring_folder(
     store = ArtifactStore(posixpath.join(store_root.rstrip("/"), "monitoring"))
     with store.open_run(model, run_id) as run:
         for name, document in sorted(documents.items()):
-            run.write_json(name, evaluation.json_ready(document))
+            run.write_json(name, json_ready(document))
         if html is not None:
             run.write_text(HTML_REPORT, html.html)
-        folder = run.commit({"kind": "monitoring", **evaluation.json_ready(metadata)})
+        folder = run.commit({"kind": "monitoring", **json_ready(metadata)})
     get_run_logger().info("Monitoring folder written: %s", folder.uri)
     return folder
 
@@ -283,7 +290,7 @@ def record_incidents(
             severity=severity,
             summary=summary,
             evidence_folder=evidence_folder,
-            details=evaluation.json_ready(details),
+            details=json_ready(details),
             actor=actor,
         )
         verb = "opened" if result.opened else "updated"
@@ -309,7 +316,7 @@ def emit_drift_event(payload: dict[str, Any]) -> str:
             "prefect.resource.id": f"modelcycle.model.{model}",
             "prefect.resource.name": model,
         },
-        payload=evaluation.json_ready(payload),
+        payload=json_ready(payload),
     )
     if event is None:
         raise RuntimeError(f"{DRIFT_EVENT} for {model} was not emitted (no events client)")

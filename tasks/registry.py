@@ -8,10 +8,16 @@ from typing import Any
 from prefect import get_run_logger, task
 from sklearn.pipeline import Pipeline
 
+from modelcycle.artifacts import load_model
 from modelcycle.errors import RegistryError
-from modelcycle.evaluation import json_ready
-from modelcycle.model_io import load_model
-from modelcycle.registry import AuditEntry, ModelVersion, Registry, VersionStatus
+from modelcycle.registry import (
+    AuditEntry,
+    ModelVersion,
+    Registration,
+    Registry,
+    VersionStatus,
+)
+from modelcycle.utils import json_ready
 from tasks.common import TASK_OPTIONS
 
 
@@ -44,17 +50,12 @@ def _gate_reason(gate: dict[str, Any]) -> str:
 
 @task(name="register-version", **TASK_OPTIONS)
 def register_version(
-    registry_url: str, fields: dict[str, Any], passed: bool, actor: str
+    registry_url: str, registration: Registration, passed: bool, actor: str
 ) -> ModelVersion:
     """A candidate if the gate (and reviewer) said promote, else `rejected` with its evidence."""
     status = VersionStatus.CANDIDATE if passed else VersionStatus.REJECTED
-    strict = {
-        **fields,
-        "metrics": json_ready(fields["metrics"]),
-        "gate": json_ready(fields["gate"]),
-    }
     version = Registry(registry_url).register_version(
-        **strict, status=status, actor=actor, reason=_gate_reason(fields["gate"])
+        registration, status=status, actor=actor, reason=_gate_reason(registration.gate)
     )
     get_run_logger().info("Registered %s v%d as %s", version.model_name, version.version, status)
     return version

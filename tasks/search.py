@@ -14,7 +14,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from modelcycle import search
+from modelcycle import training
 from modelcycle.config import PipelineConfig, SearchRunner
 from modelcycle.errors import ConfigError
 from tasks.common import TASK_OPTIONS
@@ -47,11 +47,11 @@ def score_candidate(
     X: pd.DataFrame,
     y: pd.Series,
     params: dict[str, Any],
-    splits: list[search.Split],
+    splits: list[training.Split],
     threads: int | None,
     sample_weight: np.ndarray | None = None,
 ) -> list[float]:
-    return search.score_candidate(config, X, y, params, splits, threads, sample_weight)
+    return training.score_candidate(config, X, y, params, splits, threads, sample_weight)
 
 
 def run_search(
@@ -60,12 +60,12 @@ def run_search(
     y: pd.Series,
     threads: int | None,
     sample_weight: np.ndarray | None = None,
-) -> search.SearchOutcome:
+) -> training.SearchOutcome:
     """Score every candidate on the configured runner and rank them (called inside a task)."""
     spec = config.model.search
     assert spec is not None
-    tried = search.candidates(config)
-    splits = search.folds(config, X, y)
+    tried = training.candidates(config)
+    splits = training.folds(config, X, y)
     get_run_logger().info(
         "Scoring %d candidates x %d folds on %s (max_workers=%d)",
         len(tried),
@@ -90,4 +90,4 @@ def run_search(
             for params in tried
         ]
         scores = [future.result() for future in futures]
-    return search.rank(config, tried, scores)
+    return training.rank(config, tried, scores)

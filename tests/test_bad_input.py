@@ -15,11 +15,10 @@ from conftest import demo_config_dict, write_config
 from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
+from modelcycle.artifacts import ArtifactStore, load_model
 from modelcycle.errors import IntegrityError
-from modelcycle.model_io import load_model
 from modelcycle.registry import Registry
 from modelcycle.settings import Settings
-from modelcycle.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -11,15 +11,15 @@ from conftest import demo_config_dict
 from scipy.stats import norm
 from sklearn import metrics as skm
 
-from modelcycle.bootstrap import (
+from modelcycle.config import PipelineConfig, parse_config
+from modelcycle.evaluation import Outputs
+from modelcycle.gate import (
     bootstrap_metrics,
+    non_inferiority_check,
     paired_difference,
     weighted_auc,
     weighted_average_precision,
 )
-from modelcycle.config import PipelineConfig, parse_config
-from modelcycle.evaluation import Outputs
-from modelcycle.gate import non_inferiority_check
 
 CLASSES = np.array([0, 1])
 

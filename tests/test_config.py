@@ -20,7 +20,7 @@ from modelcycle.config import (
     parse_config,
 )
 from modelcycle.errors import ConfigError
-from modelcycle.modeling import resolve_estimator
+from modelcycle.training import resolve_estimator
 
 CONFIG_FILES = sorted((REPO / "configs").glob("*.yaml"))
 

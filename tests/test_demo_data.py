@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from modelcycle.demo_data import INCOME_THRESHOLD, ensure_demo_file, load_raw_gss, prepare_gss
+from modelcycle.data import INCOME_THRESHOLD, ensure_demo_file, load_raw_gss, prepare_gss
 
 
 def test_raw_gss_wages_table_loads_offline_with_its_documented_shape() -> None:

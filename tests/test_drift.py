@@ -10,15 +10,15 @@ import pytest
 from scipy import stats
 
 from benchmarks.drift_data import COLUMNS, SCENARIOS, make_frames
-from modelcycle.drift import (
+from modelcycle.monitoring import (
     ColumnKind,
     ColumnRule,
     Method,
     column_drift,
     dataset_drift,
     default_method,
+    evidently_drift,
 )
-from modelcycle.evidently_report import evidently_drift
 
 
 def _agree(reference, current, rules=None):

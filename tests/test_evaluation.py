@@ -15,18 +15,18 @@ import pytest
 from conftest import demo_config_dict
 from sklearn import metrics as skm
 
+from modelcycle.artifacts import ArtifactStore
 from modelcycle.config import PipelineConfig, parse_config
 from modelcycle.evaluation import (
     Outputs,
     compare,
     compute_metrics,
-    json_ready,
     metric_value,
     plots,
     slice_metrics,
 )
 from modelcycle.gate import decide, floor_check, floor_checks
-from modelcycle.store import ArtifactStore
+from modelcycle.utils import json_ready
 from tasks.evaluation import compare_with_champion
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

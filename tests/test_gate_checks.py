@@ -19,9 +19,8 @@ from modelcycle import gate
 from modelcycle.config import PipelineConfig, load_config, parse_config
 from modelcycle.errors import ConfigError, DataError
 from modelcycle.evaluation import Outputs, predict_outputs
-from modelcycle.fairness import fairness_evidence
-from modelcycle.modeling import sample_weights, train
-from modelcycle.robustness import budget_evidence, robustness_evidence
+from modelcycle.gate import budget_evidence, fairness_evidence, robustness_evidence
+from modelcycle.training import sample_weights, train
 
 
 def _config(categorical: list[str], **gate_spec: Any) -> PipelineConfig:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from modelcycle.errors import RegistryError
-from modelcycle.registry import Registry, VersionStatus
+from modelcycle.registry import ModelVersion, Registration, Registry, VersionStatus
 
 SHA = "cd" * 32
 MODEL = "churn"
@@ -45,10 +45,17 @@ def _fields(run_id: str, status: VersionStatus = VersionStatus.CANDIDATE) -> dic
     }
 
 
+def _register_one(registry: Registry, fields: dict[str, Any]) -> ModelVersion:
+    """Register through the typed record, as the training flow does."""
+    fields = dict(fields)
+    control = {key: fields.pop(key) for key in ("status", "actor", "reason")}
+    return registry.register_version(Registration(**fields), **control)
+
+
 def _registry_with(url: str, statuses: list[VersionStatus]) -> Registry:
     registry = Registry(url)
     for i, status in enumerate(statuses):
-        registry.register_version(**_fields(f"run-{i}", status))
+        _register_one(registry, _fields(f"run-{i}", status))
     return registry
 
 
@@ -157,7 +164,7 @@ def test_retire_the_only_champion_without_force(cli_registry: Registry) -> None:
 def test_cli_story_promote_rollback_retire_audit(state, cli_registry: Registry) -> None:
     import json
 
-    cli_registry.register_version(**_fields("run-2"))
+    _register_one(cli_registry, _fields("run-2"))
     assert _cli("promote", MODEL, "2", "--reason", "better on 2024").exit_code == 0
     assert cli_registry.champion(MODEL).version == 2
     assert _cli("rollback", MODEL, "--reason", "complaints").exit_code == 0

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelcycle.errors import RegistryError
-from modelcycle.incidents import IncidentLog, IncidentStatus, Severity
+from modelcycle.registry import IncidentLog, IncidentStatus, Severity
 
 
 def _record(log: IncidentLog, kind: str = "drift", severity=Severity.HIGH, folder="/runs/1"):

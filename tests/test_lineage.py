@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelcycle import lineage
-from modelcycle.lineage import code_version, config_hash, fingerprint_frame, package_versions
+from modelcycle.artifacts import _lineage as lineage
+from modelcycle.artifacts import code_version, config_hash, fingerprint_frame, package_versions
 
 # -- code_version -------------------------------------------------------------
 

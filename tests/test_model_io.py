@@ -35,9 +35,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from modelcycle import model_io
-from modelcycle.errors import ArtifactStoreError, IntegrityError
-from modelcycle.model_io import (
+from modelcycle.artifacts import (
     TRUSTED_TYPES,
     UntrustedModelError,
     dump_model,
@@ -45,6 +43,8 @@ from modelcycle.model_io import (
     sha256_bytes,
     sha256_file,
 )
+from modelcycle.artifacts import _model_io as model_io
+from modelcycle.errors import ArtifactStoreError, IntegrityError
 
 CLASSIFIERS = [
     LogisticRegression(),

@@ -21,11 +21,11 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from modelcycle import data, modeling
+from modelcycle import data, training
+from modelcycle.artifacts import dump_model
 from modelcycle.config import PipelineConfig, parse_config
 from modelcycle.errors import EstimatorError
 from modelcycle.evaluation import compute_metrics, metric_value, predict_outputs
-from modelcycle.model_io import dump_model
 from tasks.training import fine_tune_model, train_model
 
 
@@ -102,9 +102,9 @@ def test_pipeline_is_preprocessing_then_estimator_seeded_from_the_split(
     small_parquet: Path,
 ) -> None:
     config = _config(small_parquet, _hgb(), split={"strategy": "time", "seed": 11})
-    pipeline = modeling.build_pipeline(config)
-    assert [name for name, _ in pipeline.steps] == ["preprocess", modeling.MODEL_STEP]
-    estimator = pipeline.named_steps[modeling.MODEL_STEP]
+    pipeline = training.build_pipeline(config)
+    assert [name for name, _ in pipeline.steps] == ["preprocess", training.MODEL_STEP]
+    estimator = pipeline.named_steps[training.MODEL_STEP]
     assert type(estimator).__name__ == "HistGradientBoostingClassifier"
     assert estimator.random_state == 11
     assert estimator.max_iter == 20
@@ -115,8 +115,8 @@ def test_training_is_deterministic_for_a_seed(
 ) -> None:
     config = _config(small_parquet, _hgb())
     X, y = _xy(frames["old"], config)
-    first = modeling.train(config, X, y).pipeline
-    second = modeling.train(config, X, y).pipeline
+    first = training.train(config, X, y).pipeline
+    second = training.train(config, X, y).pipeline
     assert first is not second
     X_new, _ = _xy(frames["new"], config)
     np.testing.assert_array_equal(first.predict_proba(X_new), second.predict_proba(X_new))
@@ -135,7 +135,7 @@ def test_a_different_seed_gives_a_different_model(
     pipelines = []
     for seed in (1, 2):
         config = _config(small_parquet, model, split={"strategy": "time", "seed": seed})
-        pipelines.append(modeling.train(config, X, y).pipeline)
+        pipelines.append(training.train(config, X, y).pipeline)
     assert dump_model(pipelines[0]) != dump_model(pipelines[1])
     X_new, _ = _xy(frames["new"], _config(small_parquet, model))
     assert not np.array_equal(pipelines[0].predict_proba(X_new), pipelines[1].predict_proba(X_new))
@@ -148,7 +148,7 @@ def test_train_task_matches_the_function(
     with disable_run_logger():
         result = train_model.fn(frames["old"], config, 1)
     X, y = _xy(frames["old"], config)
-    assert dump_model(result.pipeline) == dump_model(modeling.train(config, X, y).pipeline)
+    assert dump_model(result.pipeline) == dump_model(training.train(config, X, y).pipeline)
     assert result.search_results is None
     assert result.best_params == config.model.params
 
@@ -168,20 +168,20 @@ def test_search_picks_the_best_row_of_its_own_cv_table(
 ) -> None:
     config = _config(small_parquet, _search_model(cv=3))
     X, y = _xy(frames["old"], config)
-    result = modeling.train(config, X, y)
+    result = training.train(config, X, y)
     table = result.search_results
     assert table is not None
     assert len(table) == 4  # the full grid
     best_row = table.loc[table["mean_score"].idxmax()]
     for name, value in best_row["params"].items():
         assert result.best_params[name] == value
-        assert result.pipeline.named_steps[modeling.MODEL_STEP].get_params()[name] == value
+        assert result.pipeline.named_steps[training.MODEL_STEP].get_params()[name] == value
     assert best_row["rank"] == 1
 
     # The table's score is the real cross-validated ROC AUC, recomputed here with sklearn.
     folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=config.split.seed)
-    candidate = clone(modeling.build_pipeline(config)).set_params(
-        **{f"{modeling.MODEL_STEP}__{k}": v for k, v in best_row["params"].items()}
+    candidate = clone(training.build_pipeline(config)).set_params(
+        **{f"{training.MODEL_STEP}__{k}": v for k, v in best_row["params"].items()}
     )
     scores = []
     for train_idx, test_idx in folds.split(X, y):
@@ -197,7 +197,7 @@ def test_search_on_a_lower_is_better_metric_picks_the_smallest(
     config = _config(small_parquet, _search_model(cv=2), evaluation=evaluation, gate={"floors": {}})
     assert not config.maximize
     X, y = _xy(frames["old"], config)
-    result = modeling.train(config, X, y)
+    result = training.train(config, X, y)
     table = result.search_results
     assert table is not None
     assert (table["mean_score"] > 0).all()  # log losses, reported as they are
@@ -212,7 +212,7 @@ def test_random_search_tries_n_iter_candidates(
 ) -> None:
     config = _config(small_parquet, _search_model(cv=2, n_iter=2))
     X, y = _xy(frames["old"], config)
-    result = modeling.train(config, X, y)
+    result = training.train(config, X, y)
     assert result.search_results is not None
     assert len(result.search_results) == 2
 
@@ -224,7 +224,7 @@ def test_search_over_an_unknown_parameter_is_refused(
     config = _config(small_parquet, model)
     X, y = _xy(frames["old"], config)
     with pytest.raises(EstimatorError, match="learning_rat"):
-        modeling.train(config, X, y)
+        training.train(config, X, y)
 
 
 # --- fine-tuning ---------------------------------------------------------------------------
@@ -235,18 +235,18 @@ def test_fine_tune_keeps_preprocessing_and_grows_the_boosting(
 ) -> None:
     config = _config(small_parquet, _hgb())
     X_old, y_old = _xy(frames["old"], config)
-    champion = modeling.train(config, X_old, y_old).pipeline
+    champion = training.train(config, X_old, y_old).pipeline
     champion_bytes = dump_model(champion)
     before = _preprocessing_state(champion)
     assert any(key.endswith("statistics_") for key in before)
     assert any(key.endswith("categories_") for key in before)
-    iterations = champion.named_steps[modeling.MODEL_STEP].n_iter_
+    iterations = champion.named_steps[training.MODEL_STEP].n_iter_
 
     X_new, y_new = _xy(frames["new"], config)
-    tuned = modeling.fine_tune(champion, config, X_new, y_new)
+    tuned = training.fine_tune(champion, config, X_new, y_new)
 
     _assert_same_state(before, _preprocessing_state(tuned))
-    tuned_model = tuned.named_steps[modeling.MODEL_STEP]
+    tuned_model = tuned.named_steps[training.MODEL_STEP]
     assert tuned_model.n_iter_ == iterations + config.model.fine_tune.extra_iterations
     assert not np.array_equal(champion.predict_proba(X_new), tuned.predict_proba(X_new))
     assert dump_model(champion) == champion_bytes  # the champion itself is untouched
@@ -256,7 +256,7 @@ def test_fine_tune_task_reports_the_tuned_estimator_params(
     small_parquet: Path, frames: dict[str, pd.DataFrame]
 ) -> None:
     config = _config(small_parquet, _hgb())
-    champion = modeling.train(config, *_xy(frames["old"], config)).pipeline
+    champion = training.train(config, *_xy(frames["old"], config)).pipeline
     with disable_run_logger():
         result = fine_tune_model.fn(champion, frames["new"], config, 1)
     assert result.best_params["max_iter"] == 20 + 7
@@ -271,16 +271,16 @@ def test_fine_tune_with_partial_fit_keeps_preprocessing_and_moves_the_weights(
         "params": {"loss": "log_loss", "max_iter": 50, "tol": None},
     }
     config = _config(small_parquet, model)
-    champion = modeling.train(config, *_xy(frames["old"], config)).pipeline
+    champion = training.train(config, *_xy(frames["old"], config)).pipeline
     before = _preprocessing_state(champion)
-    old_model = champion.named_steps[modeling.MODEL_STEP]
+    old_model = champion.named_steps[training.MODEL_STEP]
     old_coef, old_t = old_model.coef_.copy(), old_model.t_
 
     X_new, y_new = _xy(frames["new"], config)
-    tuned = modeling.fine_tune(champion, config, X_new, y_new)
+    tuned = training.fine_tune(champion, config, X_new, y_new)
 
     _assert_same_state(before, _preprocessing_state(tuned))
-    new_model = tuned.named_steps[modeling.MODEL_STEP]
+    new_model = tuned.named_steps[training.MODEL_STEP]
     assert new_model.t_ == old_t + len(X_new)  # one more pass over the new rows
     assert not np.array_equal(new_model.coef_, old_coef)
     np.testing.assert_array_equal(new_model.classes_, old_model.classes_)
@@ -294,9 +294,9 @@ def test_fine_tune_without_warm_start_or_partial_fit_is_refused(
     assert "warm_start" not in KNeighborsClassifier().get_params()
     model = {"estimator": "sklearn.neighbors.KNeighborsClassifier", "params": {"n_neighbors": 5}}
     config = _config(small_parquet, model)
-    champion = modeling.train(config, *_xy(frames["old"], config)).pipeline
+    champion = training.train(config, *_xy(frames["old"], config)).pipeline
     with pytest.raises(EstimatorError, match="KNeighborsClassifier"):
-        modeling.fine_tune(champion, config, *_xy(frames["new"], config))
+        training.fine_tune(champion, config, *_xy(frames["new"], config))
 
 
 # --- estimators that cannot be used --------------------------------------------------------
@@ -315,7 +315,7 @@ def test_fine_tune_without_warm_start_or_partial_fit_is_refused(
 def test_unusable_estimators_are_refused(small_parquet: Path, path: str, words: list[str]) -> None:
     config = _config(small_parquet, {"estimator": path})
     with pytest.raises(EstimatorError) as info:
-        modeling.build_pipeline(config)
+        training.build_pipeline(config)
     message = str(info.value)
     assert "model.estimator" in message
     for word in words:
@@ -325,7 +325,7 @@ def test_unusable_estimators_are_refused(small_parquet: Path, path: str, words: 
 def test_unknown_estimator_parameter_is_refused(small_parquet: Path) -> None:
     config = _config(small_parquet, _hgb(max_iters=5))
     with pytest.raises(EstimatorError, match="max_iters"):
-        modeling.build_pipeline(config)
+        training.build_pipeline(config)
 
 
 # --- regression ----------------------------------------------------------------------------
@@ -351,8 +351,8 @@ def test_regression_with_ridge_trains_and_evaluates(
     X_train, y_train = _xy(train, config)
     X_test, y_test = _xy(test, config)
 
-    pipeline = modeling.train(config, X_train, y_train).pipeline
-    assert pipeline.named_steps[modeling.MODEL_STEP].random_state == 5  # the split seed
+    pipeline = training.train(config, X_train, y_train).pipeline
+    assert pipeline.named_steps[training.MODEL_STEP].random_state == 5  # the split seed
 
     outputs = predict_outputs(pipeline, X_test, config)
     assert outputs.proba is None
@@ -379,7 +379,7 @@ def test_invalid_search_candidate_is_an_estimator_error(
     model = {**_hgb(), "search": {"space": {"learning_rate": [-1.0, 0.1]}, "cv": 2}}
     config = _config(small_parquet, model)
     with pytest.raises(EstimatorError, match="learning_rate"):
-        modeling.train(config, *_xy(frames["old"], config))
+        training.train(config, *_xy(frames["old"], config))
 
 
 def test_probability_metric_with_an_estimator_without_predict_proba_is_refused(
@@ -391,5 +391,5 @@ def test_probability_metric_with_an_estimator_without_predict_proba_is_refused(
     assert config.evaluation.primary_metric == "roc_auc"
     X, y = _xy(frames["old"], config)
     with pytest.raises(ModelcycleError, match="predict_proba"):
-        pipeline = modeling.train(config, X, y).pipeline
+        pipeline = training.train(config, X, y).pipeline
         compute_metrics(y, predict_outputs(pipeline, X, config), config)

@@ -11,7 +11,7 @@ import pytest
 from conftest import demo_config_dict, write_config
 
 from modelcycle.errors import DataError, DataValidationError, RegistryError
-from modelcycle.incidents import IncidentLog
+from modelcycle.registry import IncidentLog
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

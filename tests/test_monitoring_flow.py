@@ -10,7 +10,7 @@ from uuid import UUID
 import pandas as pd
 import pytest
 
-from modelcycle.incidents import IncidentLog, IncidentStatus
+from modelcycle.registry import IncidentLog, IncidentStatus
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

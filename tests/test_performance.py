@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from modelcycle.performance import Calibration, estimate, fit_calibration
+from modelcycle.monitoring import Calibration, estimate, fit_calibration
 
 
 def _sample(rng: np.random.Generator, n: int, shift: float = 0.0):

@@ -21,6 +21,7 @@ from modelcycle.registry import (
     AuditEntry,
     ModelRecord,
     ModelVersion,
+    Registration,
     Registry,
     VersionStatus,
     metadata,
@@ -91,6 +92,13 @@ def _fields(run_id: str, **overrides: Any) -> dict[str, Any]:
     return fields
 
 
+def _register_one(registry: Registry, fields: dict[str, Any]) -> ModelVersion:
+    """Register through the typed record, as the training flow does."""
+    fields = dict(fields)
+    control = {key: fields.pop(key) for key in ("status", "actor", "reason")}
+    return registry.register_version(Registration(**fields), **control)
+
+
 @pytest.fixture
 def registry(registry_url: str) -> Iterator[Registry]:
     reg = Registry(registry_url)
@@ -99,7 +107,7 @@ def registry(registry_url: str) -> Iterator[Registry]:
 
 
 def _register(registry: Registry, n: int, **overrides: Any) -> list[ModelVersion]:
-    return [registry.register_version(**_fields(f"run-{i}", **overrides)) for i in range(n)]
+    return [_register_one(registry, _fields(f"run-{i}", **overrides)) for i in range(n)]
 
 
 def _champion_rows(url: str) -> tuple[int, int]:
@@ -134,23 +142,24 @@ def test_register_allocates_consecutive_versions(registry: Registry) -> None:
 
 
 def test_versions_are_numbered_per_model(registry: Registry) -> None:
-    registry.register_version(**_fields("a-1", model_name="a"))
-    registry.register_version(**_fields("b-1", model_name="b"))
-    second = registry.register_version(**_fields("a-2", model_name="a"))
+    _register_one(registry, _fields("a-1", model_name="a"))
+    _register_one(registry, _fields("b-1", model_name="b"))
+    second = _register_one(registry, _fields("a-2", model_name="a"))
 
     assert second.version == 2
     assert [m.name for m in registry.list_models()] == ["a", "b"]
 
 
 def test_version_round_trips_every_field(registry: Registry) -> None:
-    registry.register_version(**_fields("run-0"))
-    registry.register_version(
-        **_fields(
+    _register_one(registry, _fields("run-0"))
+    _register_one(
+        registry,
+        _fields(
             "run-1",
             parent_version=1,
             metrics={"roc_auc": 0.9, "per_group": {"a": [1, 2]}},
             model_sha256=SHA.upper(),
-        )
+        ),
     )
 
     got = registry.get_version("churn", 2)
@@ -244,12 +253,12 @@ def test_promote_unknown_model_names_known_models(registry: Registry) -> None:
 
 @pytest.mark.parametrize("status", [VersionStatus.REJECTED, VersionStatus.RETIRED])
 def test_promote_rejected_or_retired_is_refused(registry: Registry, status: VersionStatus) -> None:
-    registry.register_version(**_fields("run-0"))
+    _register_one(registry, _fields("run-0"))
     registry.promote("churn", 1, actor="a", reason="r")
     if status is VersionStatus.REJECTED:
-        registry.register_version(**_fields("run-1", status="rejected", reason="auc below floor"))
+        _register_one(registry, _fields("run-1", status="rejected", reason="auc below floor"))
     else:
-        registry.register_version(**_fields("run-1"))
+        _register_one(registry, _fields("run-1"))
         registry.retire("churn", 2, actor="a", reason="data licence expired")
     audit_before = len(registry.audit_log())
 
@@ -262,7 +271,7 @@ def test_promote_rejected_or_retired_is_refused(registry: Registry, status: Vers
 
 
 def test_rejected_registration_is_audited_as_reject(registry: Registry) -> None:
-    version = registry.register_version(**_fields("run-0", status=VersionStatus.REJECTED))
+    version = _register_one(registry, _fields("run-0", status=VersionStatus.REJECTED))
     assert version.status is VersionStatus.REJECTED
     assert [e.action for e in registry.audit_log("churn")] == ["reject"]
 
@@ -320,25 +329,25 @@ def test_register_rejects_bad_input_naming_the_field(
     registry: Registry, overrides: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(RegistryError, match=f"^{field}:"):
-        registry.register_version(**_fields("run-0", **overrides))
+        _register_one(registry, _fields("run-0", **overrides))
     assert registry.list_models() == []
 
 
 def test_unknown_parent_rolls_back_the_whole_registration(registry: Registry) -> None:
     with pytest.raises(RegistryError, match="has no parent_version 4"):
-        registry.register_version(**_fields("run-0", parent_version=4))
+        _register_one(registry, _fields("run-0", parent_version=4))
     # The model row was written in the same transaction: it must be gone too.
     assert registry.list_models() == []
     assert registry.audit_log() == []
 
 
 def test_same_run_registered_twice_gives_one_version(registry: Registry) -> None:
-    first = registry.register_version(**_fields("run-0"))
-    again = registry.register_version(**_fields("run-0"))
+    first = _register_one(registry, _fields("run-0"))
+    again = _register_one(registry, _fields("run-0"))
     assert again == first
     assert len(registry.list_versions("churn")) == 1
     with pytest.raises(RegistryError, match=r"^run_id: run 'run-0' already registered"):
-        registry.register_version(**_fields("run-0", model_sha256="cd" * 32))
+        _register_one(registry, _fields("run-0", model_sha256="cd" * 32))
 
 
 def test_lookups_name_what_is_missing(registry: Registry) -> None:
@@ -411,7 +420,7 @@ def _race(url: str, barrier: Any, index: int) -> None:
     """One process: register a version, then make it champion, all starting together."""
     registry = Registry(url)
     barrier.wait()
-    version = registry.register_version(**_fields(f"proc-{index}-{os.getpid()}"))
+    version = _register_one(registry, _fields(f"proc-{index}-{os.getpid()}"))
     registry.promote("churn", version.version, actor=f"proc-{index}", reason="race")
     registry.close()
 

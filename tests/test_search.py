@@ -15,10 +15,12 @@ from prefect.logging import disable_run_logger
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from threadpoolctl import threadpool_limits
 
-from modelcycle import data, modeling, search
+from modelcycle import data, training
+from modelcycle.artifacts import dump_model, sha256_bytes
 from modelcycle.config import Balance, PipelineConfig, SearchRunner, parse_config
 from modelcycle.errors import ConfigError, EstimatorError
-from modelcycle.model_io import dump_model, sha256_bytes
+from modelcycle.evaluation import scorer
+from modelcycle.training._pipeline import _cv
 from tasks.search import search_task_runner
 from tasks.training import train_model
 
@@ -55,26 +57,26 @@ def _sklearn_reference(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) ->
     """scikit-learn's own search over the same grid, folds and scorer."""
     spec = config.model.search
     assert spec is not None
-    grid = {f"{modeling.MODEL_STEP}__{k}": v for k, v in spec.space.items()}
-    common = {"scoring": modeling.scorer(config), "cv": modeling._cv(config), "refit": True}
+    grid = {f"{training.MODEL_STEP}__{k}": v for k, v in spec.space.items()}
+    common = {"scoring": scorer(config), "cv": _cv(config), "refit": True}
     if spec.n_iter is not None:
         found = RandomizedSearchCV(
-            modeling.build_pipeline(config),
+            training.build_pipeline(config),
             grid,
             n_iter=spec.n_iter,
             random_state=config.split.seed,
             **common,
         )
     else:
-        found = GridSearchCV(modeling.build_pipeline(config), grid, **common)
+        found = GridSearchCV(training.build_pipeline(config), grid, **common)
     return found.fit(X, y)
 
 
 def _local_search(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) -> Any:
-    tried = search.candidates(config)
-    splits = search.folds(config, X, y)
-    scores = [search.score_candidate(config, X, y, p, splits) for p in tried]
-    return search.refit(config, X, y, search.rank(config, tried, scores))
+    tried = training.candidates(config)
+    splits = training.folds(config, X, y)
+    scores = [training.score_candidate(config, X, y, p, splits) for p in tried]
+    return training.refit(config, X, y, training.rank(config, tried, scores))
 
 
 @pytest.mark.parametrize("n_iter", [None, 3])
@@ -87,17 +89,17 @@ def test_candidates_scores_and_model_bytes_match_scikit_learn(
     result = _local_search(config, X, y)
 
     expected = [
-        {k.removeprefix(f"{modeling.MODEL_STEP}__"): v for k, v in p.items()}
+        {k.removeprefix(f"{training.MODEL_STEP}__"): v for k, v in p.items()}
         for p in reference.cv_results_["params"]
     ]
-    assert search.candidates(config) == expected
+    assert training.candidates(config) == expected
     by_params = {
         str(p): s for p, s in zip(expected, reference.cv_results_["mean_test_score"], strict=True)
     }
     for _, row in result.search_results.iterrows():
         assert row["mean_score"] == pytest.approx(by_params[str(row["params"])], abs=1e-12)
     best = {
-        k.removeprefix(f"{modeling.MODEL_STEP}__"): v for k, v in reference.best_params_.items()
+        k.removeprefix(f"{training.MODEL_STEP}__"): v for k, v in reference.best_params_.items()
     }
     assert {k: result.best_params[k] for k in best} == best
     assert dump_model(result.pipeline) == dump_model(reference.best_estimator_)
@@ -111,21 +113,21 @@ def test_sample_weights_reach_every_fold_and_the_refit_as_in_scikit_learn(
     model = config.model.model_copy(update={"balance": balance})
     config = config.model_copy(update={"model": model})
     X, y = data.features_and_target(table, config)
-    weights = modeling.sample_weights(table, config)
+    weights = training.sample_weights(table, config)
     assert weights is not None and weights.std() > 0
     spec = config.model.search
-    grid = {f"{modeling.MODEL_STEP}__{k}": v for k, v in spec.space.items()}
+    grid = {f"{training.MODEL_STEP}__{k}": v for k, v in spec.space.items()}
     reference = GridSearchCV(
-        modeling.build_pipeline(config),
+        training.build_pipeline(config),
         grid,
-        scoring=modeling.scorer(config),
-        cv=modeling._cv(config),
-    ).fit(X, y, **{f"{modeling.MODEL_STEP}__sample_weight": weights})
+        scoring=scorer(config),
+        cv=_cv(config),
+    ).fit(X, y, **{f"{training.MODEL_STEP}__sample_weight": weights})
 
-    tried = search.candidates(config)
-    splits = search.folds(config, X, y)
-    scores = [search.score_candidate(config, X, y, p, splits, None, weights) for p in tried]
-    result = search.refit(config, X, y, search.rank(config, tried, scores), None, weights)
+    tried = training.candidates(config)
+    splits = training.folds(config, X, y)
+    scores = [training.score_candidate(config, X, y, p, splits, None, weights) for p in tried]
+    result = training.refit(config, X, y, training.rank(config, tried, scores), None, weights)
     assert dump_model(result.pipeline) == dump_model(reference.best_estimator_)
     unweighted = _local_search(config, X, y)
     assert dump_model(unweighted.pipeline) != dump_model(result.pipeline)
@@ -134,14 +136,14 @@ def test_sample_weights_reach_every_fold_and_the_refit_as_in_scikit_learn(
 def test_ties_go_to_the_earlier_candidate_with_a_shared_rank(small_parquet: Path) -> None:
     config = _config(small_parquet)
     tried = [{"a": 1}, {"a": 2}, {"a": 3}]
-    outcome = search.rank(config, tried, [[0.5, 0.7], [0.6, 0.6], [0.1, 0.2]])
+    outcome = training.rank(config, tried, [[0.5, 0.7], [0.6, 0.6], [0.1, 0.2]])
     assert outcome.best_params == {"a": 1}
     assert sorted(outcome.table["rank"].tolist()) == [1, 1, 3]
 
 
 def test_rank_refuses_missing_scores(small_parquet: Path) -> None:
     with pytest.raises(EstimatorError, match="fold scores"):
-        search.rank(_config(small_parquet), [{"a": 1}], [])
+        training.rank(_config(small_parquet), [{"a": 1}], [])
 
 
 def test_runner_kind_is_validated_naming_the_key(small_parquet: Path) -> None:

@@ -23,10 +23,10 @@ import pytest
 from conftest import small_config_dict, write_config
 from live_prefect import BIN, REPO, LiveService, client, flow_run_id, wait_for, wait_for_state
 
+from modelcycle.artifacts import ArtifactStore
+from modelcycle.cli import is_running
 from modelcycle.errors import RegistryError
 from modelcycle.registry import Registry
-from modelcycle.service import is_running
-from modelcycle.store import ArtifactStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -14,8 +14,8 @@ import fsspec
 import pandas as pd
 import pytest
 
+from modelcycle.artifacts import MANIFEST_FORMAT, ArtifactStore, RunWriter
 from modelcycle.errors import ArtifactStoreError
-from modelcycle.store import MANIFEST_FORMAT, ArtifactStore, RunWriter
 
 
 @pytest.fixture

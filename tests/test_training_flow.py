@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from modelcycle.artifacts import ArtifactStore
 from modelcycle.registry import Registry, VersionStatus
-from modelcycle.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -189,8 +189,8 @@ def test_a_failing_gate_registers_a_rejected_candidate_and_keeps_the_champion(
 
 
 def test_fine_tune_continues_the_champion_and_records_its_parent(small_config, state):
+    from modelcycle.artifacts import load_model
     from modelcycle.config import TimeRange, TrainingOverrides
-    from modelcycle.model_io import load_model
 
     _run(small_config)
     registry = Registry(state.registry_url)

@@ -1,0 +1,33 @@
+"""Evaluation on the holdout: metrics, per-slice metrics, plots and permutation importance."""
+
+from modelcycle.evaluation._explain import (
+    importance_plot,
+    importance_table,
+)
+from modelcycle.evaluation._metrics import (
+    PROBABILITY_METRICS,
+    Outputs,
+    compare,
+    compute_metrics,
+    metric_value,
+    plots,
+    positive_class,
+    predict_outputs,
+    scorer,
+    slice_metrics,
+)
+
+__all__ = [
+    "PROBABILITY_METRICS",
+    "Outputs",
+    "compare",
+    "compute_metrics",
+    "importance_plot",
+    "importance_table",
+    "metric_value",
+    "plots",
+    "positive_class",
+    "predict_outputs",
+    "scorer",
+    "slice_metrics",
+]

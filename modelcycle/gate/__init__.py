@@ -1,0 +1,70 @@
+"""The deployment gate: floors, the paired bootstrap, fairness, robustness and budgets,
+judged into one decision that records its reasons."""
+
+from modelcycle.gate._bootstrap import (
+    PairedInterval,
+    auc_from_groups,
+    average_precision_from_groups,
+    bootstrap_metrics,
+    metric_intervals,
+    paired_difference,
+    percentile_interval,
+    score_groups,
+    weighted_auc,
+    weighted_average_precision,
+)
+from modelcycle.gate._checks import (
+    EVIDENCE,
+    GateCheck,
+    GateDecision,
+    Outcome,
+    budget_checks,
+    decide,
+    fairness_checks,
+    floor_check,
+    floor_checks,
+    non_inferiority_check,
+    robustness_checks,
+    slice_checks,
+    with_approval,
+)
+from modelcycle.gate._fairness import (
+    fairness_evidence,
+)
+from modelcycle.gate._robustness import (
+    UNSEEN,
+    budget_evidence,
+    edge_cases,
+    robustness_evidence,
+)
+
+__all__ = [
+    "EVIDENCE",
+    "UNSEEN",
+    "GateCheck",
+    "GateDecision",
+    "Outcome",
+    "PairedInterval",
+    "auc_from_groups",
+    "average_precision_from_groups",
+    "bootstrap_metrics",
+    "budget_checks",
+    "budget_evidence",
+    "decide",
+    "edge_cases",
+    "fairness_checks",
+    "fairness_evidence",
+    "floor_check",
+    "floor_checks",
+    "metric_intervals",
+    "non_inferiority_check",
+    "paired_difference",
+    "percentile_interval",
+    "robustness_checks",
+    "robustness_evidence",
+    "score_groups",
+    "slice_checks",
+    "weighted_auc",
+    "weighted_average_precision",
+    "with_approval",
+]
