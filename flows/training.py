@@ -3,13 +3,12 @@ register -> promote."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
 
-from modelcycle.config import ConfigPath, TrainingOverrides
+from modelcycle.config import ConfigPath, TrainingMode, TrainingOverrides
 from modelcycle.registry import Registration
 from modelcycle.reports import training_summary
 from modelcycle.settings import get_settings
@@ -51,11 +50,6 @@ from tasks.registry import (
     register_version,
 )
 from tasks.training import fine_tune_model, train_model
-
-
-class TrainingMode(StrEnum):
-    scratch = "scratch"
-    fine_tune = "fine_tune"
 
 
 @flow(

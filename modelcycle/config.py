@@ -50,6 +50,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TrainingMode(StrEnum):
+    """`scratch` fits a new pipeline; `fine_tune` continues the champion on new data."""
+
+    scratch = "scratch"
+    fine_tune = "fine_tune"
+
+
 class TaskType(StrEnum):
     binary_classification = "binary_classification"
     multiclass_classification = "multiclass_classification"
@@ -397,8 +404,8 @@ class Monitoring(_Strict):
     html_sample_rows: int = Field(
         20_000, ge=100, description="Rows per side in the Evidently HTML report."
     )
-    retrain_mode: Literal["scratch", "fine_tune"] = Field(
-        "scratch", description="How the drift event asks for the model to be retrained."
+    retrain_mode: TrainingMode = Field(
+        TrainingMode.scratch, description="How the drift event asks for the model to be retrained."
     )
 
 
