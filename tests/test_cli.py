@@ -5,6 +5,7 @@ options. The flows behind the commands are replaced where only the command's cho
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,38 @@ def test_train_refuses_an_unknown_mode_before_anything_runs(monkeypatch) -> None
     result = CliRunner().invoke(app, ["train", str(DEMO), "--mode", "sideways"])
     assert result.exit_code == 2
     assert "--mode" in result.output and "sideways" in result.output
+
+
+# --- shape: command groups over a shared console, no circle --------------------------------
+
+CLI = REPO / "modelcycle" / "cli"
+
+
+def _cli_imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names imported from it) for every import of a sibling module in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if (node.module or "").startswith("modelcycle.cli."):
+            found.append((node.module.rsplit(".", 1)[1], [alias.name for alias in node.names]))
+        elif node.module == "modelcycle.cli":  # `from modelcycle.cli import _app` reaches a module
+            found += [(alias.name, [alias.name]) for alias in node.names]
+    return found
+
+
+def test_cli_modules_import_no_private_name_and_no_circle() -> None:
+    graph = {p.stem: _cli_imports(p) for p in CLI.glob("_*.py")}
+    for module, imports in graph.items():
+        for target, names in imports:
+            private = [n for n in names if n.startswith("_")]
+            assert not private, f"{module} imports {private} from {target}"
+
+    def reaches(start: str, goal: str, seen: frozenset[str] = frozenset()) -> bool:
+        targets = {target for target, _ in graph.get(start, [])}
+        return goal in targets or any(
+            reaches(t, goal, seen | {start}) for t in targets - seen - {start}
+        )
+
+    circles = [module for module in graph if reaches(module, module)]
+    assert not circles, f"import circle through {circles}"
