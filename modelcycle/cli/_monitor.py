@@ -45,9 +45,7 @@ def print_monitoring_outcome(outcome: dict[str, Any]) -> None:
         verb = "opened" if incident["opened"] else f"updated ({incident['occurrences']} times)"
         console.print(f"  [bold red]incident #{incident['id']}[/] ({incident['kind']}) {verb}")
     if outcome.get("event_id"):
-        # The flow has run, so Prefect is already imported; the name moves to
-        # modelcycle.monitoring when the monitoring package exports it.
-        from tasks.monitoring import DRIFT_EVENT
+        from modelcycle.monitoring import DRIFT_EVENT  # loaded by the flow; not at CLI start-up
 
         console.print(f"  event {DRIFT_EVENT} emitted ({outcome['event_id']})")
     if outcome.get("html_report"):
