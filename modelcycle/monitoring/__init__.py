@@ -17,6 +17,7 @@ from modelcycle.monitoring._drift import (
     dataset_drift,
     default_method,
 )
+from modelcycle.monitoring._event import DRIFT_EVENT
 from modelcycle.monitoring._evidently import (
     EvidentlyColumn,
     SampledReport,
@@ -68,6 +69,7 @@ from modelcycle.monitoring._status import (
 
 __all__ = [
     "BINARY_VALUES",
+    "DRIFT_EVENT",
     "FEW_VALUES",
     "JS_VALUE_COUNT_LIMIT",
     "NUMERIC_ONLY",
