@@ -17,7 +17,6 @@ from modelcycle.monitoring._drift import (
     dataset_drift,
     default_method,
 )
-from modelcycle.monitoring._event import DRIFT_EVENT
 from modelcycle.monitoring._evidently import (
     EvidentlyColumn,
     SampledReport,
