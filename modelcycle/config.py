@@ -51,8 +51,8 @@ class _Strict(BaseModel):
 
 
 class TrainingMode(StrEnum):
-    """`scratch` fits a new pipeline; `fine_tune` continues the champion on new data."""
-
+    # No docstring: pydantic would make it the schema's description of every field of this
+    # type, replacing the flow parameter's own help in the Prefect UI form.
     scratch = "scratch"
     fine_tune = "fine_tune"
 
