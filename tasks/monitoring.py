@@ -16,9 +16,9 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from modelcycle import monitoring
-from modelcycle.artifacts import ArtifactStore, RunFolder, load_model, sha256_bytes
+from modelcycle.artifacts import ArtifactStore, RunFolder, load_model
 from modelcycle.config import Monitoring, PipelineConfig, TimeRange, load_config, parse_config
-from modelcycle.errors import ConfigError, IntegrityError, RegistryError
+from modelcycle.errors import ConfigError, RegistryError
 from modelcycle.monitoring import (
     DRIFT_EVENT,
     ColumnDrift,
@@ -102,14 +102,10 @@ def load_monitored_champion(
             f"missing from {record.artifact_uri}); it was trained before monitoring existed: "
             "retrain it"
         )
-    files = {}
-    for name in monitoring.REFERENCE_FILES:
-        data = store.read_bytes(model_name, run_id, name)
-        if sha256_bytes(data) != manifest["files"][name]["sha256"]:
-            raise IntegrityError(
-                f"{record.artifact_uri}/{name}: SHA-256 does not match the run's manifest"
-            )
-        files[name] = data
+    files = {
+        name: store.read_verified(model_name, run_id, name, manifest)
+        for name in monitoring.REFERENCE_FILES
+    }
     config = parse_config(manifest["config"], f"{record.artifact_uri}/manifest.json (config)")
     if config_path is not None:
         section = _monitoring_section(config_path, model_name)
