@@ -281,8 +281,18 @@ def read_log(
     frame = frame.reset_index(drop=True)
     if kind == "predictions":  # Parquet gives arrays back; the log holds lists
         frame["flags"] = [list(flags) for flags in frame["flags"]]
+    frame = _canonical(frame, BASE_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS)
     frame.attrs["refused"] = refused
     return frame
+
+
+def _canonical(frame: pd.DataFrame, base: list[str]) -> pd.DataFrame:
+    """The same rows give the same frame whether read from segments, Parquet or both: fixed
+    column order, and a column with no value at all holds None (not NaN or a null type)."""
+    rest = sorted(c for c in frame.columns if c not in base)
+    frame = frame[[*base, *rest]]
+    empty = {c: pd.Series([None] * len(frame), dtype=object) for c in rest if frame[c].isna().all()}
+    return frame.assign(**empty)
 
 
 def _segment_rows(

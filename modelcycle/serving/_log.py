@@ -322,18 +322,20 @@ class PredictionLog:
         for item in group:
             for model, frame in item.frames.items():
                 by_model[model].append(frame)
+        touched: list[tuple[SegmentFile, int]] = []
         try:
-            touched = []
             for model, frames in by_model.items():
                 segment = self._segment(model)
+                touched.append((segment, segment.size))
                 segment.append(
                     b"".join(f for f, _ in frames), len(frames), sum(n for _, n in frames)
                 )
-                touched.append(segment)
-            for segment in touched:
+            for segment, _ in touched:
                 segment.sync()
         except Exception as exc:  # disk full, I/O error: fail loudly, never drop silently
             logger.error("prediction log %s: write failed: %s", self.worker_id, exc)
+            for segment, size in touched:  # best effort: refused records should not linger
+                segment.truncate(size)
             for segment, _ in self._segments.values():
                 segment.abandon()
             self._segments.clear()

@@ -264,6 +264,16 @@ class SegmentFile:
         os.close(self.fd)
         return sealed
 
+    def truncate(self, size: int) -> None:
+        """Cut a group whose write or fsync failed, so its refused records are not read back.
+
+        Best effort: after a failed fsync nothing about the file is certain."""
+        try:
+            os.ftruncate(self.fd, size)
+            self.size = size
+        except OSError:
+            pass
+
     def abandon(self) -> None:
         """Close without sealing (after a failed write): a compactor seals what is whole."""
         os.close(self.fd)
