@@ -22,7 +22,9 @@ import io
 import logging
 import os
 import re
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -360,22 +362,60 @@ def id_days(ids: Iterable[str]) -> set[date] | None:
     return days
 
 
+class PartCache:
+    """The id columns of compacted parts, kept in memory (least recently used first out).
+
+    A part never changes once published, so a cached copy cannot go stale; one that was
+    deleted is no longer listed, so its copy is never consulted.
+    """
+
+    def __init__(self, max_rows: int = 2_000_000) -> None:
+        self._max_rows = max_rows
+        self._parts: OrderedDict[tuple[str, Kind], dict[str, dict[str, Any]]] = OrderedDict()
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def rows(self, location: LogLocation, part: str, kind: Kind) -> dict[str, dict[str, Any]]:
+        key = (part, kind)
+        with self._lock:
+            if key in self._parts:
+                self._parts.move_to_end(key)
+                return self._parts[key]
+        columns = ["id", "version", "time"] if kind == "predictions" else ["id", "label", "time"]
+        table = pq.read_table(part, columns=columns, filesystem=location.fs)
+        by_id: dict[str, dict[str, Any]] = {}
+        for row in table.to_pylist():
+            earlier = by_id.get(row["id"])
+            if earlier is None or row["time"] < earlier["time"]:
+                by_id[row["id"]] = row
+        with self._lock:
+            self._parts[key] = by_id
+            self._rows += len(by_id)
+            while self._rows > self._max_rows and len(self._parts) > 1:
+                _, evicted = self._parts.popitem(last=False)
+                self._rows -= len(evicted)
+        return by_id
+
+
 def lookup_compacted(
-    location: LogLocation, model: str, kind: Kind, ids: list[str], days: set[date] | None
+    location: LogLocation,
+    model: str,
+    kind: Kind,
+    ids: list[str],
+    days: set[date] | None,
+    cache: PartCache,
 ) -> dict[str, dict[str, Any]]:
     """Rows of compacted parts with these ids (only the columns known_ids needs)."""
-    columns = ["id", "version", "time"] if kind == "predictions" else ["id", "label", "time"]
     found: dict[str, dict[str, Any]] = {}
     for part in _parts(location, model, kind, None, None, days):
         try:
-            table = pq.read_table(
-                part, columns=columns, filters=[("id", "in", ids)], filesystem=location.fs
-            )
+            rows = cache.rows(location, part, kind)
         except (OSError, pa.ArrowException) as exc:
             logger.error("prediction log: refused %s: unreadable Parquet part (%s)", part, exc)
             continue
-        for row in table.to_pylist():
-            earlier = found.get(row["id"])
-            if earlier is None or row["time"] < earlier["time"]:
-                found[row["id"]] = row
+        for identifier in ids:
+            row = rows.get(identifier)
+            earlier = found.get(identifier)
+            if row is not None and (earlier is None or row["time"] < earlier["time"]):
+                found[identifier] = row
     return found

@@ -34,7 +34,7 @@ import pandas as pd
 
 from modelcycle.errors import ModelcycleError
 
-from ._compact import id_days, locate, lookup_compacted, read_log
+from ._compact import PartCache, id_days, locate, lookup_compacted, read_log
 from ._records import check_feedback, check_predictions, parse_time
 from ._segments import (
     KIND_FEEDBACK,
@@ -151,8 +151,10 @@ class PredictionLog:
         self._lock_fd: int | None = None
         self._segments: dict[str, tuple[SegmentFile, float]] = {}  # writer thread only
         self._last_seq = 0
+        self._expected = 1  # submits in the last group: how many callers are active
         self._indexes: dict[str, _Index] = {}
         self._indexes_lock = threading.Lock()
+        self._parts = PartCache()
 
     # -- the caller's side ------------------------------------------------------------------
 
@@ -250,15 +252,20 @@ class PredictionLog:
         earliest label logged for the id, or None.
 
         Segments are indexed in memory and tailed incrementally (only bytes written since the
-        last call are read); Parquet is read only for ids not in a segment, and only the
-        partitions a UUIDv7 id's timestamp points at (every partition for other ids).
+        last call are read; the first call of a process reads every segment of the model, so
+        a service warms it with `known_ids(model, [])` at start). Parquet is consulted only
+        for ids not in a segment, only in the partitions a UUIDv7 id's timestamp points at
+        (every partition for other ids), and each part's ids are cached (parts never change).
         """
         check_name("model", model)
         index = self._index(model)
         found = index.lookup(ids)
         missing = [i for i in dict.fromkeys(ids) if i not in found]
         if missing:
-            rows = lookup_compacted(self._location, model, "predictions", missing, id_days(missing))
+            days = id_days(missing)
+            rows = lookup_compacted(
+                self._location, model, "predictions", missing, days, self._parts
+            )
             for identifier, row in rows.items():
                 found[identifier] = {
                     "version": row["version"],
@@ -269,7 +276,9 @@ class PredictionLog:
         if unanswered:
             earliest = min(v["_time"] for i, v in found.items() if i in unanswered)
             days = _days_since(earliest.date() - timedelta(days=1))
-            labels = lookup_compacted(self._location, model, "feedback", unanswered, days)
+            labels = lookup_compacted(
+                self._location, model, "feedback", unanswered, days, self._parts
+            )
             for identifier, row in labels.items():
                 found[identifier]["feedback"] = row["label"]
         return {i: {"version": v["version"], "feedback": v["feedback"]} for i, v in found.items()}
@@ -292,14 +301,25 @@ class PredictionLog:
             self._seal_all()
 
     def _next_group(self) -> list[_Submit] | None:
-        """The next micro-batch; [] after an idle second (to rotate old segments); None to stop."""
+        """The next micro-batch; [] after an idle second (to rotate old segments); None to stop.
+
+        Adaptive: it waits (at most `max_batch_wait_ms` after the oldest submit) only until as
+        many submits are queued as the previous group had. A lone caller is written at once
+        instead of paying the wait on every call (measured: the fixed 2 ms wait made strict
+        mode slower than one fsync per record at 1 and 8 submitters), and under load the
+        group grows to the number of callers, whose submits arrive during the previous fsync.
+        """
         with self._cond:
             if not self._queue and not self._closing:
                 self._cond.wait(1.0)
             if not self._queue:
                 return None if self._closing else []
             deadline = self._queue[0].queued_at + self._wait
-            while not self._closing and self._queued < self._max_batch:
+            while (
+                not self._closing
+                and self._queued < self._max_batch
+                and len(self._queue) < self._expected
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -312,6 +332,7 @@ class PredictionLog:
                 group.append(item)
                 records += item.records
             self._queued -= records
+            self._expected = len(group)
             return group
 
     def _write_group(self, group: list[_Submit]) -> None:
@@ -427,7 +448,7 @@ class _Index:
         self._model = model
         self._lock = threading.Lock()
         self._tails: dict[str, _Tail] = {}
-        self._versions: dict[str, tuple[int, datetime]] = {}
+        self._versions: dict[str, tuple[int, str]] = {}  # time kept as logged, parsed on use
         self._labels: dict[str, tuple[datetime, Any]] = {}
 
     def lookup(self, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -439,7 +460,7 @@ class _Index:
                     found[identifier] = {
                         "version": entry[0],
                         "feedback": self._label(identifier),
-                        "_time": entry[1],
+                        "_time": parse_time(entry[1]),
                     }
             return found
 
@@ -478,8 +499,7 @@ class _Index:
             consumed = end
             if kind == KIND_PREDICTIONS:
                 for record in orjson.loads(body):
-                    moment = parse_time(record["time"])
-                    self._versions[record["id"]] = (record["version"], moment)
+                    self._versions[record["id"]] = (record["version"], record["time"])
                     tail.predictions.append(record["id"])
             elif kind == KIND_FEEDBACK:
                 for record in orjson.loads(body):
