@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -402,6 +403,10 @@ def test_a_bad_or_pii_record_is_refused_whole_naming_index_and_field(tmp_path: P
         log.submit_predictions([leaking])
     with pytest.raises(LogRecordError, match="feedback record 0: field 'label'"):
         log.submit_feedback([_feedback("x0", None)])
+    secret = _record("x4", inputs={"age": float("inf"), "note": "555-0100"})
+    with pytest.raises(LogRecordError, match=r"record 0: field 'inputs.age': .* got float") as err:
+        log.submit_predictions([secret])
+    assert "555-0100" not in str(err.value)  # input values are never echoed
     assert log.pending() == 0
     log.close()
     assert read_predictions(str(tmp_path), MODEL).empty
@@ -446,3 +451,29 @@ def test_compacted_parts_go_to_an_fsspec_url_and_segments_stay_local(tmp_path: P
         assert sorted(read_predictions(root, MODEL, spool=spool)["id"]) == ["u0", "u1", "u2"]
     finally:
         fsspec.filesystem("memory").rm(f"/log-{tmp_path.name}", recursive=True)
+
+
+def test_queued_submits_share_one_fsync_and_numpy_outputs_are_plain_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = PredictionLog(str(tmp_path), "w1")
+    probabilities = np.array([0.25, 0.75])
+    futures = [
+        log.submit_predictions(
+            [_record(f"q{i}", outputs={"label": np.int64(1), "p": probabilities[1]})]
+        )
+        for i in range(50)
+    ]
+    calls = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+    log.start()
+    for future in futures:
+        future.result(timeout=30)
+    # One for the new segment's header, one for its folder, one for all fifty submits.
+    assert len(calls) == 3
+    log.close()
+    frame = read_predictions(str(tmp_path), MODEL)
+    assert len(frame) == 50
+    assert frame["output.p"].tolist() == [0.75] * 50
+    assert frame["output.label"].tolist() == [1] * 50

@@ -215,8 +215,8 @@ def _publish(location: LogLocation, folder: str, final: str, table: pa.Table) ->
     finally:
         os.close(fd)
     os.replace(temporary, final)
-    fsync_dir(directory)
-    fsync_dir(directory.parent)
+    for folder_ in (directory, directory.parent, directory.parent.parent):  # new folders too
+        fsync_dir(folder_)
 
 
 def _check_published(location: LogLocation, final: str, table: pa.Table) -> None:

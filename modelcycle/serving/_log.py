@@ -35,17 +35,17 @@ import pandas as pd
 from modelcycle.errors import ModelcycleError
 
 from ._compact import PartCache, id_days, locate, lookup_compacted, read_log
-from ._records import check_feedback, check_predictions, parse_time
+from ._records import LogRecordError, check_feedback, check_predictions, parse_time
 from ._segments import (
     KIND_FEEDBACK,
     KIND_PREDICTIONS,
     SEALED_SUFFIX,
+    STEM,
     SegmentFile,
     check_name,
     encode_frame,
     iter_frames,
     list_segments,
-    parse_stem,
     try_lock,
 )
 
@@ -193,7 +193,10 @@ class PredictionLog:
         by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in records:
             by_model[record["model"]].append(record)
-        frames = {m: (encode_frame(kind, rows), len(rows)) for m, rows in by_model.items()}
+        try:
+            frames = {m: (encode_frame(kind, rows), len(rows)) for m, rows in by_model.items()}
+        except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+            raise LogRecordError(f"log records cannot be encoded as JSON: {exc}") from None
         item = _Submit(frames, len(records), future, time.monotonic())
         with self._cond:
             if self._error is not None:
@@ -394,9 +397,9 @@ class PredictionLog:
     def _next_seq(self, model: str) -> int:
         """Microseconds since the epoch, above any seq this worker id used before here."""
         used = [
-            int(parse_stem(p.stem)[1])
+            int(match["seq"])
             for p in list_segments(self._location.spool, model)
-            if p.stem.rsplit("-", 1)[0] == self.worker_id
+            if (match := STEM.fullmatch(p.stem)) and match["worker"] == self.worker_id
         ]
         self._last_seq = max([time.time_ns() // 1000, self._last_seq + 1, *(u + 1 for u in used)])
         return self._last_seq
