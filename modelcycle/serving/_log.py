@@ -208,12 +208,12 @@ class PredictionLog:
                     f"prediction log: {self._pending} records waiting to be written, "
                     f"{item.records} more would pass the limit of {self._max_pending}"
                 )
+            if self.durability == "relaxed":  # before the writer can see it
+                future.set_result(None)
             self._queue.append(item)
             self._queued += item.records
             self._pending += item.records
             self._cond.notify()
-        if self.durability == "relaxed":
-            future.set_result(None)
         return future
 
     def pending(self) -> int:
