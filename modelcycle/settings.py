@@ -15,6 +15,11 @@ HOME_ENV = "MODELCYCLE_HOME"
 REGISTRY_URL_ENV = "MODELCYCLE_REGISTRY_URL"
 ARTIFACT_STORE_ENV = "MODELCYCLE_ARTIFACT_STORE"
 TRAINING_THREADS_ENV = "MODELCYCLE_TRAINING_THREADS"
+ESTIMATOR_PACKAGES_ENV = "MODELCYCLE_ESTIMATOR_PACKAGES"
+DEBUG_ENV = "MODELCYCLE_DEBUG"
+# `model.estimator` names a class to import; importing runs a module's code, so only these
+# packages (and the ones ESTIMATOR_PACKAGES_ENV adds) are ever imported for it.
+DEFAULT_ESTIMATOR_PACKAGES = ("sklearn",)
 DEFAULT_HOME = ".modelcycle"
 # Prefect's own default, so a server started by hand and one started by `service up` agree.
 DEFAULT_PORT = 4200
@@ -28,6 +33,7 @@ class Settings:
     registry_url: str
     artifact_store: str
     training_threads: int
+    estimator_packages: tuple[str, ...] = DEFAULT_ESTIMATOR_PACKAGES
 
     @property
     def prefect_home(self) -> Path:
@@ -48,6 +54,7 @@ def get_settings() -> Settings:
         registry_url=registry_url,
         artifact_store=artifact_store,
         training_threads=_training_threads(),
+        estimator_packages=_estimator_packages(),
     )
 
 
@@ -64,3 +71,22 @@ def _training_threads() -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(f"{TRAINING_THREADS_ENV}={raw!r}: expected a whole number >= 1")
     return int(raw)
+
+
+def _estimator_packages() -> tuple[str, ...]:
+    """scikit-learn, plus the comma-separated packages (or dotted module prefixes) a team adds,
+    e.g. `MODELCYCLE_ESTIMATOR_PACKAGES=xgboost,lightgbm`. Import names, not distribution names."""
+    raw = os.environ.get(ESTIMATOR_PACKAGES_ENV, "")
+    added = [name.strip() for name in raw.split(",") if name.strip()]
+    bad = [name for name in added if not all(part.isidentifier() for part in name.split("."))]
+    if bad:
+        raise ConfigError(
+            f"{ESTIMATOR_PACKAGES_ENV}={raw!r}: {bad} are not importable package names; "
+            "expected a comma-separated list such as 'xgboost,lightgbm'"
+        )
+    return tuple(dict.fromkeys([*DEFAULT_ESTIMATOR_PACKAGES, *added]))
+
+
+def debug_enabled() -> bool:
+    """Whether the command line shows full tracebacks (MODELCYCLE_DEBUG=1, like --verbose)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}

@@ -59,7 +59,7 @@ def test_every_shipped_config_validates(path: Path) -> None:
     assert config.metrics[0] == config.evaluation.primary_metric
     assert len(config.metrics) == len(set(config.metrics))
     # ...and an importable estimator that can do the configured task.
-    estimator = resolve_estimator(config.model.estimator, config)
+    estimator = resolve_estimator(config.model.estimator, config=config)
     assert estimator.__name__ == config.model.estimator.rpartition(".")[2]
 
 

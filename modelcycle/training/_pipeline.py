@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,29 +24,60 @@ from modelcycle.config import PipelineConfig
 from modelcycle.data import group_labels
 from modelcycle.errors import EstimatorError
 from modelcycle.evaluation import PROBABILITY_METRICS
+from modelcycle.settings import ESTIMATOR_PACKAGES_ENV, get_settings
 
 MODEL_STEP = "model"
 CATEGORICAL_FILL = "__missing__"
 
 
-def resolve_estimator(path: str, config: PipelineConfig | None = None) -> type[BaseEstimator]:
-    """Import the configured class and make sure it can do the configured task."""
-    module_name, _, class_name = path.rpartition(".")
-    if not module_name:
+def _in_packages(module: str, packages: Sequence[str]) -> bool:
+    return any(module == p or module.startswith(f"{p}.") for p in packages)
+
+
+def resolve_estimator(
+    name: str,
+    allowed_packages: Sequence[str] | None = None,
+    *,
+    config: PipelineConfig | None = None,
+) -> type[BaseEstimator]:
+    """Import the estimator class `name` ('pkg.module.Class') and check it can do the job.
+
+    Importing a module runs its code, so the name is checked against `allowed_packages`
+    (default: the settings' list, scikit-learn unless extended) before anything is imported:
+    `this.Anything` must not get as far as printing the Zen of Python. With `config`, the class
+    must also suit the configured task.
+    """
+    packages = tuple(
+        get_settings().estimator_packages if allowed_packages is None else allowed_packages
+    )
+    module_name, _, class_name = name.rpartition(".")
+    parts = name.split(".")
+    if not module_name or not all(part.isidentifier() for part in parts):
         raise EstimatorError(
-            f"model.estimator: {path!r} is not an import path like 'pkg.module.Class'"
+            f"model.estimator: {name!r} is not an import path like 'sklearn.ensemble.Class'"
+        )
+    if not _in_packages(module_name, packages):
+        raise EstimatorError(
+            f"model.estimator: {name!r} is outside the packages allowed for estimators "
+            f"({', '.join(packages)}), so nothing was imported; scikit-learn is allowed by "
+            f"default, and {ESTIMATOR_PACKAGES_ENV} (comma-separated) adds others"
         )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise EstimatorError(f"model.estimator: cannot import {path!r}: {exc}") from None
+        raise EstimatorError(f"model.estimator: cannot import {name!r}: {exc}") from None
     estimator = getattr(module, class_name, None)
     if estimator is None:
         raise EstimatorError(f"model.estimator: module {module_name!r} has no {class_name!r}")
     if not (inspect.isclass(estimator) and issubclass(estimator, BaseEstimator)):
-        raise EstimatorError(f"model.estimator: {path!r} is not a scikit-learn estimator class")
+        raise EstimatorError(f"model.estimator: {name!r} is not a scikit-learn estimator class")
+    if not _in_packages(estimator.__module__, packages):
+        raise EstimatorError(
+            f"model.estimator: {name!r} is defined in {estimator.__module__!r}, which is not in "
+            f"an allowed package ({', '.join(packages)})"
+        )
     if config is not None:
-        _check_task(estimator, path, config)
+        _check_task(estimator, name, config)
     return estimator
 
 
@@ -118,7 +150,7 @@ def estimator_params(config: PipelineConfig, estimator: type[BaseEstimator]) -> 
 
 def build_pipeline(config: PipelineConfig) -> Pipeline:
     """The unfitted pipeline; refused here if the estimator cannot serve the configured metrics."""
-    estimator = resolve_estimator(config.model.estimator, config)
+    estimator = resolve_estimator(config.model.estimator, config=config)
     try:
         model = estimator(**estimator_params(config, estimator))
     except (TypeError, ValueError) as exc:
