@@ -1,6 +1,11 @@
 """What every command group shares: where output goes, how a failure is told, the registry,
 and the settings a flow runs under when no Prefect server is configured.
 
+Both consoles treat every string as plain text (no rich markup, no emoji codes): reasons,
+paths, column names and error messages come from users and files, and `[/ops]` in an audit
+reason must print as itself, not crash the command or vanish. Styling is applied only to text
+built here, with `styled`.
+
 Imports Prefect only inside `embedded_server_settings`, which runs after the process
 environment is prepared.
 """
@@ -8,34 +13,142 @@ environment is prepared.
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any, NoReturn
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
+
+from modelcycle.cli._runlog import (
+    has_tracebacks,
+    prefect_console,
+    traceback_text,
+    write_failure_log,
+)
+from modelcycle.errors import ModelcycleError
 
 if TYPE_CHECKING:
-    from modelcycle.registry import Registry
+    import sqlalchemy as sa
 
-console = Console(soft_wrap=True)  # long paths and hashes stay whole
-errors = Console(stderr=True, soft_wrap=True)
+    from modelcycle.registry import IncidentLog, Registry, SQLStore
+
+console = Console(soft_wrap=True, markup=False, emoji=False)  # long paths and hashes stay whole
+errors = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
+
+# Version numbers and incident ids are SQL INTEGER columns, 32-bit on PostgreSQL; SQLite
+# overflows only past 64 bits, deep inside the driver. Checked where the argument is parsed.
+MAX_RECORD_ID = 2**31 - 1
+_verbose: list[bool | None] = [None]  # this command's --verbose; None: not given
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """A line whose plain strings stay exactly as given and whose (text, style) pairs are
+    styled: the only way this package adds colour, so no user text is ever parsed."""
+    return Text.assemble(*parts)
+
+
+def set_verbose(chosen: bool | None) -> None:
+    """Set once per command, before it runs; None leaves the choice to MODELCYCLE_DEBUG."""
+    _verbose[0] = chosen
+
+
+def verbose() -> bool:
+    """--verbose on the command line, else MODELCYCLE_DEBUG."""
+    from modelcycle.settings import debug_enabled
+
+    return _verbose[0] if _verbose[0] is not None else debug_enabled()
 
 
 def fail(message: str) -> NoReturn:
-    """One red line a user can act on; the lines after it (every data problem) are kept."""
+    """One red line a user can act on; the lines after it (every data problem) are kept.
+
+    Called while an exception is handled, the traceback goes to the terminal only with
+    --verbose; otherwise, when there is more than the message to see (a traceback, or
+    Prefect's log of a flow run that failed), it goes to a log file whose path is printed.
+    """
     first, _, rest = message.partition("\n")
-    errors.print(f"[bold red]error:[/] {first}", highlight=False)
+    exc = sys.exc_info()[1]
+    if exc is not None and verbose():
+        errors.print(traceback_text(exc), end="")
+    errors.print(styled(("error:", "bold red"), " ", first), highlight=False)
     if rest:
         errors.print(rest, highlight=False)
+    if exc is not None and not verbose():
+        unexpected = not isinstance(exc, ModelcycleError)
+        path = write_failure_log(exc) if unexpected or has_tracebacks() else None
+        if path is not None:
+            errors.print(
+                f"full log with the traceback: {path} (--verbose or MODELCYCLE_DEBUG=1 "
+                "prints it here)",
+                highlight=False,
+            )
     raise typer.Exit(code=1)
 
 
+class NoRegistryError(ModelcycleError):
+    """The registry URL names no existing registry; nothing was created there."""
+
+
 def open_registry() -> Registry:
-    """The registry the settings name now, so a test's MODELCYCLE_HOME is honoured."""
+    """The registry the settings name now, so a test's MODELCYCLE_HOME is honoured.
+
+    Only an existing registry is opened: every command that calls this reads or moves what is
+    recorded, and a mistyped URL must not leave a new, empty database behind (SQLite creates
+    the file, and the registry its folders and tables, on first use).
+    """
     from modelcycle.registry import Registry
     from modelcycle.settings import get_settings
 
-    return Registry(get_settings().registry_url)
+    registry = Registry(get_settings().registry_url)  # parses the URL; connects on first use
+    if not _existing_tables(registry):  # any of them: a newer version may add tables on use
+        raise NoRegistryError(f"{_named_url()}: not a modelcycle registry (it has no tables)")
+    return registry
+
+
+def open_incident_log() -> IncidentLog | None:
+    """The incident log in the registry's database; None while monitoring has opened no
+    incident (its tables are created by the first monitoring run, never by a read)."""
+    from modelcycle.registry import IncidentLog
+    from modelcycle.settings import get_settings
+
+    log = IncidentLog(get_settings().registry_url)
+    return log if _existing_tables(log) else None
+
+
+def _named_url() -> str:
+    """The registry URL as the user set it (password hidden), or the default's path."""
+    import sqlalchemy as sa
+
+    from modelcycle.settings import REGISTRY_URL_ENV, get_settings
+
+    url = sa.make_url(get_settings().registry_url).render_as_string(hide_password=True)
+    return f"{REGISTRY_URL_ENV}={url}" if os.environ.get(REGISTRY_URL_ENV) else f"registry {url}"
+
+
+def _existing_tables(store: SQLStore) -> set[sa.Table]:
+    """The store's tables that exist, found without creating anything: a SQLite file that does
+    not exist is not opened at all (connecting would create it)."""
+    import sqlalchemy as sa
+    from sqlalchemy.exc import DBAPIError
+
+    url = sa.make_url(store.url)
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        in_memory = database in ("", ":memory:") or database.startswith("file:")
+        if not in_memory and not Path(database).expanduser().is_file():
+            raise NoRegistryError(
+                f"{_named_url()}: no registry database at {Path(database).expanduser()} "
+                "(nothing was recorded there yet, or the URL is mistyped); nothing was created"
+            )
+    try:
+        present = set(sa.inspect(store.engine).get_table_names())
+    except DBAPIError as exc:
+        raise NoRegistryError(f"{_named_url()}: cannot read the registry: {exc.orig}") from None
+    return {table for table in store.tables if table.name in present}
 
 
 def check_configured_server() -> None:
@@ -47,15 +160,23 @@ def check_configured_server() -> None:
         check_server(api_url)
 
 
-def embedded_server_settings() -> AbstractContextManager[Any]:
-    """Heartbeats let a real server mark dead runs as crashed; a temporary server dies with
-    this process, so they only cost a thread join of up to 1 s per run (measured)."""
+@contextmanager
+def embedded_server_settings() -> Iterator[None]:
+    """How a flow runs from the command line: Prefect's console output without traceback walls
+    (kept for the log file and --verbose), and, on a temporary server, without heartbeats.
+
+    Heartbeats let a real server mark dead runs as crashed; a temporary server dies with this
+    process, so they only cost a thread join of up to 1 s per run (measured).
+    """
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         temporary_settings,
     )
 
-    if PREFECT_API_URL.value():
-        return nullcontext()
-    return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    with prefect_console(show_tracebacks=verbose()):
+        if PREFECT_API_URL.value():
+            yield
+        else:
+            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                yield

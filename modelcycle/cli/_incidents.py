@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from modelcycle.cli._console import console, fail
+from modelcycle.cli._console import MAX_RECORD_ID, console, fail, open_incident_log, styled
 from modelcycle.errors import ModelcycleError
 
 if TYPE_CHECKING:
@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 incidents_app = typer.Typer(help="Incidents opened by monitoring.", no_args_is_help=True)
 
 
-def _log() -> IncidentLog:
-    from modelcycle.registry import IncidentLog
-    from modelcycle.settings import get_settings
-
-    return IncidentLog(get_settings().registry_url)
+def _log(incident_id: int) -> IncidentLog:
+    """The log holding `incident_id`; refused, without creating the incident tables, while
+    monitoring has opened no incident at all."""
+    log = open_incident_log()
+    if log is None:
+        raise ModelcycleError(f"no incident #{incident_id}: monitoring has opened no incident yet")
+    return log
 
 
 @incidents_app.command("list")
@@ -32,7 +34,8 @@ def list_incidents(
 ) -> None:
     """Every incident, oldest first."""
     try:
-        found = _log().list(model, include_resolved=not open_only)
+        log = open_incident_log()
+        found = log.list(model, include_resolved=not open_only) if log is not None else []
     except ModelcycleError as exc:
         fail(str(exc))
     if as_json:
@@ -55,12 +58,12 @@ def list_incidents(
 
 @incidents_app.command("show")
 def show_incident(
-    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    incident_id: Annotated[int, typer.Argument(help="Incident id.", min=1, max=MAX_RECORD_ID)],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
     """One incident with its history of notes and evidence folders."""
     try:
-        incident = _log().get(incident_id)
+        incident = _log(incident_id).get(incident_id)
     except ModelcycleError as exc:
         fail(str(exc))
     data = incident.to_dict()
@@ -69,7 +72,7 @@ def show_incident(
         return
     notes = data.pop("notes")
     for key, value in data.items():
-        console.print(f"[bold]{key}[/]: {value}", highlight=False)
+        console.print(styled((key, "bold"), f": {value}"), highlight=False)
     for note in notes:
         console.print(
             f"- {note['at']} {note['action']} by {note['actor']}: {note['note']}"
@@ -80,7 +83,7 @@ def show_incident(
 
 def _move(incident_id: int, note: str, actor: str, resolve: bool) -> None:
     try:
-        log = _log()
+        log = _log(incident_id)
         if resolve:
             incident = log.resolve(incident_id, note=note, actor=actor)
         else:
@@ -92,7 +95,7 @@ def _move(incident_id: int, note: str, actor: str, resolve: bool) -> None:
 
 @incidents_app.command("resolve")
 def resolve_incident(
-    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    incident_id: Annotated[int, typer.Argument(help="Incident id.", min=1, max=MAX_RECORD_ID)],
     note: Annotated[str, typer.Option(help="What was done, or why no action is needed.")],
     actor: Annotated[str, typer.Option(help="Who resolves it.")] = "cli",
 ) -> None:
@@ -102,7 +105,7 @@ def resolve_incident(
 
 @incidents_app.command("acknowledge")
 def acknowledge_incident(
-    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    incident_id: Annotated[int, typer.Argument(help="Incident id.", min=1, max=MAX_RECORD_ID)],
     note: Annotated[str, typer.Option(help="Who is on it, what happens next.")],
     actor: Annotated[str, typer.Option(help="Who acknowledges it.")] = "cli",
 ) -> None:

@@ -13,11 +13,13 @@ import typer
 from rich.table import Table
 
 from modelcycle.cli._console import (
+    MAX_RECORD_ID,
     check_configured_server,
     console,
     embedded_server_settings,
     fail,
     open_registry,
+    styled,
 )
 from modelcycle.errors import ModelcycleError
 
@@ -100,7 +102,9 @@ def list_models(
 @models_app.command("show")
 def show_model(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int | None, typer.Argument(help="Version (default: all).")] = None,
+    version: Annotated[
+        int | None, typer.Argument(help="Version (default: all).", min=1, max=MAX_RECORD_ID)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
     """One version in full, or every version of a model."""
@@ -130,13 +134,15 @@ def show_model(
         return
     for key, value in records[0].to_dict().items():
         shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
-        console.print(f"[bold]{key}[/]: {shown}", highlight=False)
+        console.print(styled((key, "bold"), f": {shown}"), highlight=False)
 
 
 @models_app.command("promote")
 def promote(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Version to make champion.")],
+    version: Annotated[
+        int, typer.Argument(help="Version to make champion.", min=1, max=MAX_RECORD_ID)
+    ],
     reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
     force: Annotated[
         bool, typer.Option(help="Allow a rejected or retired version (recorded as forced).")
@@ -180,7 +186,7 @@ def rollback(
 @models_app.command("retire")
 def retire(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Version to retire.")],
+    version: Annotated[int, typer.Argument(help="Version to retire.", min=1, max=MAX_RECORD_ID)],
     reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
     force: Annotated[
         bool, typer.Option(help="Allow retiring the champion (alias goes back or is removed).")
@@ -233,7 +239,10 @@ def audit(
 def card(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[
-        int | None, typer.Argument(help="Version (default: the champion, else the latest).")
+        int | None,
+        typer.Argument(
+            help="Version (default: the champion, else the latest).", min=1, max=MAX_RECORD_ID
+        ),
     ] = None,
 ) -> None:
     """Print the model card (Markdown), regenerated from the recorded facts and audit log."""

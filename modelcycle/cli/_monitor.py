@@ -6,7 +6,15 @@ from typing import Annotated, Any
 
 import typer
 
-from modelcycle.cli._console import console, embedded_server_settings, fail, open_registry
+from modelcycle.cli._console import (
+    NoRegistryError,
+    check_configured_server,
+    console,
+    embedded_server_settings,
+    fail,
+    open_registry,
+    styled,
+)
 from modelcycle.errors import ModelcycleError
 
 
@@ -14,6 +22,7 @@ def run_monitoring(model: str, window: str, **kwargs: Any) -> dict[str, Any]:
     """Run the flow on the temporary (or configured) Prefect server."""
     from modelcycle.cli._runtime import prepare_prefect_env
 
+    check_configured_server()
     prepare_prefect_env()
     from flows.monitoring import monitoring
 
@@ -26,9 +35,12 @@ def print_monitoring_outcome(outcome: dict[str, Any]) -> None:
     share = outcome["share_drifted"]
     shown = "-" if share is None else f"{share:.0%}"
     console.print(
-        f"[bold]{outcome['model']} v{outcome['version']}[/]: "
-        f"[bold {colour}]{outcome['status']}[/] (features drifted {shown}: "
-        f"{', '.join(outcome['drifted_columns']) or 'none'})"
+        styled(
+            (f"{outcome['model']} v{outcome['version']}", "bold"),
+            ": ",
+            (outcome["status"], f"bold {colour}"),
+            f" (features drifted {shown}: {', '.join(outcome['drifted_columns']) or 'none'})",
+        )
     )
     quality = outcome.get("quality") or {}
     realised, estimated = quality.get("realised") or {}, quality.get("estimated") or {}
@@ -43,7 +55,11 @@ def print_monitoring_outcome(outcome: dict[str, Any]) -> None:
         console.print(f"  - {reason}", highlight=False)
     for incident in outcome.get("incidents") or []:
         verb = "opened" if incident["opened"] else f"updated ({incident['occurrences']} times)"
-        console.print(f"  [bold red]incident #{incident['id']}[/] ({incident['kind']}) {verb}")
+        console.print(
+            styled(
+                "  ", (f"incident #{incident['id']}", "bold red"), f" ({incident['kind']}) {verb}"
+            )
+        )
     if outcome.get("event_id"):
         from modelcycle.monitoring import DRIFT_EVENT  # loaded by the flow; not at CLI start-up
 
@@ -56,7 +72,10 @@ def monitored_model(model: str | None) -> str:
     """The named model, else the registry's only one: a generic command has no demo default."""
     if model is not None:
         return model
-    names = [record.name for record in open_registry().list_models()]
+    try:
+        names = [record.name for record in open_registry().list_models()]
+    except NoRegistryError as exc:
+        raise ModelcycleError(f"--model: the registry holds no models ({exc})") from None
     if len(names) == 1:
         console.print(f"monitoring {names[0]}, the only model in the registry", highlight=False)
         return names[0]

@@ -7,7 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from modelcycle.cli._console import check_configured_server, console, embedded_server_settings, fail
+from modelcycle.cli._console import (
+    check_configured_server,
+    console,
+    embedded_server_settings,
+    fail,
+    styled,
+)
 from modelcycle.config import TrainingMode, TrainingOverrides
 from modelcycle.errors import ModelcycleError
 
@@ -41,8 +47,10 @@ def print_training_outcome(outcome: dict[str, Any]) -> None:
     metric = outcome["primary_metric"]
     value = outcome["metrics"].get(metric)
     console.print(
-        f"[bold]{outcome['model']} v{outcome['version']}[/]: {outcome['status']} "
-        f"(gate: {outcome['gate']}, {metric} {value:.4f})"
+        styled(
+            (f"{outcome['model']} v{outcome['version']}", "bold"),
+            f": {outcome['status']} (gate: {outcome['gate']}, {metric} {value:.4f})",
+        )
     )
     if outcome["champion_metrics"] is not None:
         old = outcome["champion_metrics"][metric]
