@@ -127,13 +127,56 @@ class DataSource(_Strict):
         return self.source == DEMO_SOURCE
 
 
+# One-hot encoding is dense: each category of each categorical feature becomes a float64
+# column for every row, so 200 categories cost 160 MB per 100,000 rows. A column with 100,000
+# distinct values (an id, free text) asked for 42 GiB; the limit refuses it with its name.
+DEFAULT_CATEGORY_LIMIT = 200
+
+
 class Features(_Strict):
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
+    category_limit: int = Field(
+        DEFAULT_CATEGORY_LIMIT,
+        ge=1,
+        description="Most one-hot columns one categorical feature may make (its distinct "
+        "values in the training table, after `max_categories`/`min_frequency`); a feature "
+        "with more is refused, naming the column.",
+    )
+    max_categories: int | None = Field(
+        None,
+        ge=2,
+        description="Cap: keep at most this many columns per categorical feature, the most "
+        "frequent categories plus one for all the rarer ones (scikit-learn's OneHotEncoder "
+        "`max_categories`).",
+    )
+    min_frequency: float | None = Field(
+        None,
+        gt=0.0,
+        description="Cap: group categories seen in fewer training rows than this (a whole "
+        "number >= 1), or in a smaller share of them (a fraction below 1), into one column "
+        "(OneHotEncoder `min_frequency`).",
+    )
+
+    @model_validator(mode="after")
+    def _count_or_share(self) -> Features:
+        value = self.min_frequency
+        if value is not None and value >= 1 and value % 1:
+            raise ValueError(
+                f"min_frequency {value}: expected a count (a whole number >= 1) or a share "
+                "(above 0, below 1)"
+            )
+        return self
 
     @property
     def all(self) -> list[str]:
         return [*self.numeric, *self.categorical]
+
+    @property
+    def encoder_min_frequency(self) -> int | float | None:
+        """As scikit-learn reads it: an int is a count, a float a share of the rows."""
+        value = self.min_frequency
+        return int(value) if value is not None and value >= 1 else value
 
 
 class Cleaning(_Strict):

@@ -161,3 +161,23 @@ def test_target_in_part_of_the_window_measures_quality_on_those_rows(state, tmp_
     assert any("present for 250 of 600 rows" in f["message"] for f in outcome["findings"]), outcome[
         "findings"
     ]
+
+
+def test_infinite_values_in_a_window_are_a_finding_not_a_crash(state, tmp_path, rows):
+    """±inf reached the champion's scaler and crashed the run: no verdict, no incident."""
+    window = rows.assign(
+        age=rows["age"].where(rows.index % 50 != 0, np.inf),
+        prestg10=rows["prestg10"].where(rows.index != 7, -np.inf),
+    )
+    outcome = _monitor(_write(tmp_path, window, "w.csv"))
+    assert outcome["status"] in ("warning", "drift")
+    findings = {f["column"]: f for f in outcome["findings"] if "infinite" in f["message"]}
+    assert set(findings) == {"age", "prestg10"}, outcome["findings"]
+    assert findings["age"]["severity"] == "warning"
+    assert "12 of 600 values are infinite (inf)" in findings["age"]["message"]
+    assert "1 of 600 values are infinite (-inf)" in findings["prestg10"]["message"]
+    assert any("infinite" in r for r in outcome["reasons"]), outcome["reasons"]
+    # The rest of the window was still judged: every feature has a drift verdict.
+    drift = pd.read_json(Path(outcome["run_folder"]) / "drift.json", typ="series")
+    judged = {c["column"]: c["drifted"] for c in drift["features"]["columns"]}
+    assert judged["age"] is not None and judged["prestg10"] is not None

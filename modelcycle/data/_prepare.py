@@ -6,6 +6,7 @@ violation in one error so a person fixes a file once, not once per column.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,35 @@ def _read(path: Path, fmt: str) -> pd.DataFrame:
         raise DataError(f"{path}: data file is empty")
     kind = fmt if fmt != "auto" else ("parquet" if path.suffix.lower() == ".parquet" else "csv")
     try:
+        repeated = _repeated_names(_column_names(path, kind))
+        if repeated:
+            raise DataError(
+                f"{path}: column name(s) {repeated} appear more than once in the header; "
+                "expected each column once (pandas would silently rename the copies)"
+            )
         if kind == "parquet":
             return pd.read_parquet(path)
         return pd.read_csv(path, low_memory=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: data file is empty") from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path}: cannot read as {kind}: {exc}") from None
+    except (ValueError, OSError, pd.errors.ParserError, csv.Error) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read as {kind}: {first}") from None
+
+
+def _column_names(path: Path, kind: str) -> list[str]:
+    """The header as written: pandas renames a repeated CSV name to `name.1`, and a Parquet
+    file with a repeated name fails deep in pyarrow with a message naming neither."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as file:
+        return next(csv.reader(file), [])
+
+
+def _repeated_names(names: list[str]) -> list[str]:
+    return sorted({name for name in names if names.count(name) > 1})
 
 
 def load_table(config: PipelineConfig, path: Path) -> pd.DataFrame:
@@ -121,14 +144,15 @@ def _invalid_masks(values: pd.Series, schema: ColumnSchema) -> dict[str, pd.Seri
     if schema.type in (ColumnType.numeric, ColumnType.integer):
         number = _as_number(values)
         wrong = present & number.isna()
+        infinite = present & np.isinf(number)
         if schema.type is ColumnType.integer:
-            wrong |= present & number.notna() & (number % 1 != 0)
+            wrong |= present & number.notna() & ~infinite & (number % 1 != 0)
         out = none.copy()
         if schema.min is not None:
             out |= number < schema.min
         if schema.max is not None:
             out |= number > schema.max
-        return {"wrong_type": wrong, "out_of_range": out & ~wrong, "not_allowed": none}
+        return {"wrong_type": wrong, "out_of_range": out & ~wrong & ~infinite, "not_allowed": none}
     if schema.type is ColumnType.boolean:
         ok = values.isin([True, False, 0, 1, "true", "false", "True", "False"])
         return {"wrong_type": present & ~ok, "out_of_range": none, "not_allowed": none}
@@ -136,6 +160,28 @@ def _invalid_masks(values: pd.Series, schema: ColumnSchema) -> dict[str, pd.Seri
         allowed = present & ~_as_text(values).isin(schema.allowed)
         return {"wrong_type": none, "out_of_range": none, "not_allowed": allowed}
     return {"wrong_type": none, "out_of_range": none, "not_allowed": none}
+
+
+def _infinite(values: pd.Series, schema: ColumnSchema | None) -> pd.Series:
+    """±inf, in a column the schema calls numeric or, without a schema, one read as numbers.
+
+    Never a valid value: scikit-learn refuses it deep inside a fit (naming neither column nor
+    file), and a window that carries one must be flagged, not crash the monitoring run.
+    """
+    numeric = schema is not None and schema.type in (ColumnType.numeric, ColumnType.integer)
+    unschematised_number = schema is None and pd.api.types.is_float_dtype(values)
+    if not (numeric or unschematised_number):
+        return pd.Series(False, index=values.index)
+    return pd.Series(np.isinf(_as_number(values).to_numpy(dtype="float64")), index=values.index)
+
+
+def _bad(values: pd.Series, schema: ColumnSchema | None) -> pd.Series:
+    """Values no model may see: infinite, or invalid by the schema."""
+    bad = _infinite(values, schema)
+    if schema is not None:
+        masks = _invalid_masks(values, schema)
+        bad |= masks["wrong_type"] | masks["out_of_range"] | masks["not_allowed"]
+    return bad
 
 
 def column_findings(values: pd.Series, schema: ColumnSchema) -> ColumnFindings:
@@ -174,10 +220,17 @@ def _column_violations(column: str, values: pd.Series, config: PipelineConfig) -
     missing_share = float(values.isna().mean())
     if missing_share == 1.0:
         return [f"column {column!r}: every value is missing"]
-    if schema is None:
-        return []
-    found = column_findings(values, schema)
     violations = []
+    infinite = values[_infinite(values, schema)]
+    if len(infinite):
+        shown = ", ".join(sorted({str(v) for v in _as_number(infinite)}))
+        violations.append(
+            f"column {column!r}: {len(infinite)} of {rows} values are infinite ({shown}); "
+            "expected finite numbers (leave a value empty if it is missing)"
+        )
+    if schema is None:
+        return violations
+    found = column_findings(values, schema)
     if missing_share > schema.max_missing_share:
         violations.append(
             f"column {column!r}: {found.missing} of {rows} values "
@@ -217,7 +270,42 @@ def validation_violations(table: pd.DataFrame, config: PipelineConfig) -> list[s
     for column in config.used_columns:
         if column in table.columns:
             violations += _column_violations(column, table[column], config)
-    return violations + _target_violations(table, config)
+    return violations + _cardinality_violations(table, config) + _target_violations(table, config)
+
+
+def encoded_columns(values: pd.Series, config: PipelineConfig) -> int:
+    """How many one-hot columns a categorical feature becomes, as the configured encoder
+    counts them: rare categories grouped into one by `min_frequency`, at most
+    `max_categories` in all."""
+    counts = values.value_counts(dropna=True)  # 1 and 1.0 are one category, as after cleaning
+    features = config.features
+    columns = len(counts)
+    threshold = features.encoder_min_frequency
+    if threshold is not None:
+        floor = threshold if isinstance(threshold, int) else threshold * len(values)
+        frequent = int((counts >= floor).sum())
+        columns = frequent + (1 if frequent < len(counts) else 0)
+    if features.max_categories is not None:
+        columns = min(columns, features.max_categories)
+    return columns
+
+
+def _cardinality_violations(table: pd.DataFrame, config: PipelineConfig) -> list[str]:
+    limit = config.features.category_limit
+    violations = []
+    for column in config.features.categorical:
+        if column not in table.columns:
+            continue
+        columns = encoded_columns(table[column], config)
+        if columns > limit:
+            distinct = int(table[column].nunique(dropna=True))
+            violations.append(
+                f"column {column!r}: {distinct} distinct categories would become {columns} "
+                f"one-hot columns, more than features.category_limit {limit}; group the rare "
+                "ones with features.max_categories or features.min_frequency, raise the "
+                "limit, or drop the column if it is an identifier"
+            )
+    return violations
 
 
 def validate(table: pd.DataFrame, config: PipelineConfig, source: str) -> None:
@@ -265,9 +353,8 @@ def clean(table: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, Cl
     for column in table.columns:
         schema = _schema_for(config, column)
         values = table[column]
-        if schema is not None and column != config.target:
-            masks = _invalid_masks(values, schema)
-            bad = masks["wrong_type"] | masks["out_of_range"] | masks["not_allowed"]
+        if column != config.target:
+            bad = _bad(values, schema)
             if bad.any():
                 invalid_rows |= bad
                 set_missing[column] = int(bad.sum())
@@ -404,11 +491,9 @@ def column_violations(column: str, values: pd.Series, config: PipelineConfig) ->
 def typed_valid(values: pd.Series, config: PipelineConfig, column: str) -> pd.Series:
     """A column typed as training typed it; values the schema calls invalid become missing."""
     schema = _schema_for(config, column)
-    if schema is not None:
-        masks = _invalid_masks(values, schema)
-        bad = masks["wrong_type"] | masks["out_of_range"] | masks["not_allowed"]
-        if bad.any():
-            values = values.where(~bad)
+    bad = _bad(values, schema)
+    if bad.any():
+        values = values.where(~bad)
     return _typed(values, schema)
 
 

@@ -99,6 +99,20 @@ def _check_task(estimator: type[BaseEstimator], path: str, config: PipelineConfi
         raise EstimatorError(f"model.estimator: {path!r} is not a regressor (task {config.task})")
 
 
+def _encoder(config: PipelineConfig) -> OneHotEncoder:
+    """One column per category, or fewer when the config caps them; the plain encoder is kept
+    as it was when no cap is set, so existing configs still give the same model file."""
+    features = config.features
+    if features.max_categories is None and features.min_frequency is None:
+        return OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    return OneHotEncoder(
+        handle_unknown="infrequent_if_exist",  # an unseen category counts as a rare one
+        sparse_output=False,
+        max_categories=features.max_categories,
+        min_frequency=features.encoder_min_frequency,
+    )
+
+
 def _preprocessing(config: PipelineConfig) -> ColumnTransformer:
     fill = config.cleaning.impute_numeric
     numeric = Pipeline(
@@ -120,7 +134,7 @@ def _preprocessing(config: PipelineConfig) -> ColumnTransformer:
                 if config.cleaning.impute_categorical == "constant"
                 else SimpleImputer(strategy="most_frequent"),
             ),
-            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ("encode", _encoder(config)),
         ]
     )
     return ColumnTransformer(
