@@ -177,6 +177,25 @@ def embedded_server_settings() -> Iterator[None]:
     with prefect_console(show_tracebacks=verbose()):
         if PREFECT_API_URL.value():
             yield
-        else:
-            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-                yield
+            return
+        with (
+            temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+            _temporary_server_quiet(not verbose()),
+        ):
+            yield
+
+
+@contextmanager
+def _temporary_server_quiet(quiet: bool) -> Iterator[None]:
+    """The temporary server is a subprocess writing to this terminal; stopped while it still
+    flushes events, it logged two more tracebacks after the command's error line (seen on a
+    busy machine). Its own errors reach the flow as failed API calls, so they are not lost."""
+    key = "PREFECT_SERVER_LOGGING_LEVEL"
+    if not quiet or key in os.environ:
+        yield
+        return
+    os.environ[key] = "CRITICAL"  # read by the server subprocess when it starts
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)

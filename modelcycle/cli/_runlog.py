@@ -79,6 +79,9 @@ def prefect_console(show_tracebacks: bool) -> Iterator[None]:
 
     root = logging.getLogger()
     consoles = [h for h in root.handlers if isinstance(h, PrefectConsoleHandler)]
+    # Prefect's own format names the flow and task runs; kept lines read like the console's.
+    prefect_format = consoles[0].formatter if consoles else None
+    _kept.setFormatter(prefect_format or logging.Formatter(_FORMAT))
     with ExitStack() as restore:
         for handler in consoles:
             restore.enter_context(_redirected(handler, show_tracebacks))
