@@ -1,5 +1,8 @@
-"""Bad input through `modelcycle train`: a non-zero exit, a message naming the culprit, and
-nothing registered or published. One test per kind of mistake."""
+"""Bad input through `modelcycle train` on a state folder with no champion yet: a non-zero
+exit, a message naming the culprit, and nothing registered or published.
+
+Most kinds of mistake are in the table of tests/test_bad_input_table.py, which runs them
+against a registry that holds a champion and compares every stored file before and after."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 from click.testing import Result
@@ -15,8 +17,7 @@ from conftest import demo_config_dict, write_config
 from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
-from modelcycle.artifacts import ArtifactStore, load_model
-from modelcycle.errors import IntegrityError
+from modelcycle.artifacts import ArtifactStore
 from modelcycle.registry import Registry
 from modelcycle.settings import Settings
 
@@ -97,59 +98,7 @@ def _bad_csv(
     return path
 
 
-# --- configuration -------------------------------------------------------------------------
-
-
-def test_missing_config_file(tmp_path: Path, state: Settings) -> None:
-    path = tmp_path / "no-such-pipeline.yaml"
-    _assert_refused(_train(path), state, str(path), "not found")
-
-
-def test_yaml_syntax_error(tmp_path: Path, state: Settings) -> None:
-    path = tmp_path / "pipeline.yaml"
-    path.write_text("name: gss-income\nowner: x\nsplit: strategy: time\n", encoding="utf-8")
-    _assert_refused(_train(path), state, str(path), "line 3")
-
-
-def test_unknown_config_key(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
-    path = _config_with(tmp_path, small_parquet, lambda raw: raw["split"].update(sed=1))
-    _assert_refused(_train(path), state, str(path), "split.sed", "unknown key")
-
-
-def test_wrong_value_type(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
-    path = _config_with(tmp_path, small_parquet, lambda raw: raw["split"].update(test_share="lots"))
-    _assert_refused(_train(path), state, str(path), "split.test_share", "lots")
-
-
 # --- data ----------------------------------------------------------------------------------
-
-
-def test_data_file_missing(tmp_path: Path, state: Settings) -> None:
-    data = tmp_path / "gone.parquet"
-    _assert_refused(_train(_config_with(tmp_path, data)), state, str(data), "not found")
-
-
-def test_empty_data_file(tmp_path: Path, state: Settings) -> None:
-    data = tmp_path / "empty.csv"
-    data.write_bytes(b"")
-    _assert_refused(_train(_config_with(tmp_path, data)), state, str(data), "empty")
-
-
-def test_missing_required_column(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
-    data = _bad_csv(tmp_path, small_parquet, lambda t: t.drop(columns=["prestg10"]))
-    _assert_refused(
-        _train(_config_with(tmp_path, data)), state, str(data), "missing required column 'prestg10'"
-    )
-
-
-def test_text_in_a_numeric_column(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
-    def text_age(table: pd.DataFrame) -> pd.DataFrame:
-        age = table["age"].astype(object)
-        age.iloc[7] = "abc"
-        return table.assign(age=age)
-
-    data = _bad_csv(tmp_path, small_parquet, text_age)
-    _assert_refused(_train(_config_with(tmp_path, data)), state, str(data), "'age'", "'abc'")
 
 
 def test_values_out_of_range_beyond_the_allowed_share(
@@ -169,35 +118,7 @@ def test_values_out_of_range_beyond_the_allowed_share(
     assert "30.0" in output
 
 
-def test_all_missing_feature(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
-    data = _bad_csv(tmp_path, small_parquet, lambda t: t.assign(prestg10=np.nan))
-    _assert_refused(
-        _train(_config_with(tmp_path, data)),
-        state,
-        str(data),
-        "'prestg10'",
-        "every value is missing",
-    )
-
-
-def test_target_with_a_single_class(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
-    data = _bad_csv(tmp_path, small_parquet, lambda t: t.assign(high_income=0))
-    _assert_refused(
-        _train(_config_with(tmp_path, data)), state, str(data), "'high_income'", "single class"
-    )
-
-
 # --- estimator -----------------------------------------------------------------------------
-
-
-def test_estimator_import_path_that_does_not_exist(
-    tmp_path: Path, small_parquet: Path, state: Settings
-) -> None:
-    def no_such_class(raw: dict) -> None:
-        raw["model"] = {"estimator": "sklearn.ensemble.GradientBoostedUnicorn"}
-
-    path = _config_with(tmp_path, small_parquet, no_such_class)
-    _assert_refused(_train(path), state, "model.estimator", "GradientBoostedUnicorn")
 
 
 def test_import_path_that_is_not_an_estimator(
@@ -212,31 +133,7 @@ def test_import_path_that_is_not_an_estimator(
     )
 
 
-# --- registry ------------------------------------------------------------------------------
-
-
-def test_tampered_champion_file_is_refused(small_config: Path, state: Settings) -> None:
-    first = _train(small_config)
-    assert first.exit_code == 0, _output(first)
-    registry = Registry(state.registry_url)
-    try:
-        champion = registry.champion(MODEL)
-        assert champion is not None
-        model_file = Path(champion.model_location)
-        runs_before = ArtifactStore(state.artifact_store).list_runs(MODEL)
-        assert len(runs_before) == 1
-        with model_file.open("ab") as f:
-            f.write(b"tampered")
-
-        message = _cli_error(_train(small_config, "--mode", "fine_tune"))
-        assert _squeezed(str(model_file)) in _squeezed(message), message
-        assert "SHA-256" in message
-        assert [v.version for v in registry.list_versions(MODEL)] == [1]
-        assert ArtifactStore(state.artifact_store).list_runs(MODEL) == runs_before
-        with pytest.raises(IntegrityError, match="SHA-256"):
-            load_model(model_file, champion.model_sha256)
-    finally:
-        registry.close()
+# --- champion ------------------------------------------------------------------------------
 
 
 def test_fine_tune_without_a_champion(small_config: Path, state: Settings) -> None:
@@ -252,11 +149,3 @@ def test_sensitive_column_missing_from_the_data(
     _assert_refused(
         _train(_config_with(tmp_path, data)), state, str(data), "missing required column 'gender'"
     )
-
-
-def test_impossible_gate_limit(tmp_path: Path, small_parquet: Path, state: Settings) -> None:
-    def impossible(raw: dict) -> None:
-        raw["gate"]["non_inferiority"]["confidence"] = 1.5
-
-    config = _config_with(tmp_path, small_parquet, impossible)
-    _assert_refused(_train(config), state, str(config), "gate.non_inferiority.confidence")

@@ -570,7 +570,7 @@ def test_user_text_is_printed_as_written_never_as_markup(
     from modelcycle.settings import get_settings
 
     monkeypatch.setenv("MODELCYCLE_HOME", str(tmp_path / "state"))
-    reason = "[/ops] [INC-42] :x:"  # short enough for one table cell at 80 columns
+    reason = "[/ops] [INC-42]"  # short enough for one table cell at 80 columns
     _register_with_reason(get_settings(), reason)
     runner = CliRunner()
 
