@@ -1,0 +1,54 @@
+"""`modelcycle serve`: the prediction service, in the foreground until interrupted.
+
+Options override the `MODELCYCLE_SERVE_*` environment; every default lives in
+`modelcycle.serving.ServeSettings`. No Prefect here: the service is a process, not a flow.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def serve(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="Model to serve (repeat for several); default: every model with a champion.",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind [default: 127.0.0.1, loopback only].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes [default: 1].", min=1)
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth", help="Answer without a bearer token (local experiments only)."
+        ),
+    ] = False,
+) -> None:
+    """Serve the champion of each model over HTTP, logging every answer before it is sent."""
+    from pydantic import ValidationError
+
+    from modelcycle.errors import ConfigError
+    from modelcycle.serving import read_settings, serve as run_service
+
+    try:
+        settings = read_settings(
+            models=model or None,
+            host=host,
+            port=port,
+            workers=workers,
+            insecure_no_auth=insecure_no_auth or None,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"serve settings: {where}: {first['msg']}") from None
+    run_service(settings)
