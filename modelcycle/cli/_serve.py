@@ -37,7 +37,8 @@ def serve(
     from pydantic import ValidationError
 
     from modelcycle.errors import ConfigError
-    from modelcycle.serving import read_settings, serve as run_service
+    from modelcycle.serving import read_settings
+    from modelcycle.serving import serve as run_service
 
     try:
         settings = read_settings(

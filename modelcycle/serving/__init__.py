@@ -1,13 +1,23 @@
-"""The prediction service: the champion behind an HTTP API, every answer in the prediction log,
-a new champion picked up without a restart."""
+"""Serving: the prediction service (the champion behind an HTTP API, a new champion picked up
+without a restart) and its durable prediction log."""
 
 from modelcycle.serving._app import API_VERSION, Service, create_app, decode_json
 from modelcycle.serving._auth import ensure_token_file, load_tokens, token_matches
 from modelcycle.serving._batcher import MicroBatcher
 from modelcycle.serving._catalog import Catalog, Slot
+from modelcycle.serving._compact import CompactionReport, compact
 from modelcycle.serving._ids import ID_PATTERN, IdFactory, id_millis
+from modelcycle.serving._log import (
+    LogClosedError,
+    LogOverloaded,
+    LogWriteError,
+    PredictionLog,
+    read_feedback,
+    read_predictions,
+)
 from modelcycle.serving._metrics import MULTIPROC_ENV, Metrics, create_metrics, render_metrics
 from modelcycle.serving._model import Predictions, ServedModel, load_served
+from modelcycle.serving._records import LogRecordError
 from modelcycle.serving._schema import (
     Batch,
     Feature,
@@ -17,6 +27,7 @@ from modelcycle.serving._schema import (
     build_schema,
     learned_categories,
 )
+from modelcycle.serving._segments import CorruptSegmentError
 from modelcycle.serving._server import APP_FACTORY, THREAD_ENV, prepare_environment, serve
 from modelcycle.serving._settings import (
     ENV_PREFIX,
@@ -35,12 +46,19 @@ __all__ = [
     "TOKENS_ENV",
     "Batch",
     "Catalog",
+    "CompactionReport",
+    "CorruptSegmentError",
     "Feature",
     "IdFactory",
     "InputSchema",
+    "LogClosedError",
+    "LogOverloaded",
+    "LogRecordError",
+    "LogWriteError",
     "Metrics",
     "MicroBatcher",
     "NonFinite",
+    "PredictionLog",
     "Predictions",
     "RequestRefused",
     "ServeSettings",
@@ -48,6 +66,7 @@ __all__ = [
     "Service",
     "Slot",
     "build_schema",
+    "compact",
     "create_app",
     "create_metrics",
     "decode_json",
@@ -57,6 +76,8 @@ __all__ = [
     "load_served",
     "load_tokens",
     "prepare_environment",
+    "read_feedback",
+    "read_predictions",
     "read_settings",
     "render_metrics",
     "serve",
