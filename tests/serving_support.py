@@ -149,7 +149,8 @@ class ServiceProcess:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except FileNotFoundError:
                 continue
-            if b"multiprocessing" in cmdline or b"spawn" in cmdline:
+            # uvicorn's workers are spawned (`spawn_main`); the resource tracker is not one.
+            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
                 workers.append(pid)
         return workers
 

@@ -536,4 +536,4 @@ def test_every_answer_is_in_the_log_exactly_once(world: World) -> None:
         mine = logged.loc[logged["id"].isin(answered)]
         assert len(mine) == len(answered) == mine["id"].nunique()
         assert dict(zip(mine["id"], mine["version"], strict=True)) == answered
-    assert len(world.answered) > 100
+    assert world.answered, "no answer was recorded by the tests above"
