@@ -117,7 +117,9 @@ class Service:
             settings.max_batch_rows, settings.max_wait_ms, settings.threads, self.metrics
         )
         self.ids = IdFactory()
-        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{self.ids.new_ids(1)[0][-12:]}"
+        host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"
+        # Unique per live process and across restarts: the log's segment names carry it.
+        self.worker_id = f"{host}-{os.getpid()}-{self.ids.new_ids(1)[0][-12:]}"
         if log_factory is None:
             from modelcycle.serving._log import LogOverloaded, PredictionLog
 
@@ -419,6 +421,9 @@ def _handlers(app: FastAPI, service: Service) -> None:
     async def refused(request: Request, exc: RequestRefused) -> Response:
         name = request.path_params.get("name", "")
         service.metrics.errors.labels(name, exc.kind).inc()
+        route = _route(request.url.path)
+        if route:
+            service.metrics.requests.labels(name, "", route, str(exc.status)).inc()
         headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
         return _json(exc.status, exc.body(), headers)
 
@@ -558,6 +563,15 @@ def _feedback_label(value: Any, model: ServedModel) -> Any:
         return _INVALID
     label = model.label_for(value)
     return _INVALID if label is None else label
+
+
+def _route(path: str) -> str | None:
+    """The metrics label of a /v1 route that was refused (the version is not known then)."""
+    if path.endswith("/feedback"):
+        return None  # counted by the feedback handler, which answers per item
+    if "/versions/" in path and path.endswith("/predict"):
+        return "pinned"
+    return "predict" if path.endswith("/predict") else None
 
 
 def _request_id(request: Request, ids: IdFactory) -> str:
