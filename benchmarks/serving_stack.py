@@ -7,9 +7,9 @@ Both serve the same `modelcycle.serving.Service` (same parsing, micro-batching, 
 prediction log, auth off) for the same demo champion, one uvicorn worker each, uvloop and
 httptools; only the framework's routing and request handling differ. Single-row POSTs from
 `wrk` (Debian package) at concurrency 1 and 8, stacks interleaved per round; prints
-requests/s, p50 and p99 per stack and the Starlette/FastAPI ratios. A third variant,
-`fastapi-def`, runs the same handler as a plain `def` endpoint (FastAPI's thread pool), which
-NOTES-serving.md measured as much slower.
+requests/s, p50 and p99 per stack and the Starlette/FastAPI ratios. (`async def` endpoints
+throughout: NOTES-serving.md measured a `def` endpoint, FastAPI's thread pool, at about half
+the throughput at concurrency 8.)
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ sys.path.insert(0, str(REPO))
 STACKS = {
     "fastapi": "modelcycle.serving:create_app",
     "starlette": "benchmarks.serving_stack:starlette_app",
-    "fastapi-def": "benchmarks.serving_stack:fastapi_def_app",
 }
 _LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -81,23 +80,6 @@ def starlette_app() -> Any:
         exception_handlers={RequestRefused: refused},
         lifespan=lifespan,
     )
-
-
-def fastapi_def_app() -> Any:
-    """The service's app plus a `def` route that blocks a pool thread on the same work."""
-    import anyio.from_thread
-    from fastapi import Request
-
-    from modelcycle.serving import create_app
-
-    app = create_app()
-    service = app.state.service
-
-    @app.post("/v1/def/{name}/predict")
-    def predict_def(name: str, request: Request) -> Any:
-        return anyio.from_thread.run(service.predict, request, name, None)
-
-    return app
 
 
 def _train(home: Path) -> str:

@@ -24,7 +24,7 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes [default: 1].", min=1)
+        int | None, typer.Option(help="Worker processes [default: one per core].", min=1)
     ] = None,
     insecure_no_auth: Annotated[
         bool,

@@ -153,7 +153,11 @@ class Service:
         while True:
             await asyncio.sleep(self.settings.poll_seconds)
             await asyncio.to_thread(self.catalog.poll)
-            self.metrics.log_pending.set(self.log.pending())
+            self.observe_log()
+
+    def observe_log(self) -> None:
+        self.metrics.log_pending.set(self.log.pending())
+        self.metrics.log_at_risk.set(self.log.at_risk())
 
     # -- request steps -----------------------------------------------------------------------
 
@@ -411,7 +415,7 @@ def _routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/metrics", summary="Prometheus metrics of every worker", tags=["operations"])
     async def metrics() -> Response:
-        service.metrics.log_pending.set(service.log.pending())
+        service.observe_log()
         data, content_type = await asyncio.to_thread(render_metrics, service.metrics)
         return Response(data, media_type=content_type)
 

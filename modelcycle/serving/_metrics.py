@@ -31,6 +31,7 @@ class Metrics:
     latency: Any
     batch_rows: Any
     log_pending: Any
+    log_at_risk: Any
     staleness: Any
     verification_failures: Any
     loaded: Any
@@ -87,6 +88,12 @@ def _instruments(own: Any) -> Metrics:
         log_pending=Gauge(
             "modelcycle_serve_log_pending",
             "Prediction-log records queued and not yet durable.",
+            registry=own,
+            multiprocess_mode="livesum",
+        ),
+        log_at_risk=Gauge(
+            "modelcycle_serve_log_at_risk",
+            "Answered records a crash could still lose (relaxed durability only; 0 in strict).",
             registry=own,
             multiprocess_mode="livesum",
         ),

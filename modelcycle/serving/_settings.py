@@ -7,6 +7,7 @@ uvicorn worker process, which builds its app from an import string, reads the sa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -32,7 +33,13 @@ class ServeSettings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Interface to bind; loopback unless told.")
     port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes; default one per core (each predicts in one "
+        "thread, so one worker uses about one core).",
+    )
     threads: int = Field(
         1,
         ge=1,
