@@ -53,7 +53,7 @@ class Catalog:
         self.pinned_cache = pinned_cache
         self.fixed = bool(names)
         self.slots: dict[str, Slot] = {name: Slot(name) for name in names}
-        self._pin_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._pin_locks: dict[str, asyncio.Lock] = {}
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ class Catalog:
         if cached is not None:
             slot.pinned.move_to_end(version)
             return cached
-        lock = self._pin_locks.setdefault((name, version), asyncio.Lock())
+        lock = self._pin_locks.setdefault(name, asyncio.Lock())  # one load at a time per model
         async with lock:
             cached = slot.pinned.get(version)
             if cached is not None:
