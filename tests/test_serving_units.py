@@ -21,6 +21,7 @@ from modelcycle.serving import (
     NonFinite,
     RequestRefused,
     ServeSettings,
+    announce,
     build_schema,
     decode_json,
     ensure_token_file,
@@ -193,3 +194,16 @@ def test_settings_round_trip_through_the_environment(monkeypatch) -> None:
     for key, value in settings.to_env().items():
         monkeypatch.setenv(key, value)
     assert ServeSettings() == settings
+
+
+def test_start_says_where_the_token_is_never_the_token(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MODELCYCLE_HOME", str(tmp_path))
+    monkeypatch.delenv("MODELCYCLE_SERVE_TOKENS", raising=False)
+    settings = ServeSettings()
+    path = ensure_token_file(settings)
+    announce(settings, path)
+    said = capsys.readouterr().err
+    assert str(path) in said and path.read_text().strip() not in said
+    announce(ServeSettings(insecure_no_auth=True, host="0.0.0.0"), None)
+    said = capsys.readouterr().err
+    assert "WARNING: --insecure-no-auth" in said and "not only loopback" in said

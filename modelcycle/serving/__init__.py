@@ -28,7 +28,13 @@ from modelcycle.serving._schema import (
     learned_categories,
 )
 from modelcycle.serving._segments import CorruptSegmentError
-from modelcycle.serving._server import APP_FACTORY, THREAD_ENV, prepare_environment, serve
+from modelcycle.serving._server import (
+    APP_FACTORY,
+    THREAD_ENV,
+    announce,
+    prepare_environment,
+    serve,
+)
 from modelcycle.serving._settings import (
     ENV_PREFIX,
     TOKENS_ENV,
@@ -65,6 +71,7 @@ __all__ = [
     "ServedModel",
     "Service",
     "Slot",
+    "announce",
     "build_schema",
     "compact",
     "create_app",
