@@ -129,6 +129,7 @@ def test_non_finite_and_pii_refused_or_dropped(schema) -> None:
     dropping = build_schema(parse_config(demo_config_dict()), None, "drop")
     batch = dropping.parse({"rows": [_row(respondent_id=7)]}, max_rows=10)
     assert batch.dropped_pii == ["respondent_id"] and "respondent_id" not in batch.inputs(0)
+    assert batch.flags[0] == ["pii_dropped:respondent_id"]
 
 
 def test_column_form_limits_and_shape(schema) -> None:

@@ -159,6 +159,7 @@ class InputSchema:
                 if name in self.pii:
                     if self.pii_policy == "drop":
                         dropped.add(name)
+                        row_flags.append(f"pii_dropped:{name}")
                         continue
                     problems.append(_problem(index, name, _PII_MESSAGE))
                 else:
@@ -226,7 +227,7 @@ class InputSchema:
             )
         size = sizes.pop()
         _check_count(size, max_rows, "columns")
-        flags: list[list[str]] = [[] for _ in range(size)]
+        flags: list[list[str]] = [[f"pii_dropped:{n}" for n in dropped] for _ in range(size)]
         features: dict[str, list[Any]] = {}
         for feature in self.features:
             out = []
