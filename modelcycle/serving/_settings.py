@@ -72,7 +72,14 @@ class ServeSettings(BaseSettings):
         "answer once it is queued (a crash may lose what is queued).",
     )
     log_max_pending: int = Field(50_000, ge=1, description="Queued log records before 503.")
-    log_batch_wait_ms: float = Field(2.0, ge=0, description="Group-commit window of the log.")
+    log_batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="How long the log's writer waits for more records before a write. 0: "
+        "records that arrive during one fsync form the next group anyway, and a lone request "
+        "does not wait (measured: one strict record 0.2 ms at 0 against 3.3-4.0 ms at 2 ms; "
+        "eight concurrent submitters 3,000 against 2,300-2,600 records/s).",
+    )
     log_root: str | None = Field(
         None,
         description="Prediction log folder or fsspec URL; default $MODELCYCLE_HOME/predictions.",
