@@ -3,13 +3,14 @@
     python benchmarks/serving_stack.py                  # 10 s per point, 2 rounds
     python benchmarks/serving_stack.py --seconds 20 --rounds 3
 
-Both serve the same `modelcycle.serving.Service` (same parsing, micro-batching, durable
-prediction log, auth off) for the same demo champion, one uvicorn worker each, uvloop and
-httptools; only the framework's routing and request handling differ. Single-row POSTs from
-`wrk` (Debian package) at concurrency 1 and 8, stacks interleaved per round; prints
-requests/s, p50 and p99 per stack and the Starlette/FastAPI ratios. (`async def` endpoints
-throughout: NOTES-serving.md measured a `def` endpoint, FastAPI's thread pool, at about half
-the throughput at concurrency 8.)
+`modelcycle` is the service as shipped (FastAPI for the OpenAPI page, its prediction routes
+as plain Starlette routes); `fastapi` (every route through FastAPI) and `starlette` serve the
+same `modelcycle.serving.Service` (same parsing, micro-batching, durable prediction log, auth
+off) for the same demo champion, one uvicorn worker each, uvloop and httptools; only the
+framework's routing and request handling differ. Single-row POSTs from `wrk` (Debian package)
+at concurrency 1 and 8, stacks interleaved per round; prints requests/s, p50 and p99 per stack
+and the ratios to `fastapi`. (`async def` endpoints throughout: NOTES-serving.md measured a
+`def` endpoint, FastAPI's thread pool, at about half the throughput at concurrency 8.)
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 STACKS = {
-    "fastapi": "modelcycle.serving:create_app",
+    "modelcycle": "modelcycle.serving:create_app",
+    "fastapi": "benchmarks.serving_stack:fastapi_app",
     "starlette": "benchmarks.serving_stack:starlette_app",
 }
 _LUA = """wrk.method = "POST"
@@ -80,6 +82,19 @@ def starlette_app() -> Any:
         exception_handlers={RequestRefused: refused},
         lifespan=lifespan,
     )
+
+
+def fastapi_app() -> Any:
+    """The service's app with FastAPI's routes answering the hot path too."""
+    from starlette.routing import Route
+
+    from modelcycle.serving import create_app
+
+    app = create_app()
+    app.router.routes[:] = [
+        r for r in app.router.routes if not (type(r) is Route and r.path.startswith("/v1/"))
+    ]
+    return app
 
 
 def _train(home: Path) -> str:
@@ -198,12 +213,13 @@ def main() -> None:
         )
     for connections in (1, 8):
         base = results.get(("fastapi", connections))
-        other = results.get(("starlette", connections))
-        if base and other:
-            ratio = statistics.median(p["rps"] for p in other) / statistics.median(
-                p["rps"] for p in base
-            )
-            print(f"starlette/fastapi req/s at c={connections}: {ratio:.2f}")
+        for stack in ("starlette", "modelcycle"):
+            other = results.get((stack, connections))
+            if base and other:
+                ratio = statistics.median(p["rps"] for p in other) / statistics.median(
+                    p["rps"] for p in base
+                )
+                print(f"{stack}/fastapi req/s at c={connections}: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The HTTP API: predictions (champion and pinned), feedback, model facts, health, metrics.
 
-FastAPI for routing and the OpenAPI page; the hot path reads the raw body and parses it with
-orjson, then checks it against the schema derived from the version's own config (a pydantic
-body model would validate the same rows twice), and answers with orjson bytes. Every refusal
-is one JSON object `{"error": {"kind", "message", "problems"?}}` naming rows and fields, never
-a traceback or a file path.
+FastAPI for the OpenAPI page and the light routes; the hot routes are plain Starlette routes
+(see `_hot_routes`) that read the raw body, parse it with orjson, check it against the schema
+derived from the version's own config (a pydantic body model would validate the same rows
+twice) and answer with orjson bytes. Every refusal is one JSON object
+`{"error": {"kind", "message", "problems"?}}` naming rows and fields, never a traceback or a
+file path.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from modelcycle.registry import Registry
 from modelcycle.serving._auth import load_tokens, token_matches
@@ -352,8 +354,38 @@ def create_app(
     )
     app.state.service = service
     _routes(app, service)
+    _hot_routes(app, service)
     _handlers(app, service)
     return app
+
+
+def _hot_routes(app: FastAPI, service: Service) -> None:
+    """The prediction and feedback routes again, as plain Starlette routes matched first.
+
+    FastAPI's per-request work (parameter and dependency resolution) cost 0.15-0.2 ms per
+    request against Starlette's 0.03-0.06 ms, measured through the ASGI interface on this
+    machine; with micro-batching, the event loop's time per request is what bounds throughput
+    under concurrency (wrk, one worker, single rows: Starlette 1.15x FastAPI's requests/s at
+    concurrency 8, 1.26x at 1, in one run; within noise in another). The FastAPI routes stay
+    for the OpenAPI page and answer only what these do not match (a version that is not an
+    integer gets FastAPI's 422).
+    """
+
+    async def predict(request: Request) -> Response:
+        return await service.predict(request, request.path_params["name"], None)
+
+    async def predict_pinned(request: Request) -> Response:
+        params = request.path_params
+        return await service.predict(request, params["name"], params["version"])
+
+    async def feedback(request: Request) -> Response:
+        return await service.feedback(request, request.path_params["name"])
+
+    app.router.routes[0:0] = [
+        Route("/v1/models/{name}/predict", predict, methods=["POST"]),
+        Route("/v1/models/{name}/versions/{version:int}/predict", predict_pinned, methods=["POST"]),
+        Route("/v1/models/{name}/feedback", feedback, methods=["POST"]),
+    ]
 
 
 def _routes(app: FastAPI, service: Service) -> None:
