@@ -8,9 +8,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from modelcycle.registry import Registry
 from modelcycle.serving._auth import ensure_token_file
 from modelcycle.serving._metrics import MULTIPROC_ENV
 from modelcycle.serving._settings import ServeSettings
+from modelcycle.settings import get_settings
 
 APP_FACTORY = "modelcycle.serving:create_app"
 # Read by OpenMP and BLAS when they load, which is after these are set: each worker is a
@@ -55,10 +57,24 @@ def announce(settings: ServeSettings, token_file: Path | None) -> None:
     )
 
 
+def check_models(settings: ServeSettings) -> None:
+    """A named model must exist (a typo fails here, in one line listing the known models);
+    it may still lack a champion, and is served once it has one."""
+    if not settings.models:
+        return
+    registry = Registry(get_settings().registry_url)
+    try:
+        for name in settings.models:
+            registry.get_model(name)
+    finally:
+        registry.close()
+
+
 def serve(settings: ServeSettings) -> None:
     """Run until interrupted."""
     import uvicorn
 
+    check_models(settings)
     token_file = ensure_token_file(settings)
     settings = prepare_environment(settings)
     announce(settings, token_file)
