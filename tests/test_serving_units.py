@@ -14,7 +14,7 @@ import pytest
 from conftest import demo_config_dict
 
 from modelcycle.config import parse_config
-from modelcycle.errors import ConfigError
+from modelcycle.errors import ConfigError, RegistryError
 from modelcycle.serving import (
     ID_PATTERN,
     IdFactory,
@@ -23,6 +23,7 @@ from modelcycle.serving import (
     ServeSettings,
     announce,
     build_schema,
+    check_models,
     decode_json,
     ensure_token_file,
     id_millis,
@@ -208,3 +209,10 @@ def test_start_says_where_the_token_is_never_the_token(tmp_path: Path, monkeypat
     announce(ServeSettings(insecure_no_auth=True, host="0.0.0.0"), None)
     said = capsys.readouterr().err
     assert "WARNING: --insecure-no-auth" in said and "not only loopback" in said
+
+
+def test_a_model_named_at_start_must_exist(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MODELCYCLE_HOME", str(tmp_path))
+    with pytest.raises(RegistryError, match="no model named 'typo'"):
+        check_models(ServeSettings(models=["typo"]))
+    check_models(ServeSettings())  # none named: every model with a champion, checked later

@@ -32,6 +32,7 @@ from modelcycle.serving._server import (
     APP_FACTORY,
     THREAD_ENV,
     announce,
+    check_models,
     prepare_environment,
     serve,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "Slot",
     "announce",
     "build_schema",
+    "check_models",
     "compact",
     "create_app",
     "create_metrics",
