@@ -22,7 +22,9 @@ import io
 import logging
 import os
 import re
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -213,8 +215,8 @@ def _publish(location: LogLocation, folder: str, final: str, table: pa.Table) ->
     finally:
         os.close(fd)
     os.replace(temporary, final)
-    fsync_dir(directory)
-    fsync_dir(directory.parent)
+    for folder_ in (directory, directory.parent, directory.parent.parent):  # new folders too
+        fsync_dir(folder_)
 
 
 def _check_published(location: LogLocation, final: str, table: pa.Table) -> None:
@@ -281,8 +283,18 @@ def read_log(
     frame = frame.reset_index(drop=True)
     if kind == "predictions":  # Parquet gives arrays back; the log holds lists
         frame["flags"] = [list(flags) for flags in frame["flags"]]
+    frame = _canonical(frame, BASE_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS)
     frame.attrs["refused"] = refused
     return frame
+
+
+def _canonical(frame: pd.DataFrame, base: list[str]) -> pd.DataFrame:
+    """The same rows give the same frame whether read from segments, Parquet or both: fixed
+    column order, and a column with no value at all holds None (not NaN or a null type)."""
+    rest = sorted(c for c in frame.columns if c not in base)
+    frame = frame[[*base, *rest]]
+    empty = {c: pd.Series([None] * len(frame), dtype=object) for c in rest if frame[c].isna().all()}
+    return frame.assign(**empty)
 
 
 def _segment_rows(
@@ -350,22 +362,60 @@ def id_days(ids: Iterable[str]) -> set[date] | None:
     return days
 
 
+class PartCache:
+    """The id columns of compacted parts, kept in memory (least recently used first out).
+
+    A part never changes once published, so a cached copy cannot go stale; one that was
+    deleted is no longer listed, so its copy is never consulted.
+    """
+
+    def __init__(self, max_rows: int = 2_000_000) -> None:
+        self._max_rows = max_rows
+        self._parts: OrderedDict[tuple[str, Kind], dict[str, dict[str, Any]]] = OrderedDict()
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def rows(self, location: LogLocation, part: str, kind: Kind) -> dict[str, dict[str, Any]]:
+        key = (part, kind)
+        with self._lock:
+            if key in self._parts:
+                self._parts.move_to_end(key)
+                return self._parts[key]
+        columns = ["id", "version", "time"] if kind == "predictions" else ["id", "label", "time"]
+        table = pq.read_table(part, columns=columns, filesystem=location.fs)
+        by_id: dict[str, dict[str, Any]] = {}
+        for row in table.to_pylist():
+            earlier = by_id.get(row["id"])
+            if earlier is None or row["time"] < earlier["time"]:
+                by_id[row["id"]] = row
+        with self._lock:
+            self._parts[key] = by_id
+            self._rows += len(by_id)
+            while self._rows > self._max_rows and len(self._parts) > 1:
+                _, evicted = self._parts.popitem(last=False)
+                self._rows -= len(evicted)
+        return by_id
+
+
 def lookup_compacted(
-    location: LogLocation, model: str, kind: Kind, ids: list[str], days: set[date] | None
+    location: LogLocation,
+    model: str,
+    kind: Kind,
+    ids: list[str],
+    days: set[date] | None,
+    cache: PartCache,
 ) -> dict[str, dict[str, Any]]:
     """Rows of compacted parts with these ids (only the columns known_ids needs)."""
-    columns = ["id", "version", "time"] if kind == "predictions" else ["id", "label", "time"]
     found: dict[str, dict[str, Any]] = {}
     for part in _parts(location, model, kind, None, None, days):
         try:
-            table = pq.read_table(
-                part, columns=columns, filters=[("id", "in", ids)], filesystem=location.fs
-            )
+            rows = cache.rows(location, part, kind)
         except (OSError, pa.ArrowException) as exc:
             logger.error("prediction log: refused %s: unreadable Parquet part (%s)", part, exc)
             continue
-        for row in table.to_pylist():
-            earlier = found.get(row["id"])
-            if earlier is None or row["time"] < earlier["time"]:
-                found[row["id"]] = row
+        for identifier in ids:
+            row = rows.get(identifier)
+            earlier = found.get(identifier)
+            if row is not None and (earlier is None or row["time"] < earlier["time"]):
+                found[identifier] = row
     return found

@@ -92,16 +92,7 @@ def check_predictions(records: Iterable[object], pii: Collection[str] = ()) -> l
         for key in ("request_id", "role"):
             if not isinstance(record[key], str) or not record[key]:
                 raise _fail("prediction", index, key, "a non-empty string", record[key])
-        inputs = record["inputs"]
-        if not isinstance(inputs, dict) or not all(
-            isinstance(k, str) and _scalar(v) for k, v in inputs.items()
-        ):
-            raise _fail("prediction", index, "inputs", "an object of finite scalars", inputs)
-        if leaked := sorted(set(inputs) & set(pii)):
-            raise LogRecordError(
-                f"prediction record {index}: field 'inputs' carries PII column(s) {leaked}; "
-                "PII is never logged"
-            )
+        _check_inputs(index, record["inputs"], pii)
         outputs = record["outputs"]
         if not isinstance(outputs, dict) or not all(isinstance(k, str) for k in outputs):
             raise _fail("prediction", index, "outputs", "an object", outputs)
@@ -113,6 +104,26 @@ def check_predictions(records: Iterable[object], pii: Collection[str] = ()) -> l
             raise _fail("prediction", index, "flags", "a list of strings", flags)
         checked.append(record)
     return checked
+
+
+def _check_inputs(index: int, inputs: object, pii: Collection[str]) -> None:
+    """Input values are never echoed in a message: one of them could be personal data."""
+    if not isinstance(inputs, dict):
+        raise LogRecordError(
+            f"prediction record {index}: field 'inputs': expected an object, "
+            f"got {type(inputs).__name__}"
+        )
+    if leaked := sorted(set(inputs) & set(pii), key=str):
+        raise LogRecordError(
+            f"prediction record {index}: field 'inputs' carries PII column(s) {leaked}; "
+            "PII is never logged"
+        )
+    for key, value in inputs.items():
+        if not isinstance(key, str) or not _scalar(value):
+            raise LogRecordError(
+                f"prediction record {index}: field 'inputs.{key}': expected a string, "
+                f"finite number, boolean or null, got {type(value).__name__}"
+            )
 
 
 def check_feedback(records: Iterable[object]) -> list[dict]:

@@ -48,7 +48,7 @@ MAX_FRAME = 1 << 30
 OPEN_SUFFIX, SEALED_SUFFIX = ".open", ".seg"
 SEGMENTS_DIR = "segments"
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_STEM = re.compile(r"(?P<worker>[A-Za-z0-9._-]+)-(?P<seq>\d{20})")
+STEM = re.compile(r"(?P<worker>[A-Za-z0-9._-]+)-(?P<seq>\d{20})")
 
 
 class CorruptSegmentError(ModelcycleError):
@@ -65,8 +65,16 @@ def check_name(kind: str, value: object) -> str:
     return value
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars (what `predict_proba` returns) as the Python values they hold."""
+    if hasattr(value, "item") and hasattr(value, "dtype"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def encode_frame(kind: bytes, payload: Any) -> bytes:
-    body = orjson.dumps(payload)
+    """One frame; raises TypeError (orjson.JSONEncodeError) for a value JSON cannot hold."""
+    body = orjson.dumps(payload, default=_plain)
     head = struct.pack("<cI", kind, len(body))
     return MAGIC + head + struct.pack("<I", zlib.crc32(head + body)) + body
 
@@ -110,7 +118,7 @@ class SegmentContents:
 
 
 def parse_stem(stem: str) -> tuple[str, str]:
-    match = _STEM.fullmatch(stem)
+    match = STEM.fullmatch(stem)
     if match is None:
         raise CorruptSegmentError(f"segment {stem!r}: name is not <worker>-<20-digit seq>")
     return match["worker"], match["seq"]
@@ -263,6 +271,16 @@ class SegmentFile:
         fsync_dir(self.path.parent)
         os.close(self.fd)
         return sealed
+
+    def truncate(self, size: int) -> None:
+        """Cut a group whose write or fsync failed, so its refused records are not read back.
+
+        Best effort: after a failed fsync nothing about the file is certain."""
+        try:
+            os.ftruncate(self.fd, size)
+            self.size = size
+        except OSError:
+            pass
 
     def abandon(self) -> None:
         """Close without sealing (after a failed write): a compactor seals what is whole."""
