@@ -30,7 +30,8 @@ MODEL_FILE = "model.skops"
 SERVE_COMMAND = [
     sys.executable,
     "-c",
-    "import typer; from modelcycle.cli._serve import serve; typer.run(serve)",
+    "from modelcycle.cli import main; main()",
+    "serve",
 ]
 
 

@@ -10,21 +10,24 @@ from typing import Annotated
 
 import typer
 
+from modelcycle.cli._console import fail
+
 
 def serve(
     model: Annotated[
         list[str] | None,
         typer.Option(
             "--model",
+            metavar="NAME",
             help="Model to serve (repeat for several); default: every model with a champion.",
         ),
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Interface to bind [default: 127.0.0.1, loopback only].")
+        str | None, typer.Option(help="Interface to bind (default 127.0.0.1: loopback only).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes [default: one per core].", min=1)
+        int | None, typer.Option(help="Worker processes (default: one per core).", min=1)
     ] = None,
     insecure_no_auth: Annotated[
         bool,
@@ -36,8 +39,8 @@ def serve(
     """Serve the champion of each model over HTTP, logging every answer before it is sent."""
     from pydantic import ValidationError
 
-    from modelcycle.errors import ConfigError
-    from modelcycle.serving import read_settings
+    from modelcycle.errors import ModelcycleError
+    from modelcycle.serving import ENV_PREFIX, read_settings
     from modelcycle.serving import serve as run_service
 
     try:
@@ -51,5 +54,8 @@ def serve(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"serve settings: {where}: {first['msg']}") from None
-    run_service(settings)
+        fail(f"serve setting {where} ({ENV_PREFIX}{where.upper()} or --{where}): {first['msg']}")
+    try:
+        run_service(settings)
+    except ModelcycleError as exc:
+        fail(str(exc))
