@@ -19,6 +19,7 @@ from modelcycle.cli._incidents import incidents_app
 from modelcycle.cli._models import models_app
 from modelcycle.cli._monitor import monitor
 from modelcycle.cli._runlog import reset as reset_run_log
+from modelcycle.cli._serve import serve
 from modelcycle.cli._service import service_app
 from modelcycle.cli._train import train
 from modelcycle.errors import ModelcycleError
@@ -47,7 +48,7 @@ class _Command(TyperGroup):
         except ModelcycleError as exc:
             fail(str(exc))
         except Exception as exc:
-            fail(f"unexpected {type(exc).__name__}: {exc}")
+            fail(f"unexpected {type(exc).__name__}: {exc}", unexpected=True)
 
 
 app = typer.Typer(
@@ -64,6 +65,7 @@ app.add_typer(incidents_app, name="incidents")
 app.command("monitor")(monitor)
 app.command("demo")(demo)
 app.command("train")(train)
+app.command("serve")(serve)
 
 
 @app.callback()

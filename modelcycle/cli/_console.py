@@ -63,12 +63,13 @@ def verbose() -> bool:
     return _verbose[0] if _verbose[0] is not None else debug_enabled()
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, unexpected: bool = False) -> NoReturn:
     """One red line a user can act on; the lines after it (every data problem) are kept.
 
     Called while an exception is handled, the traceback goes to the terminal only with
-    --verbose; otherwise, when there is more than the message to see (a traceback, or
-    Prefect's log of a flow run that failed), it goes to a log file whose path is printed.
+    --verbose; otherwise, when there is more than the message to see (an `unexpected` error's
+    traceback, or Prefect's log of a flow run that failed), it goes to a log file whose path
+    is printed.
     """
     first, _, rest = message.partition("\n")
     exc = sys.exc_info()[1]
@@ -78,7 +79,6 @@ def fail(message: str) -> NoReturn:
     if rest:
         errors.print(rest, highlight=False)
     if exc is not None and not verbose():
-        unexpected = not isinstance(exc, ModelcycleError)
         path = write_failure_log(exc) if unexpected or has_tracebacks() else None
         if path is not None:
             errors.print(
