@@ -154,13 +154,13 @@ def training(
         reference_files=reference,
     )
     folder = write_run_folder(settings.artifact_store, run)
-    version = register_version(
-        settings.registry_url, run.registration(folder.uri), gate.passed, actor
-    )
+    version = register_version(settings.registry_url, run.registration(folder), gate.passed, actor)
     if gate.approval is not None:
         record_approval(settings.registry_url, version, gate.approval)
-    if gate.passed:
-        version = promote_champion(settings.registry_url, version, actor, run.promotion_reason)
+    if gate.passed:  # only over the champion the gate judged against (compare and swap)
+        version = promote_champion(
+            settings.registry_url, version, actor, run.promotion_reason, judged_against=parent
+        )
     publish_report(run, version, folder.uri)
     publish_card(config.name, render_version_card(settings.registry_url, version))
     return run.outcome(version, folder.uri)

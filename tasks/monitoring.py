@@ -31,7 +31,7 @@ from modelcycle.monitoring import (
     Window,
     sampled_html_report,
 )
-from modelcycle.registry import IncidentLog, ModelVersion, Registry, Severity
+from modelcycle.registry import IncidentLog, ModelVersion, Registry, Severity, open_run
 from modelcycle.reports import HTML_REPORT, MonitoringRun
 from modelcycle.utils import json_ready
 from tasks.common import TASK_OPTIONS
@@ -86,15 +86,16 @@ def load_monitored_champion(
 
     The config is the one recorded with the version (the schema it was trained on); a
     `config_path` replaces only its `monitoring` section, so thresholds can be tuned without
-    retraining.
+    retraining. The run folder is read where the registry recorded it (`artifact_uri`), its
+    manifest checked against the registry first; `store_root` is not needed for that.
     """
     record = Registry(registry_url).champion(model_name)
     if record is None:
         raise RegistryError(
             f"model {model_name!r} has no champion to monitor; train and promote one first"
         )
-    store, run_id = ArtifactStore(store_root), record.run_id
-    manifest = store.read_manifest(model_name, run_id)
+    run = open_run(record)  # the manifest as registered, its config as hashed in training
+    manifest = run.manifest
     missing = [f for f in monitoring.REFERENCE_FILES if f not in manifest["files"]]
     if missing:
         raise RegistryError(
@@ -102,10 +103,7 @@ def load_monitored_champion(
             f"missing from {record.artifact_uri}); it was trained before monitoring existed: "
             "retrain it"
         )
-    files = {
-        name: store.read_verified(model_name, run_id, name, manifest)
-        for name in monitoring.REFERENCE_FILES
-    }
+    files = {name: run.read(name) for name in monitoring.REFERENCE_FILES}
     config = parse_config(manifest["config"], f"{record.artifact_uri}/manifest.json (config)")
     if config_path is not None:
         section = _monitoring_section(config_path, model_name)

@@ -12,9 +12,9 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from modelcycle.artifacts import ArtifactStore
 from modelcycle.config import PipelineConfig
 from modelcycle.errors import ArtifactStoreError
+from modelcycle.registry import open_run
 
 if TYPE_CHECKING:
     from modelcycle.registry import AuditEntry, ModelVersion
@@ -368,12 +368,11 @@ def registry_view(version: ModelVersion, audit: list[AuditEntry]) -> dict[str, A
 
 def read_card_facts(version: ModelVersion) -> dict[str, Any]:
     """`card.json` from the version's run folder (a local path or an fsspec URL), checked
-    against the run's manifest so a card is never rendered from edited facts."""
+    against the run's manifest, and the manifest against the registry, so a card is never
+    rendered from edited facts (nor from a manifest edited to vouch for them)."""
     folder = version.artifact_uri.rstrip("/")
     try:
-        data = ArtifactStore.holding(folder).read_verified(
-            version.model_name, version.run_id, "card.json"
-        )
+        data = open_run(version).read("card.json")
     except ArtifactStoreError as exc:
         if not isinstance(exc.__cause__, FileNotFoundError):
             raise
