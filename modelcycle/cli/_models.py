@@ -10,12 +10,14 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from modelcycle.cli._console import (
     check_configured_server,
     console,
     embedded_server_settings,
+    errors,
     fail,
     open_registry,
 )
@@ -208,11 +210,19 @@ def audit(
     name: Annotated[str, typer.Argument(help="Model name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
-    """Every recorded decision about a model, oldest first."""
+    """Every recorded decision about a model, oldest first; warns when its chain is broken."""
     try:
-        entries = open_registry().audit_log(name)
+        registry = open_registry()
+        entries = registry.audit_log(name)
+        (report,) = registry.verify_audit(name)
     except ModelcycleError as exc:
         fail(str(exc))
+    if not report.intact:  # on stderr, so --json output stays parseable
+        errors.print(
+            f"[bold yellow]warning:[/] {escape(report.summary())}; this history may have been "
+            f"rewritten (modelcycle audit verify {escape(name)})",
+            highlight=False,
+        )
     if as_json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
         return
