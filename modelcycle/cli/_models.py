@@ -66,6 +66,21 @@ def _actor() -> str:
         return "cli"
 
 
+def _check_promotable(name: str, version: int) -> None:
+    """A version whose files changed since registration is refused without a flow run (the
+    registry checks again when it moves the alias)."""
+    from modelcycle.errors import IntegrityError
+    from modelcycle.registry import version_problems
+
+    record = open_registry().get_version(name, version)
+    problems = version_problems(record)
+    if problems:
+        raise IntegrityError(
+            f"refusing to make {name} v{version} champion: its files are not the files that "
+            f"were registered: {problems[0]}"
+        )
+
+
 def _check_reason(reason: str) -> None:
     if not reason.strip():
         raise ModelcycleError("--reason: expected a non-empty reason (it goes into the audit log)")
@@ -147,7 +162,7 @@ def promote(
     """Make a version the champion (runs the `promotion` flow)."""
     try:
         _check_reason(reason)
-        open_registry().get_version(name, version)  # refuse before a flow run exists
+        _check_promotable(name, version)  # refuse before a flow run exists
         record = run_governance_flow(
             "promotion",
             model_name=name,
@@ -158,7 +173,8 @@ def promote(
         )
     except ModelcycleError as exc:
         fail(str(exc))
-    console.print(f"{name} v{version} is champion (audit #{record['id']})", highlight=False)
+    # The entry this command's own transaction wrote (another promotion may follow at once).
+    console.print(f"{name} v{version} became champion (audit #{record['id']})", highlight=False)
 
 
 @models_app.command("rollback")
@@ -174,7 +190,7 @@ def rollback(
     except ModelcycleError as exc:
         fail(str(exc))
     console.print(
-        f"{name} rolled back: v{record['champion']} is champion (audit #{record['id']})",
+        f"{name} rolled back: v{record['champion']} became champion (audit #{record['id']})",
         highlight=False,
     )
 
