@@ -6,10 +6,17 @@ The model file holds arbitrary bytes: moving the alias hashes files, it never lo
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
+import sqlalchemy as sa
 
 from modelcycle.artifacts import ArtifactStore, config_hash, sha256_bytes
 
@@ -57,3 +64,36 @@ def write_run(store_root: Path, model: str, run_id: str) -> WrittenRun:
     return WrittenRun(
         folder.uri, sha256_bytes(model_bytes), folder.manifest_sha256, config_hash(config)
     )
+
+
+POSTGRES_ENV = "MODELCYCLE_TEST_POSTGRES_URL"
+
+
+@contextmanager
+def _scratch_database(server_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"modelcycle_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same tests on SQLite and on a real PostgreSQL server (.ci/run starts one)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
+        return
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {POSTGRES_ENV} is not: .ci/run starts PostgreSQL")
+        pytest.skip(f"{POSTGRES_ENV} is not set (.ci/run starts PostgreSQL and sets it)")
+    with _scratch_database(server) as url:
+        yield url

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
+import registry_runs
 import sqlalchemy as sa
-from registry_runs import write_run
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 
@@ -29,43 +27,12 @@ from modelcycle.registry import (
 )
 
 N_PROCESSES = 8
-
-
-POSTGRES_ENV = "MODELCYCLE_TEST_POSTGRES_URL"
+registry_url = registry_runs.registry_url  # the fixture: SQLite, and PostgreSQL when set
+write_run = registry_runs.write_run
 
 
 def _url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
-
-
-@contextmanager
-def _scratch_database(server_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"modelcycle_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The same tests on SQLite and on a real PostgreSQL server (.ci/run starts one)."""
-    if request.param == "sqlite":
-        yield _url(tmp_path)
-        return
-    server = os.environ.get(POSTGRES_ENV)
-    if not server:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {POSTGRES_ENV} is not: .ci/run starts PostgreSQL")
-        pytest.skip(f"{POSTGRES_ENV} is not set (.ci/run starts PostgreSQL and sets it)")
-    with _scratch_database(server) as url:
-        yield url
 
 
 @pytest.fixture(autouse=True)
