@@ -174,9 +174,12 @@ def _cli_promote(args: tuple[str, str, str, str, str, int]) -> tuple[int, int, s
     return version, result.exit_code, result.output
 
 
+CLI_RACERS = 8  # one CLI process each: 50 flow runs at once locked the test server's SQLite
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
-def test_fifty_concurrent_cli_promotions_each_report_their_own_entry(state) -> None:
+def test_concurrent_cli_promotions_each_report_their_own_entry(state) -> None:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.settings import PREFECT_API_URL
@@ -184,7 +187,7 @@ def test_fifty_concurrent_cli_promotions_each_report_their_own_entry(state) -> N
     model = f"race-{uuid.uuid4().hex[:8]}"  # the session server is shared: filter by our key
     registry = Registry(state.registry_url)
     store = Path(state.artifact_store)
-    for i in range(50):
+    for i in range(CLI_RACERS):
         gate = {"passed": True, "judged_against": None}
         registration = _registration(model, store, f"run-{i}", {"roc_auc": 0.8}, gate)
         registry.register_version(
@@ -193,14 +196,14 @@ def test_fifty_concurrent_cli_promotions_each_report_their_own_entry(state) -> N
     home = os.environ["MODELCYCLE_HOME"]
     args = [
         (PREFECT_API_URL.value(), home, os.environ["PREFECT_HOME"], model, "race", v)
-        for v in range(1, 51)
+        for v in range(1, CLI_RACERS + 1)
     ]
-    with multiprocessing.get_context("spawn").Pool(8) as pool:
+    with multiprocessing.get_context("spawn").Pool(CLI_RACERS) as pool:
         results = pool.map(_cli_promote, args, chunksize=1)
 
-    assert [code for _, code, _ in results] == [0] * 50, [r for r in results if r[1]]
+    assert [code for _, code, _ in results] == [0] * CLI_RACERS, [r for r in results if r[1]]
     promotions = {e.version: e for e in registry.audit_log(model) if e.action == "promote"}
-    assert sorted(promotions) == list(range(1, 51))
+    assert sorted(promotions) == list(range(1, CLI_RACERS + 1))
     for version, _, output in results:
         printed = re.search(r"v(\d+) became champion \(audit #(\d+)\)", output)
         assert printed, output
@@ -214,6 +217,7 @@ def test_fifty_concurrent_cli_promotions_each_report_their_own_entry(state) -> N
         )
     described = sorted(a.description for a in artifacts)
     expected = sorted(
-        f"promote of {model} v{v}, audit entry #{promotions[v].id}" for v in range(1, 51)
+        f"promote of {model} v{v}, audit entry #{promotions[v].id}"
+        for v in range(1, CLI_RACERS + 1)
     )
     assert described == expected

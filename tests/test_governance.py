@@ -192,15 +192,18 @@ def test_cli_story_promote_rollback_retire_audit(state, cli_registry: Registry) 
 # --- concurrency and crashes ---------------------------------------------------------------
 
 
-def _promote_one(args: tuple[str, int]) -> int:
-    """One process's promotion, through the library (the CLI race is in test_trust_cli)."""
+def _promote_one(args: tuple[str, int]) -> tuple[int, int]:
+    """One process's promotion through the library, and the entry its transaction reported
+    (the CLI race is in test_concurrent_promotion)."""
     url, version = args
     registry = Registry(url)
     try:
-        registry.promote(MODEL, version, actor=f"proc-{os.getpid()}", reason=f"race {version}")
+        move = registry.promote(
+            MODEL, version, actor=f"proc-{os.getpid()}", reason=f"race {version}"
+        )
     finally:
         registry.close()
-    return version
+    return version, move.entry.id
 
 
 def test_fifty_parallel_promotions_leave_one_champion_and_fifty_entries(
@@ -209,7 +212,7 @@ def test_fifty_parallel_promotions_leave_one_champion_and_fifty_entries(
     registry = _registry_with(url, [VersionStatus.CANDIDATE] * 50, store)
     registry.close()
     with multiprocessing.get_context("spawn").Pool(8) as pool:
-        done = pool.map(_promote_one, [(url, v) for v in range(1, 51)], chunksize=1)
+        done = dict(pool.map(_promote_one, [(url, v) for v in range(1, 51)], chunksize=1))
     assert sorted(done) == list(range(1, 51))
 
     engine = sa.create_engine(url)
@@ -225,6 +228,10 @@ def test_fifty_parallel_promotions_leave_one_champion_and_fifty_entries(
     # Each promotion saw the one before it: one unbroken chain, the last one is champion.
     assert [e.details["previous"] for e in log] == [None] + [e.version for e in log[:-1]]
     assert Registry(url).champion(MODEL).version == log[-1].version
+    # Each process was told the entry its own transaction wrote, and the chain is whole.
+    assert done == {e.version: e.id for e in log}
+    assert [e.seq for e in Registry(url).audit_log(MODEL)] == list(range(1, 101))
+    assert all(r.intact for r in Registry(url).verify_audit(MODEL))
 
 
 # The child pauses inside the promotion's transaction: the alias and the statuses have moved,
