@@ -118,8 +118,9 @@ def test_config_validate_prints_the_same_resolved_config() -> None:
     shown = CliRunner().invoke(app, ["config", "show", str(DEMO)])
     validated = CliRunner().invoke(app, ["config", "validate", str(DEMO)])
     assert validated.exit_code == 0, validated.output
-    first, _, rest = validated.stdout.partition("\n")
+    first, second, rest = validated.stdout.split("\n", 2)
     assert first == f"{DEMO}: valid (gss-income, binary_classification)"
+    assert second.startswith("data: ")
     assert rest == shown.stdout
 
 
