@@ -185,6 +185,8 @@ def _pii_reason(values: pd.Series, name: str) -> str | None:
             return "its values (consecutive unique integers: a row number or identifier)"
     if pd.api.types.is_numeric_dtype(present) or pd.api.types.is_bool_dtype(present):
         return None
+    if pd.api.types.is_datetime64_any_dtype(present) or _looks_like_time(present):
+        return None  # dates are digits and dashes, like phone numbers
     sample = present.astype("string").str.strip().head(SAMPLE)
     for pattern, what in ((_EMAIL, "e-mail addresses"), (_PHONE, "phone numbers")):
         if sample.str.match(pattern).mean() >= PATTERN_SHARE and _has_digits(sample, what):
