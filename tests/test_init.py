@@ -214,8 +214,10 @@ def test_init_validate_train_monitor(
     config_path = tmp_path / "configs" / f"{kind}.yaml"  # another folder: the path is relative
     written = CliRunner().invoke(
         app,
-        ["init", str(source), "--target", "target", "--time-column", "day"]
-        + ["--output", str(config_path), "--name", f"init-{kind}"],
+        [
+            *("init", str(source), "--target", "target", "--time-column", "day"),
+            *("--output", str(config_path), "--name", f"init-{kind}"),
+        ],
     )
     assert written.exit_code == 0, written.output
     assert not Path(yaml.safe_load(config_path.read_text())["data"]["source"]).is_absolute()
