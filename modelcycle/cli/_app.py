@@ -17,6 +17,7 @@ from modelcycle.cli._incidents import incidents_app
 from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
 from modelcycle.cli._monitor import monitor
+from modelcycle.cli._serve import serve
 from modelcycle.cli._service import service_app
 from modelcycle.cli._train import train
 from modelcycle.errors import ModelcycleError
@@ -32,6 +33,7 @@ app.command("monitor")(monitor)
 app.command("demo")(demo)
 app.command("train")(train)
 app.command("init")(init)
+app.command("serve")(serve)
 
 
 def main() -> None:
