@@ -172,7 +172,7 @@ def measure_feature_drift(
         len(result.drifted_columns),
         len(result.tested),
         result.drifted_columns,
-        "not recorded" if weighted is None else f"{weighted:.0%}",
+        "not recorded" if weighted is None else f"{weighted:.1%}",
     )
     return result
 

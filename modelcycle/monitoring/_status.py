@@ -339,7 +339,7 @@ def _drift_reasons(
             )
         elif drifted and weighted >= spec.drift_share_weighted:
             drift.append(
-                f"the drifted features ({', '.join(drifted)}) carry {weighted:.0%} of the "
+                f"the drifted features ({', '.join(drifted)}) carry {weighted:.1%} of the "
                 f"model's permutation importance (>= drift_share_weighted "
                 f"{spec.drift_share_weighted:.0%})"
             )
@@ -347,7 +347,7 @@ def _drift_reasons(
     if critical:
         drift.append(f"critical feature(s) drifted: {', '.join(critical)}")
     if not drift and drifted and share >= spec.warning_share:
-        weight = "" if weighted is None else f"; {weighted:.0%} of the importance"
+        weight = "" if weighted is None else f"; {weighted:.1%} of the importance"
         warning.append(
             f"{plain} >= warning_share {spec.warning_share:.0%}{weight}): {', '.join(drifted)}"
         )

@@ -49,7 +49,7 @@ def _weighted_line(features: DriftResult) -> str:
     weighted = features.weighted_share
     if weighted is None:
         return "No tested feature has a positive permutation importance: no weighted share."
-    return f"The drifted features carry {weighted:.0%} of the model's permutation importance."
+    return f"The drifted features carry {weighted:.1%} of the model's permutation importance."
 
 
 def _quality_lines(quality: Quality) -> list[str]:
