@@ -20,6 +20,7 @@ from modelcycle.cli._console import (
     errors,
     fail,
     open_registry,
+    print_table,
 )
 from modelcycle.errors import ModelcycleError
 
@@ -111,7 +112,7 @@ def list_models(
     table = Table("model", "owner", "versions", "champion", "latest")
     for row in rows:
         table.add_row(*(str(row[k]) if row[k] is not None else "-" for k in row))
-    console.print(table)
+    print_table(table)
 
 
 @models_app.command("show")
@@ -143,7 +144,7 @@ def show_model(
                 metrics,
                 r.code_version,
             )
-        console.print(table)
+        print_table(table)
         return
     for key, value in records[0].to_dict().items():
         shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
@@ -252,7 +253,7 @@ def audit(
             str(e.version) if e.version is not None else "-",
             e.reason,
         )
-    console.print(table)
+    print_table(table)
 
 
 @models_app.command("card")
