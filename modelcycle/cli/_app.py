@@ -12,10 +12,12 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from modelcycle.cli._audit import audit_app
 from modelcycle.cli._config import config_app
 from modelcycle.cli._console import fail, set_verbose
 from modelcycle.cli._demo import demo
 from modelcycle.cli._incidents import incidents_app
+from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
 from modelcycle.cli._monitor import monitor
 from modelcycle.cli._runlog import reset as reset_run_log
@@ -62,9 +64,11 @@ app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 app.add_typer(service_app, name="service")
 app.add_typer(incidents_app, name="incidents")
+app.add_typer(audit_app, name="audit")
 app.command("monitor")(monitor)
 app.command("demo")(demo)
 app.command("train")(train)
+app.command("init")(init)
 app.command("serve")(serve)
 
 

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from modelcycle.cli._console import MAX_RECORD_ID, console, fail, open_incident_log, styled
+from modelcycle.cli._console import (
+    MAX_RECORD_ID,
+    console,
+    fail,
+    open_incident_log,
+    print_table,
+    styled,
+)
 from modelcycle.errors import ModelcycleError
 
 if TYPE_CHECKING:
@@ -53,7 +60,7 @@ def list_incidents(
             str(i.occurrences),
             i.opened_at.strftime("%Y-%m-%d %H:%M"),
         )
-    console.print(table)
+    print_table(table)
 
 
 @incidents_app.command("show")

@@ -17,8 +17,10 @@ from modelcycle.cli._console import (
     check_configured_server,
     console,
     embedded_server_settings,
+    errors,
     fail,
     open_registry,
+    print_table,
     styled,
 )
 from modelcycle.errors import ModelcycleError
@@ -66,6 +68,21 @@ def _actor() -> str:
         return "cli"
 
 
+def _check_promotable(name: str, version: int) -> None:
+    """A version whose files changed since registration is refused without a flow run (the
+    registry checks again when it moves the alias)."""
+    from modelcycle.errors import IntegrityError
+    from modelcycle.registry import version_problems
+
+    record = open_registry().get_version(name, version)
+    problems = version_problems(record)
+    if problems:
+        raise IntegrityError(
+            f"refusing to make {name} v{version} champion: its files are not the files that "
+            f"were registered: {problems[0]}"
+        )
+
+
 def _check_reason(reason: str) -> None:
     if not reason.strip():
         raise ModelcycleError("--reason: expected a non-empty reason (it goes into the audit log)")
@@ -96,7 +113,7 @@ def list_models(
     table = Table("model", "owner", "versions", "champion", "latest")
     for row in rows:
         table.add_row(*(str(row[k]) if row[k] is not None else "-" for k in row))
-    console.print(table)
+    print_table(table)
 
 
 @models_app.command("show")
@@ -130,7 +147,7 @@ def show_model(
                 metrics,
                 r.code_version,
             )
-        console.print(table)
+        print_table(table)
         return
     for key, value in records[0].to_dict().items():
         shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
@@ -151,7 +168,7 @@ def promote(
     """Make a version the champion (runs the `promotion` flow)."""
     try:
         _check_reason(reason)
-        open_registry().get_version(name, version)  # refuse before a flow run exists
+        _check_promotable(name, version)  # refuse before a flow run exists
         record = run_governance_flow(
             "promotion",
             model_name=name,
@@ -162,7 +179,8 @@ def promote(
         )
     except ModelcycleError as exc:
         fail(str(exc))
-    console.print(f"{name} v{version} is champion (audit #{record['id']})", highlight=False)
+    # The entry this command's own transaction wrote (another promotion may follow at once).
+    console.print(f"{name} v{version} became champion (audit #{record['id']})", highlight=False)
 
 
 @models_app.command("rollback")
@@ -178,7 +196,7 @@ def rollback(
     except ModelcycleError as exc:
         fail(str(exc))
     console.print(
-        f"{name} rolled back: v{record['champion']} is champion (audit #{record['id']})",
+        f"{name} rolled back: v{record['champion']} became champion (audit #{record['id']})",
         highlight=False,
     )
 
@@ -214,11 +232,22 @@ def audit(
     name: Annotated[str, typer.Argument(help="Model name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
-    """Every recorded decision about a model, oldest first."""
+    """Every recorded decision about a model, oldest first; warns when its chain is broken."""
     try:
-        entries = open_registry().audit_log(name)
+        registry = open_registry()
+        entries = registry.audit_log(name)
+        (report,) = registry.verify_audit(name)
     except ModelcycleError as exc:
         fail(str(exc))
+    if not report.intact:  # on stderr, so --json output stays parseable
+        errors.print(
+            styled(
+                ("warning:", "bold yellow"),
+                f" {report.summary()}; this history may have been rewritten "
+                f"(modelcycle audit verify {name})",
+            ),
+            highlight=False,
+        )
     if as_json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -232,7 +261,7 @@ def audit(
             str(e.version) if e.version is not None else "-",
             e.reason,
         )
-    console.print(table)
+    print_table(table)
 
 
 @models_app.command("card")
