@@ -238,7 +238,11 @@ def test_init_validate_train_monitor(
     window = _write(_table(kind, rows=300, seed=1), tmp_path / f"window{suffix}")
     watched = monitoring(model_name=f"init-{kind}", window=str(window))
     assert watched["version"] == outcome["version"]
-    # Same distribution, another sample: a chance drift in one column of four is at most a
-    # warning (drift needs half of them).
-    assert watched["status"] in ("ok", "warning"), watched["reasons"]
-    assert len(watched["drifted_columns"]) <= 1
+    # Same distribution, another sample of 300 rows: at most one column drifts by chance (K-S at
+    # 5 % per column). Under the plain share that is at most a warning; the importance-weighted
+    # rule may still call it drift when that column carries most of the model, and says so.
+    assert len(watched["drifted_columns"]) <= 1, watched["reasons"]
+    if watched["status"] == "drift":
+        assert any("permutation importance" in r for r in watched["reasons"]), watched["reasons"]
+    else:
+        assert watched["status"] in ("ok", "warning"), watched["reasons"]
