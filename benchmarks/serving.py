@@ -65,8 +65,10 @@ DEFAULT_SYSTEMS = (
     "bentoml-2",
 )
 OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
-# A quiet environment for every server: no inherited OpenMP or Prefect settings. The anchors
-# run as users run them (no thread caps: none of them sets one); modelcycle sets its own.
+# A quiet environment for every server: no inherited OpenMP or Prefect settings. modelcycle caps
+# its own native threads; the anchors get OMP_NUM_THREADS from --anchor-threads (1 by default:
+# uncapped, one row through the pipeline took 376 ms p50 instead of 31 ms at load 14, which
+# would make them strawmen; 0 runs them as their docs do, with no cap).
 DROPPED_ENV_PREFIXES = ("PREFECT_", "MODELCYCLE_", "OMP_", "OPENBLAS_", "MKL_", "BENCH_")
 
 
@@ -144,8 +146,10 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return {**env, **OFFLINE, **extra}
 
 
-def _model_env(champion: Champion) -> dict[str, str]:
-    return {"BENCH_MODEL": str(champion.model_file), "BENCH_MODEL_SHA256": champion.sha256}
+def _anchor_env(champion: Champion, threads: int, **extra: str) -> dict[str, str]:
+    capped = {"OMP_NUM_THREADS": str(threads)} if threads > 0 else {}
+    model = {"BENCH_MODEL": str(champion.model_file), "BENCH_MODEL_SHA256": champion.sha256}
+    return _clean_env(**model, **capped, **extra)
 
 
 def modelcycle_system(champion: Champion, workers: int, token: str) -> System:
@@ -178,7 +182,7 @@ def modelcycle_system(champion: Champion, workers: int, token: str) -> System:
     )
 
 
-def fastapi_system(champion: Champion, workers: int) -> System:
+def fastapi_system(champion: Champion, workers: int, threads: int) -> System:
     port = _free_port()
     return System(
         name=f"fastapi-{workers}",
@@ -195,7 +199,7 @@ def fastapi_system(champion: Champion, workers: int) -> System:
             "--log-level",
             "warning",
         ],
-        env=_clean_env(**_model_env(champion)),
+        env=_anchor_env(champion, threads),
         cwd=ANCHOR_APPS,
         single_path="/predict",
         batch_path="/predict_batch",
@@ -205,7 +209,9 @@ def fastapi_system(champion: Champion, workers: int) -> System:
     )
 
 
-def mlflow_system(champion: Champion, workers: int, venv: Path, scratch: Path) -> System:
+def mlflow_system(
+    champion: Champion, workers: int, threads: int, venv: Path, scratch: Path
+) -> System:
     """`mlflow models serve --env-manager local` on a model folder saved by mlflow itself."""
     model_dir = scratch / "mlflow-model"
     if not model_dir.exists():
@@ -240,7 +246,7 @@ def mlflow_system(champion: Champion, workers: int, venv: Path, scratch: Path) -
             str(workers),
         ],
         # mlflow's server finds its own executables on PATH.
-        env=_clean_env(PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}"),
+        env=_anchor_env(champion, threads, PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}"),
         single_path="/invocations",
         batch_path="/invocations",
         single_body=lambda row: {"dataframe_records": [row]},
@@ -249,7 +255,7 @@ def mlflow_system(champion: Champion, workers: int, venv: Path, scratch: Path) -
     )
 
 
-def bentoml_system(champion: Champion, workers: int, venv: Path) -> System:
+def bentoml_system(champion: Champion, workers: int, threads: int, venv: Path) -> System:
     port = _free_port()
     return System(
         name=f"bentoml-{workers}",
@@ -262,8 +268,9 @@ def bentoml_system(champion: Champion, workers: int, venv: Path) -> System:
             "--port",
             str(port),
         ],
-        env=_clean_env(
-            **_model_env(champion),
+        env=_anchor_env(
+            champion,
+            threads,
             BENCH_WORKERS=str(workers),
             BENTOML_HOME=str(champion.home.parent / "bentoml-home"),
             PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}",
@@ -278,8 +285,9 @@ def bentoml_system(champion: Champion, workers: int, venv: Path) -> System:
 
 
 def build_systems(
-    names: list[str], champion: Champion, anchors: Path, scratch: Path, token: str
+    args: argparse.Namespace, champion: Champion, scratch: Path, token: str
 ) -> list[System]:
+    names, anchors, threads = args.systems, args.anchors, args.anchor_threads
     systems = []
     for name in names:
         kind, _, count = name.rpartition("-")
@@ -289,16 +297,16 @@ def build_systems(
         if kind == "modelcycle":
             systems.append(modelcycle_system(champion, workers, token))
         elif kind == "fastapi":
-            systems.append(fastapi_system(champion, workers))
+            systems.append(fastapi_system(champion, workers, threads))
         elif kind in ("mlflow", "bentoml"):
             venv = anchors / kind
             if not (venv / "bin" / kind).exists():
                 print(f"skipped {name}: no {kind} executable in {venv}/bin")
                 continue
             if kind == "mlflow":
-                systems.append(mlflow_system(champion, workers, venv, scratch))
+                systems.append(mlflow_system(champion, workers, threads, venv, scratch))
             else:
-                systems.append(bentoml_system(champion, workers, venv))
+                systems.append(bentoml_system(champion, workers, threads, venv))
         else:
             raise SystemExit(f"--systems: unknown system {kind!r} in {name!r}")
     return systems
@@ -630,7 +638,7 @@ def run(args: argparse.Namespace) -> None:
             f"{len(rows):,} unseen rows; cores {os.cpu_count()}, load {os.getloadavg()}"
         )
         token = secrets.token_urlsafe(32)
-        systems = build_systems(args.systems, champion, args.anchors, scratch, token)
+        systems = build_systems(args, champion, scratch, token)
         bodies = {
             (s.name, size): write_bodies(s, rows, scratch, size)
             for s in systems
@@ -692,6 +700,7 @@ def write_results(
                 "cores": os.cpu_count(),
                 "seconds": args.seconds,
                 "warmup": args.warmup,
+                "anchor_threads": args.anchor_threads,
                 "cold_start_s": {s.name: s.cold_start_s for s in systems},
                 "results": results,
                 "log_check": log_check,
@@ -731,6 +740,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=Path("/work/anchors"),
         help="folder with the mlflow/ and bentoml/ virtual environments",
+    )
+    parser.add_argument(
+        "--anchor-threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS for the anchors (1); 0 leaves it unset, as their docs do",
     )
     parser.add_argument("--keep-temp", action="store_true", help="keep bodies and server logs")
     args = parser.parse_args(argv)

@@ -39,7 +39,9 @@ class GssIncome:
         self.model = _load(os.environ["BENCH_MODEL"], os.environ["BENCH_MODEL_SHA256"])
         self.classes = [str(c) for c in self.model.classes_]
 
-    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=256, max_latency_ms=1000)
+    # The docs' example waits at most 1 s; on a busy machine BentoML then answers 503 "process
+    # is overloaded" to much of the load (measured), so it gets the benchmark's 10 s client timeout.
+    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=256, max_latency_ms=10_000)
     def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         probabilities = self.model.predict_proba(pd.DataFrame(rows))
         labels = self.model.classes_[probabilities.argmax(axis=1)]

@@ -5,8 +5,9 @@ An anchor for benchmarks/serving.py, run with the MLflow virtual environment's P
     python mlflow_export.py MODEL.skops SHA256 OUT_DIR
 
 The skops file is checked against its SHA-256, loaded, and saved with `mlflow.sklearn`'s
-defaults (cloudpickle), which is what a user of MLflow gets. No signature: with one, MLflow's
-schema enforcement refuses a JSON null in a string column, and the demo rows have them.
+defaults, which is what a user of MLflow gets (MLflow 3.17 itself saves with skops and asks
+for the same trusted types). No signature: with one, MLflow's schema enforcement refuses a
+JSON null in a string column, and the demo rows have them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def main(model_path: str, expected_sha256: str, out_dir: str) -> None:
     data = Path(model_path).read_bytes()
     if hashlib.sha256(data).hexdigest() != expected_sha256:
         raise SystemExit(f"{model_path}: SHA-256 does not match")
-    mlflow.sklearn.save_model(sio.loads(data, trusted=TRUSTED), out_dir)
+    model = sio.loads(data, trusted=TRUSTED)
+    mlflow.sklearn.save_model(model, out_dir, skops_trusted_types=TRUSTED)
 
 
 if __name__ == "__main__":

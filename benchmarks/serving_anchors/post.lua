@@ -18,9 +18,10 @@ end
 
 local requests = {}
 local index = 0
-local ok = 0
-local failed = 0
-local statuses = {}
+-- Globals, not locals: done() reads them from each thread with thread:get().
+ok = 0
+failed = 0
+statuses = {}
 
 function init(args)
   local headers = { ["Content-Type"] = "application/json" }
@@ -52,13 +53,17 @@ end
 
 function done(summary, latency, requests_)
   local total_ok, total_failed = 0, 0
-  local codes = {}
+  local by_status = {}
   for _, thread in ipairs(threads) do
     total_ok = total_ok + thread:get("ok")
     total_failed = total_failed + thread:get("failed")
     for code, count in pairs(thread:get("statuses")) do
-      codes[#codes + 1] = string.format('"%d": %d', code, count)
+      by_status[code] = (by_status[code] or 0) + count
     end
+  end
+  local codes = {}
+  for code, count in pairs(by_status) do
+    codes[#codes + 1] = string.format('"%d": %d', code, count)
   end
   local errors = summary.errors
   io.write(string.format(
