@@ -122,6 +122,11 @@ class System:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     cold_start_s: float | None = None
+    # Rows answered with a 2xx as the clients counted them, over every request ever sent
+    # (probes and warm-ups too), and how many rows were in flight when a wrk run stopped: the
+    # server may have answered (and logged) those after wrk stopped reading.
+    acknowledged_rows: int = 0
+    unread_rows_bound: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -152,12 +157,15 @@ def _anchor_env(champion: Champion, threads: int, **extra: str) -> dict[str, str
     return _clean_env(**model, **capped, **extra)
 
 
-def modelcycle_system(champion: Champion, workers: int, token: str) -> System:
+def modelcycle_system(champion: Champion, workers: int, token: str, scratch: Path) -> System:
+    """`modelcycle serve` with its defaults (strict durability), its own log folder per run."""
     bin_dir = Path(sys.executable).parent
     port = _free_port()
+    log_root = scratch / f"predictions-modelcycle-{workers}"
     env = _clean_env(
         MODELCYCLE_HOME=str(champion.home),
-        MODELCYCLE_SERVE_TOKEN=token,
+        MODELCYCLE_SERVE_TOKENS=token,
+        MODELCYCLE_SERVE_LOG_ROOT=str(log_root),
         PYTHONPATH=str(REPO),
     )
     return System(
@@ -179,6 +187,7 @@ def modelcycle_system(champion: Champion, workers: int, token: str) -> System:
         batch_body=lambda rows: {"rows": rows},
         auth=f"Bearer {token}",
         port=port,
+        extra={"log_root": str(log_root)},
     )
 
 
@@ -295,7 +304,7 @@ def build_systems(
             raise SystemExit(f"--systems: {name!r} is not KIND-WORKERS (e.g. fastapi-2)")
         workers = int(count)
         if kind == "modelcycle":
-            systems.append(modelcycle_system(champion, workers, token))
+            systems.append(modelcycle_system(champion, workers, token, scratch))
         elif kind == "fastapi":
             systems.append(fastapi_system(champion, workers, threads))
         elif kind in ("mlflow", "bentoml"):
@@ -341,6 +350,7 @@ def start(system: System, logs: Path, probe_row: dict[str, Any]) -> None:
                 )
                 if response.status_code == 200:
                     system.cold_start_s = time.perf_counter() - began
+                    system.acknowledged_rows += 1
                     return
             time.sleep(0.25)
     raise SystemExit(f"{system.name} did not answer a prediction within {STARTUP_TIMEOUT_S} s")
@@ -428,7 +438,10 @@ def run_wrk(system: System, bodies: Path, point: LoadPoint, seconds: float) -> d
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     for line in result.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
-            return json.loads(line.removeprefix("BENCH_RESULT "))
+            outcome = json.loads(line.removeprefix("BENCH_RESULT "))
+            system.acknowledged_rows += outcome["rows_answered"]
+            system.unread_rows_bound += point.connections * point.rows
+            return outcome
     raise SystemExit(f"wrk gave no result for {system.name}: {result.stdout}\n{result.stderr}")
 
 
@@ -466,6 +479,94 @@ def measure(
         "socket_errors": socket_errors,
         "server_cpu_ms_per_request": 1000 * cpu / max(result["ok"], 1),
         "load_average": [load_before, os.getloadavg()[0]],
+    }
+
+
+# =============================================================================================
+# The prediction log: every answered row recorded once
+# =============================================================================================
+
+
+def id_check(
+    system: System, rows: list[dict[str, Any]], requests: int = 400, concurrency: int = 8
+) -> dict[str, Any]:
+    """Send requests of 1-20 rows from `concurrency` threads and keep every id answered, so
+    the log can be checked id by id (wrk cannot keep the ids of what it read)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    answered: dict[str, int] = {}
+    failures: list[str] = []
+    lock = threading.Lock()
+    local = threading.local()
+
+    def send(i: int) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(
+                base_url=system.url, timeout=30, headers={"Authorization": system.auth or ""}
+            )
+        size = 1 + (i * 7) % 20
+        start_at = (i * 37) % (len(rows) - size)
+        response = client.post(
+            system.batch_path, json=system.batch_body(rows[start_at : start_at + size])
+        )
+        with lock:
+            if response.status_code != 200:
+                failures.append(f"{response.status_code}: {response.text[:200]}")
+                return
+            body = response.json()
+            for prediction in body["predictions"]:
+                answered[prediction["id"]] = body["version"]
+            system.acknowledged_rows += len(body["predictions"])
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(send, range(requests)))
+    return {"answered": answered, "failures": failures}
+
+
+def log_check(system: System, ids: dict[str, Any]) -> dict[str, Any]:
+    """The modelcycle log against what its clients were told: the checked ids exactly once with
+    the version that answered, and the record count against every row acknowledged."""
+    from modelcycle.serving import read_predictions
+
+    frame = read_predictions(system.extra["log_root"], MODEL)
+    logged = frame["id"].value_counts()
+    versions = dict(zip(frame["id"], frame["version"], strict=True))
+    answered = ids["answered"]
+    missing = [i for i in answered if i not in logged.index]
+    twice = int((logged > 1).sum())
+    wrong_version = [i for i, v in answered.items() if i in versions and versions[i] != v]
+    records = len(frame)
+    extra = records - system.acknowledged_rows
+    ok = (
+        not missing
+        and not twice
+        and not wrong_version
+        and not ids["failures"]
+        and 0 <= extra <= system.unread_rows_bound
+    )
+    line = (
+        f"log records ({system.name}): {records:,} records for {system.acknowledged_rows:,} rows "
+        f"acknowledged to clients (+{extra:,}; wrk stopped reading with at most "
+        f"{system.unread_rows_bound:,} rows in flight); of {len(answered):,} ids checked one by "
+        f"one, {len(missing)} missing, {twice} logged twice, {len(wrong_version)} with another "
+        f"version, {len(ids['failures'])} failed requests; goal: every answered row once "
+        f"{'PASS' if ok else 'MISS'}"
+    )
+    return {
+        "system": system.name,
+        "records": records,
+        "acknowledged_rows": system.acknowledged_rows,
+        "unread_rows_bound": system.unread_rows_bound,
+        "ids_checked": len(answered),
+        "missing": len(missing),
+        "logged_twice": twice,
+        "wrong_version": len(wrong_version),
+        "failed_requests": ids["failures"][:10],
+        "refused_segments": list(frame.attrs.get("refused", [])),
+        "pass": ok,
+        "line": line,
     }
 
 
@@ -572,7 +673,7 @@ def _best(
     return next((s, v) for s, v in found if v == value), value
 
 
-def goals(results: list[dict[str, Any]], log_check: dict[str, Any] | None) -> list[str]:
+def goals(results: list[dict[str, Any]], log_checks: list[dict[str, Any]]) -> list[str]:
     """Each goal against the anchor's best variant in this run; missing anchors are said so."""
     rps = median_by(results, "requests_per_s")
     p50 = median_by(results, "p50_ms")
@@ -616,8 +717,7 @@ def goals(results: list[dict[str, Any]], log_check: dict[str, Any] | None) -> li
     if mine:
         total = sum(mine.values())
         lines.append(f"errors (modelcycle): {total} (goal 0) {'PASS' if total == 0 else 'MISS'}")
-    if log_check is not None:
-        lines.append(log_check["line"])
+    lines += [check["line"] for check in log_checks]
     return lines
 
 
@@ -666,13 +766,16 @@ def run(args: argparse.Namespace) -> None:
                         flush=True,
                     )
                 order = order[1:] + order[:1]  # rotate: nobody always goes first
-        log_check = None
+        log_checks = []
+        for system in systems:
+            if "log_root" in system.extra:
+                log_checks.append(log_check(system, id_check(system, rows)))
         print()
         print_table(results, systems)
         print()
-        for line in goals(results, log_check):
+        for line in goals(results, log_checks):
             print(line)
-        write_results(args, champion, systems, results, log_check)
+        write_results(args, champion, systems, results, log_checks)
     finally:
         for system in systems:
             stop(system)
@@ -687,7 +790,7 @@ def write_results(
     champion: Champion,
     systems: list[System],
     results: list[dict[str, Any]],
-    log_check: dict[str, Any] | None,
+    log_checks: list[dict[str, Any]],
 ) -> None:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -703,7 +806,7 @@ def write_results(
                 "anchor_threads": args.anchor_threads,
                 "cold_start_s": {s.name: s.cold_start_s for s in systems},
                 "results": results,
-                "log_check": log_check,
+                "log_checks": [{k: v for k, v in c.items() if k != "line"} for c in log_checks],
             },
             indent=2,
         )
