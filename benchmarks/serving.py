@@ -219,17 +219,25 @@ def fastapi_system(champion: Champion, workers: int, threads: int) -> System:
 
 
 def mlflow_system(
-    champion: Champion, workers: int, threads: int, venv: Path, scratch: Path
+    champion: Champion,
+    workers: int,
+    threads: int,
+    venv: Path,
+    scratch: Path,
+    rows: list[dict[str, Any]],
 ) -> System:
     """`mlflow models serve --env-manager local` on a model folder saved by mlflow itself."""
     model_dir = scratch / "mlflow-model"
     if not model_dir.exists():
+        sample = scratch / "mlflow-sample.json"
+        sample.write_text(json.dumps(rows[:1000]))
         subprocess.run(
             [
                 str(venv / "bin" / "python"),
                 str(ANCHOR_APPS / "mlflow_export.py"),
                 str(champion.model_file),
                 champion.sha256,
+                str(sample),
                 str(model_dir),
             ],
             env=_clean_env(),
@@ -294,7 +302,11 @@ def bentoml_system(champion: Champion, workers: int, threads: int, venv: Path) -
 
 
 def build_systems(
-    args: argparse.Namespace, champion: Champion, scratch: Path, token: str
+    args: argparse.Namespace,
+    champion: Champion,
+    scratch: Path,
+    token: str,
+    rows: list[dict[str, Any]],
 ) -> list[System]:
     names, anchors, threads = args.systems, args.anchors, args.anchor_threads
     systems = []
@@ -313,7 +325,7 @@ def build_systems(
                 print(f"skipped {name}: no {kind} executable in {venv}/bin")
                 continue
             if kind == "mlflow":
-                systems.append(mlflow_system(champion, workers, threads, venv, scratch))
+                systems.append(mlflow_system(champion, workers, threads, venv, scratch, rows))
             else:
                 systems.append(bentoml_system(champion, workers, threads, venv))
         else:
@@ -738,7 +750,7 @@ def run(args: argparse.Namespace) -> None:
             f"{len(rows):,} unseen rows; cores {os.cpu_count()}, load {os.getloadavg()}"
         )
         token = secrets.token_urlsafe(32)
-        systems = build_systems(args, champion, scratch, token)
+        systems = build_systems(args, champion, scratch, token, rows)
         bodies = {
             (s.name, size): write_bodies(s, rows, scratch, size)
             for s in systems
