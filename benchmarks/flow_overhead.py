@@ -1,8 +1,8 @@
 """What running the training pipeline as a Prefect flow costs, compared with a plain script.
 
-The same preparation, training and evaluation (the same `modelcycle` calls, in the order of
-`flows/training.py`) run once as a plain Python function and once as the Prefect `training`
-flow, each in its own subprocess with its own fresh MODELCYCLE_HOME and PREFECT_HOME:
+The `training` flow's own body runs once with every task called as a plain function (no
+engine, no server: `plain_pipeline`) and once as the Prefect `training` flow, each in its own
+subprocess with its own fresh MODELCYCLE_HOME and PREFECT_HOME:
 
     .venv/bin/python benchmarks/flow_overhead.py                     # demo (3x) and 1M rows (1x)
     .venv/bin/python benchmarks/flow_overhead.py --sizes demo --skip-search
@@ -93,299 +93,57 @@ class StepTimer:
 
 
 def plain_pipeline(config_path: str, skip_search: bool, steps: StepTimer) -> dict[str, Any]:
-    """`flows/training.py` (mode scratch) without Prefect: the same calls in the same order.
+    """`flows/training.py` (mode scratch) without Prefect's engine: the flow's own body runs, and
+    every task call runs the task's function directly, timed under the task's name.
 
-    Each task body is inlined from `tasks/`: every registry step builds its own `Registry`,
-    logging goes through the standard library, and `publish-report` (Prefect artifacts only)
-    builds the same rows but sends them nowhere.
+    Nothing is copied from the flow, so the two variants cannot drift apart. What the engine
+    would add is left out: task calls make no task runs, the run logger is a standard-library
+    logger, Prefect artifacts go nowhere (their markdown and rows are still built), and the
+    search's candidates are scored one after another in this process (`training.search`, the
+    path for callers without a task runner) instead of on the flow's task runner.
     """
-    from modelcycle import data, evaluation
-    from modelcycle import gate as gating
-    from modelcycle import training as modeling
-    from modelcycle.artifacts import (
-        ArtifactStore,
-        dump_model,
-        fingerprint_frame,
-        load_model,
-        run_lineage,
-        sha256_bytes,
-    )
-    from modelcycle.config import TrainingOverrides, apply_overrides, load_config
-    from modelcycle.data import features_and_target
-    from modelcycle.evaluation import importance_plot, importance_table
-    from modelcycle.gate import (
-        budget_evidence,
-        fairness_evidence,
-        metric_intervals,
-        paired_difference,
-        robustness_evidence,
-    )
-    from modelcycle.registry import Registration, Registry, VersionStatus
-    from modelcycle.reports import card_facts, metrics_rows, render_card, training_summary
-    from modelcycle.settings import get_settings
-    from modelcycle.utils import json_ready, thread_limit
+    from flows.training import TrainingMode, training
+    from modelcycle.config import TrainingOverrides
+
+    overrides = TrainingOverrides(skip_search=True) if skip_search else None
+    with without_engine(steps):
+        return training.fn(
+            config_path=config_path, mode=TrainingMode.scratch, overrides=overrides, actor=ACTOR
+        )
+
+
+@contextlib.contextmanager
+def without_engine(steps: StepTimer) -> Iterator[None]:
+    """Task calls as plain function calls, for the duration of one plain run."""
+    from unittest import mock
+
+    from prefect import Task
+
+    from modelcycle import training
+    from tasks import training as training_tasks
+
+    def call(task: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        with steps(task.name):
+            return task.fn(*args, **kwargs)
 
     log = logging.getLogger("plain")
-    model_file = "model.skops"  # tasks.artifacts.MODEL_FILE (that module imports Prefect)
-    mode = "scratch"
-    overrides = TrainingOverrides(skip_search=True) if skip_search else None
-
-    settings = get_settings()
-    run_id = str(uuid.uuid4())
-    with steps("load-config"):
-        loaded = load_config(config_path)
-        config = apply_overrides(loaded, overrides, f"{config_path} (with run overrides)")
-        modeling.build_pipeline(config)  # the task checks the estimator before reading data
-    with steps("load-champion"):
-        record = Registry(settings.registry_url).champion(config.name)
-        champion = None
-        if record is None:
-            log.info("No champion for %s yet", config.name)
-        else:
-            champion = load_model(record.model_location, record.model_sha256)
-            log.info("Champion is %s v%d", config.name, record.version)
-    parent = record.version if record else None
-
-    with steps("load-data"):
-        source_path = data.resolve_source(config, settings.data_dir)
-        table = data.load_table(config, source_path)
-        source = str(source_path)
-        log.info("Loaded %d rows x %d columns from %s", *table.shape, source)
-    with steps("validate-data"):
-        data.validate(table, config, source)
-    with steps("clean-data"):
-        cleaned, cleaning = data.clean(table, config)
-        log.info("Cleaning kept %d of %d rows", cleaning.rows_out, cleaning.rows_in)
-    with steps("split-data"):
-        train, test = data.split(cleaned, config)
-        log.info(
-            "Split (%s): %d training rows, %d holdout rows",
-            config.split.strategy,
-            len(train),
-            len(test),
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(Task, "__call__", call))
+        stack.enter_context(mock.patch.object(training_tasks, "run_search", training.search))
+        stack.enter_context(
+            mock.patch.dict(os.environ, {"PREFECT__FLOW_RUN_ID": str(uuid.uuid4())})
         )
-    with steps("fingerprint-data"):
-        fingerprints = {"train": fingerprint_frame(train), "holdout": fingerprint_frame(test)}
-    with steps("profile-data"):
-        profile = {"train": data.profile(train), "holdout": data.profile(test)}
+        for module in [m for name, m in sys.modules.items() if name.startswith("tasks.")]:
+            for name in vars(module).copy():
+                if name == "get_run_logger":
+                    stack.enter_context(mock.patch.object(module, name, lambda: log))
+                elif name.startswith("create_") and name.endswith("_artifact"):
+                    stack.enter_context(mock.patch.object(module, name, _nowhere))
+        yield
 
-    with steps("train-model"):
-        X, y = features_and_target(train, config)
-        search = config.model.search
-        log.info(
-            "Training %s on %d rows%s",
-            config.model.estimator,
-            len(X),
-            f" with a search over {search.space} ({search.cv}-fold CV)" if search else "",
-        )
-        threads = get_settings().training_threads
-        weights = modeling.sample_weights(train, config)
-        result = modeling.train(config, X, y, threads, weights)
-        log.info("Trained %s with %s", config.model.estimator, result.best_params)
-    unweighted_outputs = None
-    if config.model.balance.enabled:
-        with steps("train-model-unweighted"):
-            fixed = config.model.model_copy(update={"params": result.best_params, "search": None})
-            plain = modeling.train(config.model_copy(update={"model": fixed}), X, y, threads)
-            with thread_limit(threads):
-                unweighted_outputs = evaluation.predict_outputs(
-                    plain.pipeline, test[config.features.all], config
-                )
 
-    with steps("evaluate-model"):
-        X_test, y_test = features_and_target(test, config)
-        outputs = evaluation.predict_outputs(result.pipeline, X_test, config)
-        metrics = evaluation.compute_metrics(y_test, outputs, config)
-        slices = evaluation.slice_metrics(test, outputs, config)
-        figures = evaluation.plots(y_test, outputs, config)
-    champion_metrics = None
-    if champion is not None:
-        with steps("score-champion"):
-            champion_outputs = evaluation.predict_outputs(champion, X_test, config)
-            champion_metrics = evaluation.compute_metrics(y_test, champion_outputs, config)
-    with steps("compare-with-champion"):
-        comparison = (
-            None if champion_metrics is None else evaluation.compare(metrics, champion_metrics)
-        )
-
-    with steps("record-lineage"):
-        lineage = run_lineage(
-            config.model_dump(mode="json"), fingerprints, source, mode, parent, run_id
-        )
-    with steps("serialize-model"):
-        model_bytes = dump_model(result.pipeline)
-        model_sha256 = sha256_bytes(model_bytes)
-    metadata = {**lineage, "model_file": model_file, "model_sha256": model_sha256}
-
-    spec = config.gate.non_inferiority
-    interval = None
-    if champion is not None:
-        with steps("non-inferiority"):
-            interval = paired_difference(
-                y_test,
-                outputs,
-                champion_outputs,
-                config.evaluation.primary_metric,
-                config,
-                spec.bootstrap,
-                spec.confidence,
-                spec.seed,
-            )
-    with steps("metric-intervals"):
-        intervals = metric_intervals(
-            y_test, outputs, config, spec.bootstrap, spec.confidence, spec.seed
-        )
-    with steps("fairness"):
-        fairness = fairness_evidence(test, outputs, config)
-        unweighted = (
-            fairness_evidence(test, unweighted_outputs, config) if unweighted_outputs else None
-        )
-    with steps("robustness"), thread_limit(threads):
-        robustness = robustness_evidence(result.pipeline, test, config)
-    with steps("budgets"), thread_limit(threads):
-        budgets = budget_evidence(result.pipeline, test, config, len(model_bytes))
-    with steps("explain-model"), thread_limit(threads):
-        importance = importance_table(result.pipeline, test, config)
-        figures["permutation_importance.png"] = importance_plot(importance)
-    with steps("gate"):
-        checks = [
-            *gating.floor_checks(metrics, config),
-            gating.non_inferiority_check(interval, config, parent),
-            *gating.slice_checks(slices, config),
-            *gating.fairness_checks(fairness, config),
-            *gating.robustness_checks(robustness, config),
-            *gating.budget_checks(budgets, config),
-        ]
-        decision = gating.decide(checks, config, parent).to_dict()
-    with steps("gather-card-facts"):
-        facts = json_ready(
-            card_facts(
-                config=config,
-                run_id=run_id,
-                lineage=lineage,
-                fingerprints=fingerprints,
-                rows={"train": len(train), "holdout": len(test)},
-                mode=mode,
-                best_params=result.best_params,
-                metrics=metrics,
-                intervals=intervals,
-                comparison=comparison,
-                non_inferiority=interval.to_dict() if interval else None,
-                slices=slices,
-                fairness=fairness,
-                fairness_unweighted=unweighted,
-                robustness=robustness,
-                budgets=budgets,
-                importance=importance.to_dict(orient="records"),
-                gate=decision,
-            )
-        )
-        card_md = render_card(facts)
-
-    with steps("write-run-folder"):
-        store = ArtifactStore(settings.artifact_store)
-        with store.open_run(config.name, run_id) as run:
-            run.write_bytes(model_file, model_bytes)
-            run.write_json(
-                "metrics.json",
-                json_ready(
-                    {
-                        "candidate": metrics,
-                        "champion_same_rows": champion_metrics,
-                        "comparison": comparison,
-                    }
-                ),
-            )
-            run.write_json("slices.json", json_ready(slices))
-            run.write_json("gate.json", json_ready(decision))
-            run.write_json("profile.json", json_ready(profile))
-            run.write_json("cleaning.json", json_ready(cleaning.to_dict()))
-            if result.search_results is not None:
-                run.write_text("search_results.csv", result.search_results.to_csv(index=False))
-            evidence = {
-                "metric_intervals.json": intervals,
-                "gate/non_inferiority.json": interval.to_dict() if interval else {"champion": None},
-                "gate/fairness.json": {"balanced": fairness, "unbalanced": unweighted},
-                "gate/robustness.json": robustness,
-                "gate/budgets.json": budgets,
-                "card.json": facts,
-            }
-            for name, obj in sorted(evidence.items()):
-                run.write_json(name, json_ready(obj))
-            run.write_text("importance.csv", importance.to_csv(index=False))
-            run.write_text("card.md", card_md)
-            for name, figure in sorted(figures.items()):
-                run.write_figure(f"plots/{name}", figure)
-            folder = run.commit(json_ready(metadata))
-        log.info("Run folder written: %s", folder.uri)
-
-    passed = decision["passed"]
-    with steps("register-version"):
-        status = VersionStatus.CANDIDATE if passed else VersionStatus.REJECTED
-        reason = (
-            "passed the gate" if passed else "failed the gate: " + "; ".join(decision["reasons"])
-        )
-        version = Registry(settings.registry_url).register_version(
-            Registration(
-                model_name=config.name,
-                owner=config.owner,
-                description=config.description,
-                run_id=run_id,
-                artifact_uri=folder.uri,
-                model_file=model_file,
-                model_sha256=model_sha256,
-                data_fingerprint=fingerprints["train"],
-                config_hash=lineage["config_hash"],
-                code_version=lineage["code_version"],
-                package_versions=lineage["package_versions"],
-                parent_version=parent,
-                metrics=json_ready(metrics),
-                gate=json_ready(decision),
-            ),
-            status=status,
-            actor=ACTOR,
-            reason=reason,
-        )
-        log.info("Registered %s v%d as %s", version.model_name, version.version, status)
-    if passed:
-        with steps("promote-champion"):
-            version = Registry(settings.registry_url).promote(
-                version.model_name,
-                version.version,
-                actor=ACTOR,
-                reason="passed the gate in training",
-            )
-            log.info("%s v%d is now champion", version.model_name, version.version)
-
-    summary = training_summary(
-        model=config.name,
-        version=version.version,
-        status=str(version.status),
-        mode=mode,
-        parent_version=parent,
-        metrics=metrics,
-        comparison=comparison,
-        gate=decision,
-        slices=slices,
-        primary_metric=config.evaluation.primary_metric,
-        fingerprints=fingerprints,
-        rows={"train": len(train), "holdout": len(test)},
-        run_uri=folder.uri,
-        code_version=lineage["code_version"],
-        config_hash=lineage["config_hash"],
-    )
-    with steps("publish-report"):
-        rows = metrics_rows(metrics, comparison)
-        log.info("Report: %d characters of markdown, %d metric rows", len(summary), len(rows))
-    return {
-        "model": config.name,
-        "version": version.version,
-        "status": str(version.status),
-        "primary_metric": config.evaluation.primary_metric,
-        "metrics": metrics,
-        "gate": decision["decision"],
-        "run_folder": folder.uri,
-    }
+def _nowhere(*args: Any, **kwargs: Any) -> None:
+    """A Prefect artifact in the plain run: built by the task, sent nowhere."""
 
 
 def _proc_status_kib(pid: int, field: str) -> int | None:
@@ -459,13 +217,8 @@ def run_worker(args: argparse.Namespace) -> None:
         from flows.training import TrainingMode, training
         from modelcycle.config import TrainingOverrides
     else:
-        # What the flow module imports from modelcycle, without Prefect.
-        import modelcycle.artifacts
-        import modelcycle.data
-        import modelcycle.evaluation
-        import modelcycle.registry
-        import modelcycle.reports
-        import modelcycle.training  # noqa: F401
+        # The same modules as the flow variant: the plain run executes the flow's own body.
+        import flows.training  # noqa: F401
 
         logging.basicConfig(
             level=logging.INFO,

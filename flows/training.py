@@ -9,13 +9,10 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from modelcycle.config import ConfigPath, TrainingMode, TrainingOverrides
-from modelcycle.registry import Registration
-from modelcycle.reports import training_summary
 from modelcycle.settings import get_settings
-from modelcycle.utils import json_ready
 from tasks.approval import request_approval
-from tasks.artifacts import MODEL_FILE, RunContents, publish_card, publish_report, write_run_folder
-from tasks.card import gather_card_facts, render_training_card, render_version_card
+from tasks.artifacts import publish_card, publish_report, write_run_folder
+from tasks.card import render_version_card
 from tasks.data import (
     clean_data,
     fingerprint_data,
@@ -35,10 +32,10 @@ from tasks.evaluation import (
 from tasks.gate import (
     assess_fairness,
     assess_robustness,
-    confidence_intervals,
     judge,
     measure_budgets,
-    non_inferiority,
+    measure_metric_intervals,
+    measure_non_inferiority,
     publish_gate_report,
 )
 from tasks.lineage import record_lineage, serialize_model
@@ -49,6 +46,7 @@ from tasks.registry import (
     record_approval,
     register_version,
 )
+from tasks.reports import collect_training_run
 from tasks.training import fine_tune_model, train_model
 
 
@@ -56,7 +54,7 @@ from tasks.training import fine_tune_model, train_model
     name="training", description="Train (or fine-tune) a model, gate it, register it, promote it."
 )
 def training(
-    config_path: ConfigPath = "configs/demo.yaml",
+    config_path: ConfigPath,
     mode: TrainingMode = TrainingMode.scratch,
     overrides: TrainingOverrides | None = None,
     actor: str = "training-flow",
@@ -68,185 +66,107 @@ def training(
     reviewer's form. A rejected candidate is registered as `rejected`, never promoted.
 
     Args:
-        config_path: A pipeline config in `configs/`.
+        config_path: A pipeline config in `configs/` (the deployments name the demo's).
         mode: `scratch` fits a new pipeline; `fine_tune` continues the champion on new data.
         overrides: Per-run changes (data file, time range, seed, parameters, no search).
         actor: Who is recorded in the audit log for this run.
     """
-    settings = get_settings()
-    run_id = flow_run.id
-    config = load_pipeline_config(config_path, overrides)
-    champion = load_champion(config.name, settings.registry_url, mode is TrainingMode.fine_tune)
-    parent = champion.version.version if champion else None
+    settings, run_id = get_settings(), flow_run.id
+    threads, fine_tuning = settings.training_threads, mode is TrainingMode.fine_tune
 
+    # prepare: the config, the champion to beat, and the data, split once
+    config = load_pipeline_config(config_path, overrides)
+    champion = load_champion(config.name, settings.registry_url, fine_tuning)
+    parent = champion.version.version if champion else None
     table, source = load_data(config, settings.data_dir)
     validate_data(table, config, source)
     cleaned, cleaning = clean_data(table, config)
-    train, test = split_data(cleaned, config)
-    fingerprints = fingerprint_data(train, test)
-    profile = profile_data(train, test)
+    train, holdout = split_data(cleaned, config)
+    fingerprints = fingerprint_data(train, holdout)
+    profile = profile_data(train, holdout)
 
-    fine_tuning = mode is TrainingMode.fine_tune
-    threads = settings.training_threads
+    # train: from scratch or from the champion
     if fine_tuning:
-        result = fine_tune_model(champion.pipeline, train, config, threads)
+        trained = fine_tune_model(champion.pipeline, train, config, threads)
     else:
-        result = train_model(train, config, threads)
+        trained = train_model(train, config, threads)
     unweighted_outputs = None
     if config.model.balance.enabled:  # the same fit without weights, for the card's comparison
         plain = (
             fine_tune_model(champion.pipeline, train, config, threads, balanced=False)
             if fine_tuning
-            else train_model(train, config, threads, False, result.best_params)
+            else train_model(train, config, threads, False, trained.best_params)
         )
-        unweighted_outputs = predict_holdout(plain.pipeline, test, config, threads)
+        unweighted_outputs = predict_holdout(plain.pipeline, holdout, config, threads)
 
-    evaluated = evaluate_model(result.pipeline, test, config, threads)
-    champion_score = score_champion(champion.pipeline, test, config, threads) if champion else None
-    champion_metrics = champion_score.metrics if champion_score else None
-    comparison = compare_with_champion(evaluated.metrics, champion_metrics)
+    # evaluate: the candidate and the champion on the same holdout rows
+    evaluated = evaluate_model(trained.pipeline, holdout, config, threads)
+    champion_score = (
+        score_champion(champion.pipeline, holdout, config, threads) if champion else None
+    )
+    comparison = compare_with_champion(
+        evaluated.metrics, champion_score.metrics if champion_score else None
+    )
     reference = build_reference_data(
-        train, test, result.pipeline, config, evaluated.metrics, config_path
+        train, holdout, trained.pipeline, config, evaluated.metrics, config_path
     )
     lineage = record_lineage(config, fingerprints, source, mode.value, parent, run_id)
-    model_bytes, model_sha256 = serialize_model(result.pipeline)
+    model_file = serialize_model(trained.pipeline)
 
-    interval = non_inferiority(
-        test, evaluated.outputs, champion_score.outputs if champion_score else None, config
-    )
-    intervals = confidence_intervals(test, evaluated.outputs, config)
-    fairness = assess_fairness(test, evaluated.outputs, config)
+    # gate: the evidence, the verdict, and the reviewer when the policy asks for one
+    non_inferiority = measure_non_inferiority(holdout, evaluated.outputs, champion_score, config)
+    metric_intervals = measure_metric_intervals(holdout, evaluated.outputs, config)
+    fairness = assess_fairness(holdout, evaluated.outputs, config)
     fairness_unweighted = (
-        assess_fairness(test, unweighted_outputs, config) if unweighted_outputs else None
+        assess_fairness(holdout, unweighted_outputs, config) if unweighted_outputs else None
     )
-    robustness = assess_robustness(result.pipeline, test, config, threads)
-    budgets = measure_budgets(result.pipeline, test, config, len(model_bytes), threads)
-    importance = explain_model(result.pipeline, test, config, threads)
-    gate = judge(
-        evaluated.metrics,
-        interval,
-        evaluated.slices,
-        fairness,
-        robustness,
-        budgets,
-        config,
-        champion.version.version if champion else None,
-    )
-    publish_gate_report(config.name, run_id, gate.to_dict())
+    robustness = assess_robustness(trained.pipeline, holdout, config, threads)
+    budgets = measure_budgets(trained.pipeline, holdout, config, len(model_file[0]), threads)
+    importance = explain_model(trained.pipeline, holdout, config, threads)
+    gate = judge(evaluated, non_inferiority, fairness, robustness, budgets, config, parent)
+    publish_gate_report(config.name, run_id, gate)
     if gate.outcome == "needs_approval":
-        approval = config.gate.approval
-        gate = request_approval(config.name, gate, approval.timeout_seconds, approval.poll_seconds)
-    decision = gate.to_dict()
+        gate = request_approval(config.name, gate, config.gate.approval)
 
-    facts = gather_card_facts(
+    # record: one record of the run, then its folder, its version, and the champion alias
+    run = collect_training_run(
         config=config,
         run_id=run_id,
+        mode=mode,
+        parent_version=parent,
         lineage=lineage,
         fingerprints=fingerprints,
-        rows={"train": len(train), "holdout": len(test)},
-        mode=mode.value,
-        best_params=result.best_params,
-        metrics=evaluated.metrics,
-        intervals=intervals,
+        profile=profile,
+        cleaning=cleaning,
+        trained=trained,
+        model_file=model_file,
+        evaluated=evaluated,
+        champion_score=champion_score,
         comparison=comparison,
-        non_inferiority=interval.to_dict() if interval else None,
-        slices=evaluated.slices,
+        metric_intervals=metric_intervals,
+        non_inferiority=non_inferiority,
         fairness=fairness,
         fairness_unweighted=fairness_unweighted,
         robustness=robustness,
         budgets=budgets,
-        importance=importance.table.to_dict(orient="records"),
-        gate=decision,
-    )
-    contents = RunContents(
-        model_bytes=model_bytes,
-        metrics=evaluated.metrics,
-        champion_metrics=champion_metrics,
-        comparison=comparison,
-        slices=evaluated.slices,
-        gate=decision,
-        profile=profile,
-        cleaning=cleaning.to_dict(),
-        search_results=result.search_results,
-        figures={**evaluated.figures, "permutation_importance.png": importance.figure},
-        metadata={**lineage, "model_file": MODEL_FILE, "model_sha256": model_sha256},
-        evidence={
-            "metric_intervals.json": intervals,
-            "gate/non_inferiority.json": interval.to_dict() if interval else {"champion": None},
-            "gate/fairness.json": {"balanced": fairness, "unbalanced": fairness_unweighted},
-            "gate/robustness.json": robustness,
-            "gate/budgets.json": budgets,
-            "card.json": facts,
-        },
-        texts={
-            "importance.csv": importance.table.to_csv(index=False),
-            "card.md": render_training_card(facts),
-        },
+        importance=importance,
+        gate=gate,
         reference_files=reference,
     )
-    folder = write_run_folder(settings.artifact_store, config.name, run_id, contents)
-
-    registration = Registration(
-        model_name=config.name,
-        owner=config.owner,
-        description=config.description,
-        run_id=run_id,
-        artifact_uri=folder.uri,
-        model_file=MODEL_FILE,
-        model_sha256=model_sha256,
-        data_fingerprint=fingerprints["train"],
-        config_hash=lineage["config_hash"],
-        code_version=lineage["code_version"],
-        package_versions=lineage["package_versions"],
-        parent_version=parent,
-        metrics=json_ready(evaluated.metrics),
-        gate=json_ready(decision),
+    folder = write_run_folder(settings.artifact_store, run)
+    version = register_version(
+        settings.registry_url, run.registration(folder.uri), gate.passed, actor
     )
-    version = register_version(settings.registry_url, registration, gate.passed, actor)
     if gate.approval is not None:
         record_approval(settings.registry_url, version, gate.approval)
     if gate.passed:
-        reason = (
-            f"passed the gate and approved by {gate.approval['reviewer']}"
-            if gate.approval
-            else "passed the gate in training"
-        )
-        version = promote_champion(settings.registry_url, version, actor, reason)
-
-    summary = training_summary(
-        model=config.name,
-        version=version.version,
-        status=str(version.status),
-        mode=mode.value,
-        parent_version=parent,
-        metrics=evaluated.metrics,
-        comparison=comparison,
-        gate=decision,
-        slices=evaluated.slices,
-        primary_metric=config.evaluation.primary_metric,
-        fingerprints=fingerprints,
-        rows={"train": len(train), "holdout": len(test)},
-        run_uri=folder.uri,
-        code_version=lineage["code_version"],
-        config_hash=lineage["config_hash"],
-    )
-    publish_report(config.name, summary, evaluated.metrics, comparison, folder.uri)
+        version = promote_champion(settings.registry_url, version, actor, run.promotion_reason)
+    publish_report(run, version, folder.uri)
     publish_card(config.name, render_version_card(settings.registry_url, version))
-    return {
-        "model": config.name,
-        "version": version.version,
-        "status": str(version.status),
-        "primary_metric": config.evaluation.primary_metric,
-        "metrics": evaluated.metrics,
-        "champion_metrics": champion_metrics,
-        "parent_version": parent,
-        "gate": decision["decision"],
-        "approval": decision["approval"],
-        "non_inferiority": interval.to_dict() if interval else None,
-        "failed_checks": [c["name"] for c in decision["checks"] if c["judged"] and not c["passed"]],
-        "run_folder": folder.uri,
-    }
+    return run.outcome(version, folder.uri)
 
 
 if __name__ == "__main__":
-    training()
+    from flows._deployment import deployment_parameters
+
+    training(config_path=deployment_parameters("training")["config_path"])

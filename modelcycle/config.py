@@ -23,6 +23,8 @@ from pydantic import (
 from modelcycle.errors import ConfigError
 
 DEMO_SOURCE = "demo"
+EXTENDS = "extends"
+"""The key by which a pipeline config names its base, a path relative to itself."""
 
 # Metric name -> (tasks it applies to, higher is better).
 _CLASSIFICATION = ("binary_classification", "multiclass_classification")
@@ -556,6 +558,9 @@ def parse_config(raw: Any, path: str = "<config>") -> PipelineConfig:
     """Validate a mapping; every problem is reported with the key and the file it came from."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    if EXTENDS in raw:
+        # A base is named relative to a file; a bare mapping has no file to resolve it from.
+        raise ConfigError(f"{path}: {EXTENDS!r} is resolved by load_config, from a config file")
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
@@ -581,16 +586,69 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
 
 
+def _merge_over(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """A variant's keys over its base's: mappings merge key by key, anything else replaces.
+
+    `null` is a value like any other, so it means what it means in a flat file: where the schema
+    allows None it unsets what the base set. Neither input is changed.
+    """
+    merged = dict(base)
+    for key, value in own.items():
+        below = merged.get(key)
+        both_mappings = isinstance(below, dict) and isinstance(value, dict)
+        merged[key] = _merge_over(below, value) if both_mappings else value
+    return merged
+
+
+def _anchor_data_source(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A relative data path is relative to the file that states it, even when a variant of that
+    file lives in another folder."""
+    data = raw.get("data")
+    source = data.get("source") if isinstance(data, dict) else None
+    if not isinstance(source, str) or source == DEMO_SOURCE or Path(source).is_absolute():
+        return raw
+    anchored = str((folder / source).resolve())
+    return {**raw, "data": {**data, "source": anchored}}
+
+
+def _base_path(path: Path, reference: Any) -> Path:
+    if not isinstance(reference, str) or not reference.strip():
+        raise ConfigError(
+            f"{path}: {EXTENDS}: expected the path of a base config, relative to this file "
+            f"(got {reference!r})"
+        )
+    return path.parent / reference
+
+
+def _resolved_mapping(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[Path]]:
+    """The file's keys over its bases' (resolved first), and the bases it was built on.
+
+    `chain` is the files that led here (this one last), to refuse a base that leads back.
+    """
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    own = _anchor_data_source(raw, path.parent)
+    if EXTENDS not in own:
+        return own, []
+    own = dict(own)
+    base = _base_path(path, own.pop(EXTENDS))
+    if base.resolve() in {link.resolve() for link in chain}:
+        cycle = " -> ".join(map(str, (*chain, base)))
+        raise ConfigError(f"{path}: extends {base}, which leads back to {path}: a cycle ({cycle})")
+    if not base.is_file():
+        raise ConfigError(f"{path}: extends {base}, which is not found")
+    below, bases = _resolved_mapping(base, (*chain, base))
+    return _merge_over(below, own), [base, *bases]
+
+
 def load_config(path: str | Path) -> PipelineConfig:
-    """Read and validate a pipeline config; a relative data path is resolved against the file."""
+    """Read, resolve the bases and validate the result, which is what runs, is hashed and is
+    recorded (without `extends`); errors name the file and the bases it extends."""
     path = Path(path)
-    config = parse_config(read_yaml(path), str(path))
-    if config.data.is_demo or Path(config.data.source).is_absolute():
-        return config
-    resolved = (path.parent / config.data.source).resolve()
-    return config.model_copy(
-        update={"data": config.data.model_copy(update={"source": str(resolved)})}
-    )
+    raw, bases = _resolved_mapping(path, (path,))
+    label = f"{path} (extends {', '.join(map(str, bases))})" if bases else str(path)
+    return parse_config(raw, label)
 
 
 def config_json_schema() -> dict[str, Any]:
@@ -630,10 +688,14 @@ class TrainingOverrides(_Strict):
 def apply_overrides(
     config: PipelineConfig, overrides: TrainingOverrides | None, path: str = "<overrides>"
 ) -> PipelineConfig:
-    """Merge and validate again, so an override is held to the same schema as the file."""
+    """Merge and validate again, so an override is held to the same schema as the file.
+
+    Nulls are kept: a limit the config leaves null (reported, not judged) must not fall back to
+    its default because the run was given an unrelated override.
+    """
     if overrides is None:
         return config
-    raw = config.model_dump(mode="json", exclude_none=True)
+    raw = config.model_dump(mode="json")
     if overrides.data_source is not None:
         source = overrides.data_source
         raw["data"]["source"] = source if source == DEMO_SOURCE else str(Path(source).resolve())

@@ -16,6 +16,8 @@ REGISTRY_URL_ENV = "MODELCYCLE_REGISTRY_URL"
 ARTIFACT_STORE_ENV = "MODELCYCLE_ARTIFACT_STORE"
 TRAINING_THREADS_ENV = "MODELCYCLE_TRAINING_THREADS"
 DEFAULT_HOME = ".modelcycle"
+# Prefect's own default, so a server started by hand and one started by `service up` agree.
+DEFAULT_PORT = 4200
 
 
 @dataclass(frozen=True)

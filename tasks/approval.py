@@ -17,6 +17,7 @@ from prefect.input import RunInput
 from prefect.states import Running
 from pydantic import Field, field_validator
 
+from modelcycle.config import Approval
 from modelcycle.gate import GateDecision, with_approval
 
 
@@ -51,13 +52,12 @@ def _resume_after_timeout(timeout_seconds: int) -> None:
         )
 
 
-def request_approval(
-    model: str, decision: GateDecision, timeout_seconds: int, poll_seconds: int
-) -> GateDecision:
+def request_approval(model: str, decision: GateDecision, policy: Approval) -> GateDecision:
     """Pause the running flow until a reviewer answers; a timeout rejects.
 
     Called from the flow body (a pause belongs to the flow run, not to a task run).
     """
+    timeout_seconds, poll_seconds = policy.timeout_seconds, policy.poll_seconds
     logger = get_run_logger()
     logger.info(
         "%s waits for a reviewer (up to %d s): open the paused flow run in the Prefect UI, "

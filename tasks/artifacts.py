@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 from prefect import get_run_logger, task
 from prefect.artifacts import (
     create_link_artifact,
@@ -16,32 +13,10 @@ from prefect.artifacts import (
 )
 
 from modelcycle.artifacts import ArtifactStore, RunFolder
-from modelcycle.reports import metrics_rows
+from modelcycle.registry import ModelVersion
+from modelcycle.reports import MODEL_FILE, TrainingRun, metrics_rows
 from modelcycle.utils import json_ready
 from tasks.common import TASK_OPTIONS
-
-MODEL_FILE = "model.skops"
-
-
-@dataclass(frozen=True)
-class RunContents:
-    """Everything a training run writes to its folder."""
-
-    model_bytes: bytes
-    metrics: dict[str, float]
-    champion_metrics: dict[str, float] | None
-    comparison: dict[str, Any] | None
-    slices: list[dict[str, Any]]
-    gate: dict[str, Any]
-    profile: dict[str, Any]
-    cleaning: dict[str, Any]
-    search_results: pd.DataFrame | None
-    figures: dict[str, Figure]
-    metadata: dict[str, Any]
-    evidence: dict[str, Any] = field(default_factory=dict)  # file name -> JSON
-    texts: dict[str, str] = field(default_factory=dict)  # file name -> text (card, CSV)
-    # What monitoring compares windows with (modelcycle.monitoring.Reference.files()).
-    reference_files: dict[str, bytes] = field(default_factory=dict)
 
 
 def _csv(frame: pd.DataFrame) -> str:
@@ -51,10 +26,11 @@ def _csv(frame: pd.DataFrame) -> str:
 
 
 @task(name="write-run-folder", **TASK_OPTIONS)
-def write_run_folder(store_root: str, model: str, run_id: str, contents: RunContents) -> RunFolder:
+def write_run_folder(store_root: str, training_run: TrainingRun) -> RunFolder:
     """All files, then the manifest, then the rename: a crash leaves no complete-looking folder."""
+    contents = training_run.contents()
     store = ArtifactStore(store_root)
-    with store.open_run(model, run_id) as run:
+    with store.open_run(training_run.model, training_run.run_id) as run:
         run.write_bytes(MODEL_FILE, contents.model_bytes)
         run.write_json(
             "metrics.json",
@@ -86,22 +62,17 @@ def write_run_folder(store_root: str, model: str, run_id: str, contents: RunCont
 
 
 @task(name="publish-report", **TASK_OPTIONS)
-def publish_report(
-    model: str,
-    summary_markdown: str,
-    metrics: dict[str, float],
-    comparison: dict[str, Any] | None,
-    run_uri: str,
-) -> None:
+def publish_report(training_run: TrainingRun, version: ModelVersion, run_uri: str) -> None:
     """Stable keys per model, so the UI shows every run's report as one history."""
+    model = training_run.model
     create_markdown_artifact(
         key=f"{model}-training-summary",
-        markdown=summary_markdown,
+        markdown=training_run.summary(version, run_uri),
         description=f"Training summary for {model}",
     )
     create_table_artifact(
         key=f"{model}-metrics",
-        table=metrics_rows(metrics, comparison),
+        table=metrics_rows(training_run.metrics, training_run.comparison),
         description=f"Holdout metrics for {model}",
     )
     link = run_uri if "://" in run_uri else f"file://{run_uri}"

@@ -49,21 +49,21 @@ def clean_data(table: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFram
 
 @task(name="split-data", **TASK_OPTIONS)
 def split_data(table: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    train, test = data.split(table, config)
+    train, holdout = data.split(table, config)
     get_run_logger().info(
         "Split (%s): %d training rows, %d holdout rows",
         config.split.strategy,
         len(train),
-        len(test),
+        len(holdout),
     )
-    return train, test
+    return train, holdout
 
 
 @task(name="fingerprint-data", **TASK_OPTIONS)
-def fingerprint_data(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, str]:
-    return {"train": fingerprint_frame(train), "holdout": fingerprint_frame(test)}
+def fingerprint_data(train: pd.DataFrame, holdout: pd.DataFrame) -> dict[str, str]:
+    return {"train": fingerprint_frame(train), "holdout": fingerprint_frame(holdout)}
 
 
 @task(name="profile-data", **TASK_OPTIONS)
-def profile_data(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, object]:
-    return {"train": data.profile(train), "holdout": data.profile(test)}
+def profile_data(train: pd.DataFrame, holdout: pd.DataFrame) -> dict[str, object]:
+    return {"train": data.profile(train), "holdout": data.profile(holdout)}

@@ -40,16 +40,16 @@ class Importance:
 
 @task(name="evaluate-model", **TASK_OPTIONS)
 def evaluate_model(
-    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig, threads: int | None = None
+    pipeline: Pipeline, holdout: pd.DataFrame, config: PipelineConfig, threads: int | None = None
 ) -> EvaluationResult:
     """Predictions under the training thread cap: uncapped OpenMP threads beside Prefect's
     spin at barriers (measured: the fine-tune run's evaluation took 3.2 s instead of 0.3 s)."""
-    X, y = features_and_target(test, config)
+    X, y = features_and_target(holdout, config)
     with thread_limit(threads):
         outputs = evaluation.predict_outputs(pipeline, X, config)
     return EvaluationResult(
         metrics=evaluation.compute_metrics(y, outputs, config),
-        slices=evaluation.slice_metrics(test, outputs, config),
+        slices=evaluation.slice_metrics(holdout, outputs, config),
         figures=evaluation.plots(y, outputs, config),
         outputs=outputs,
     )
@@ -57,10 +57,10 @@ def evaluate_model(
 
 @task(name="score-champion", **TASK_OPTIONS)
 def score_champion(
-    champion: Pipeline, test: pd.DataFrame, config: PipelineConfig, threads: int | None = None
+    champion: Pipeline, holdout: pd.DataFrame, config: PipelineConfig, threads: int | None = None
 ) -> ChampionScore:
     """The champion on the candidate's holdout: the only fair comparison is on identical rows."""
-    X, y = features_and_target(test, config)
+    X, y = features_and_target(holdout, config)
     with thread_limit(threads):
         outputs = evaluation.predict_outputs(champion, X, config)
     return ChampionScore(evaluation.compute_metrics(y, outputs, config), outputs)
@@ -75,18 +75,18 @@ def compare_with_champion(
 
 @task(name="explain-model", **TASK_OPTIONS)
 def explain_model(
-    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig, threads: int
+    pipeline: Pipeline, holdout: pd.DataFrame, config: PipelineConfig, threads: int
 ) -> Importance:
     """Permutation importance on (a sample of) the holdout, saved with every version."""
     with thread_limit(threads):
-        table = importance_table(pipeline, test, config)
+        table = importance_table(pipeline, holdout, config)
     return Importance(table, importance_plot(table))
 
 
 @task(name="predict-holdout", **TASK_OPTIONS)
 def predict_holdout(
-    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig, threads: int
+    pipeline: Pipeline, holdout: pd.DataFrame, config: PipelineConfig, threads: int
 ) -> evaluation.Outputs:
-    X, _ = features_and_target(test, config)
+    X, _ = features_and_target(holdout, config)
     with thread_limit(threads):
         return evaluation.predict_outputs(pipeline, X, config)

@@ -23,13 +23,14 @@ from modelcycle.gate import (
 from modelcycle.reports import gate_report
 from modelcycle.utils import thread_limit
 from tasks.common import TASK_OPTIONS
+from tasks.evaluation import ChampionScore, EvaluationResult
 
 
 @task(name="non-inferiority", **TASK_OPTIONS)
-def non_inferiority(
-    test: pd.DataFrame,
+def measure_non_inferiority(
+    holdout: pd.DataFrame,
     candidate: Outputs,
-    champion: Outputs | None,
+    champion: ChampionScore | None,
     config: PipelineConfig,
 ) -> PairedInterval | None:
     """Paired bootstrap of (challenger - champion); None is the recorded no-champion branch."""
@@ -37,9 +38,9 @@ def non_inferiority(
         return None
     spec = config.gate.non_inferiority
     return paired_difference(
-        test[config.target],
+        holdout[config.target],
         candidate,
-        champion,
+        champion.outputs,
         config.evaluation.primary_metric,
         config,
         spec.bootstrap,
@@ -49,44 +50,48 @@ def non_inferiority(
 
 
 @task(name="metric-intervals", **TASK_OPTIONS)
-def confidence_intervals(
-    test: pd.DataFrame, outputs: Outputs, config: PipelineConfig
+def measure_metric_intervals(
+    holdout: pd.DataFrame, outputs: Outputs, config: PipelineConfig
 ) -> dict[str, dict[str, float]]:
+    """The candidate's own bootstrap interval per metric (the card shows them); not judged."""
     spec = config.gate.non_inferiority
     return metric_intervals(
-        test[config.target], outputs, config, spec.bootstrap, spec.confidence, spec.seed
+        holdout[config.target], outputs, config, spec.bootstrap, spec.confidence, spec.seed
     )
 
 
 @task(name="fairness", **TASK_OPTIONS)
 def assess_fairness(
-    test: pd.DataFrame, outputs: Outputs, config: PipelineConfig
+    holdout: pd.DataFrame, outputs: Outputs, config: PipelineConfig
 ) -> dict[str, dict[str, Any]]:
-    return fairness_evidence(test, outputs, config)
+    return fairness_evidence(holdout, outputs, config)
 
 
 @task(name="robustness", **TASK_OPTIONS)
 def assess_robustness(
-    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig, threads: int
+    pipeline: Pipeline, holdout: pd.DataFrame, config: PipelineConfig, threads: int
 ) -> dict[str, Any]:
     with thread_limit(threads):
-        return robustness_evidence(pipeline, test, config)
+        return robustness_evidence(pipeline, holdout, config)
 
 
 @task(name="budgets", **TASK_OPTIONS)
 def measure_budgets(
-    pipeline: Pipeline, test: pd.DataFrame, config: PipelineConfig, model_bytes: int, threads: int
+    pipeline: Pipeline,
+    holdout: pd.DataFrame,
+    config: PipelineConfig,
+    model_bytes: int,
+    threads: int,
 ) -> dict[str, Any]:
     """Timed with the same thread cap as training: what a worker of this deployment gets."""
     with thread_limit(threads):
-        return budget_evidence(pipeline, test, config, model_bytes)
+        return budget_evidence(pipeline, holdout, config, model_bytes)
 
 
 @task(name="gate", **TASK_OPTIONS)
 def judge(
-    metrics: dict[str, float],
-    interval: PairedInterval | None,
-    slices: list[dict[str, Any]],
+    evaluated: EvaluationResult,
+    non_inferiority: PairedInterval | None,
     fairness: dict[str, dict[str, Any]],
     robustness: dict[str, Any],
     budgets: dict[str, Any],
@@ -95,9 +100,9 @@ def judge(
 ) -> gate.GateDecision:
     """Every check of the policy, then promote / reject / needs_approval."""
     checks = [
-        *gate.floor_checks(metrics, config),
-        gate.non_inferiority_check(interval, config, champion_version),
-        *gate.slice_checks(slices, config),
+        *gate.floor_checks(evaluated.metrics, config),
+        gate.non_inferiority_check(non_inferiority, config, champion_version),
+        *gate.slice_checks(evaluated.slices, config),
         *gate.fairness_checks(fairness, config),
         *gate.robustness_checks(robustness, config),
         *gate.budget_checks(budgets, config),
@@ -115,10 +120,10 @@ def judge(
 
 
 @task(name="publish-gate-report", **TASK_OPTIONS)
-def publish_gate_report(model: str, run_id: str, decision: dict[str, Any]) -> None:
+def publish_gate_report(model: str, run_id: str, decision: gate.GateDecision) -> None:
     """Before any pause: the reviewer reads this table in the UI to decide."""
     create_markdown_artifact(
         key=f"{model}-gate-report",
-        markdown=gate_report(model, run_id, decision),
+        markdown=gate_report(model, run_id, decision.to_dict()),
         description=f"Gate checks for {model}: value, limit, pass/fail, evidence file",
     )

@@ -16,10 +16,11 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from modelcycle import monitoring
-from modelcycle.artifacts import ArtifactStore, RunFolder, load_model, sha256_bytes
+from modelcycle.artifacts import ArtifactStore, RunFolder, load_model
 from modelcycle.config import Monitoring, PipelineConfig, TimeRange, load_config, parse_config
-from modelcycle.errors import ConfigError, IntegrityError, RegistryError
+from modelcycle.errors import ConfigError, RegistryError
 from modelcycle.monitoring import (
+    DRIFT_EVENT,
     ColumnDrift,
     Decision,
     DriftResult,
@@ -31,13 +32,9 @@ from modelcycle.monitoring import (
     sampled_html_report,
 )
 from modelcycle.registry import IncidentLog, ModelVersion, Registry, Severity
+from modelcycle.reports import HTML_REPORT, MonitoringRun
 from modelcycle.utils import json_ready
 from tasks.common import TASK_OPTIONS
-
-DRIFT_EVENT = "modelcycle.model.drift-detected"
-HTML_REPORT = "report.html"
-SUMMARY = "summary.md"
-
 
 # --- at training time ---------------------------------------------------------------------
 
@@ -105,14 +102,10 @@ def load_monitored_champion(
             f"missing from {record.artifact_uri}); it was trained before monitoring existed: "
             "retrain it"
         )
-    files = {}
-    for name in monitoring.REFERENCE_FILES:
-        data = store.read_bytes(model_name, run_id, name)
-        if sha256_bytes(data) != manifest["files"][name]["sha256"]:
-            raise IntegrityError(
-                f"{record.artifact_uri}/{name}: SHA-256 does not match the run's manifest"
-            )
-        files[name] = data
+    files = {
+        name: store.read_verified(model_name, run_id, name, manifest)
+        for name in monitoring.REFERENCE_FILES
+    }
     config = parse_config(manifest["config"], f"{record.artifact_uri}/manifest.json (config)")
     if config_path is not None:
         section = _monitoring_section(config_path, model_name)
@@ -221,16 +214,14 @@ def no_verdict(window: Window, config: PipelineConfig) -> Decision | None:
 
 @task(name="html-report", **TASK_OPTIONS)
 def build_html_report(
-    reference: Reference,
-    inputs: pd.DataFrame,
-    features: DriftResult,
-    config: PipelineConfig,
-    title: str,
+    champion: Monitored, inputs: pd.DataFrame, features: DriftResult, pattern: str
 ) -> SampledReport:
     """Evidently's report on a bounded sample; the verdicts were computed on all rows.
 
     Columns without values on one side (no verdict) are left out: Evidently refuses them.
     """
+    reference, config = champion.reference, champion.config
+    title = f"{champion.version.model_name} v{champion.version.version}, window {pattern}"
     kinds = monitoring.feature_kinds(config)
     if features.untested:
         title += f" (left out, no values: {', '.join(features.untested)})"
@@ -248,37 +239,28 @@ def build_html_report(
 
 @task(name="write-monitoring-folder", **TASK_OPTIONS)
 def write_monitoring_folder(
-    store_root: str,
-    model: str,
-    run_id: str,
-    documents: dict[str, Any],
-    html: SampledReport | None,
-    metadata: dict[str, Any],
+    store_root: str, run_id: str, monitoring_run: MonitoringRun
 ) -> RunFolder:
     """JSON evidence and the HTML report under `<store>/monitoring/<model>/<run id>`."""
     store = ArtifactStore(posixpath.join(store_root.rstrip("/"), "monitoring"))
-    with store.open_run(model, run_id) as run:
-        for name, document in sorted(documents.items()):
+    with store.open_run(monitoring_run.model, run_id) as run:
+        for name, document in sorted(monitoring_run.documents().items()):
             run.write_json(name, json_ready(document))
-        if html is not None:
-            run.write_text(HTML_REPORT, html.html)
-        folder = run.commit({"kind": "monitoring", **json_ready(metadata)})
+        if monitoring_run.html is not None:
+            run.write_text(HTML_REPORT, monitoring_run.html.html)
+        folder = run.commit({"kind": "monitoring", **json_ready(monitoring_run.folder_metadata())})
     get_run_logger().info("Monitoring folder written: %s", folder.uri)
     return folder
 
 
 @task(name="record-incidents", **TASK_OPTIONS)
 def record_incidents(
-    registry_url: str,
-    version: ModelVersion,
-    decision: Decision,
-    evidence_folder: str,
-    details: dict[str, Any],
-    actor: str,
+    registry_url: str, monitoring_run: MonitoringRun, evidence_folder: str, actor: str
 ) -> list[dict[str, Any]]:
     """One incident per kind (drift, quality) while unresolved; a repeat adds an occurrence
     and a note to it."""
     log = IncidentLog(registry_url)
+    version, decision = monitoring_run.champion, monitoring_run.decision
     summary = "; ".join(decision.reasons)
     recorded = []
     for kind in decision.incident_kinds:
@@ -290,7 +272,7 @@ def record_incidents(
             severity=severity,
             summary=summary,
             evidence_folder=evidence_folder,
-            details=json_ready(details),
+            details=json_ready(monitoring_run.incident_details()),
             actor=actor,
         )
         verb = "opened" if result.opened else "updated"
@@ -325,11 +307,20 @@ def emit_drift_event(payload: dict[str, Any]) -> str:
 
 
 @task(name="publish-monitoring-report", **TASK_OPTIONS)
-def publish_monitoring_report(model: str, markdown: str, html_uri: str | None) -> None:
+def publish_monitoring_report(
+    monitoring_run: MonitoringRun,
+    run_uri: str,
+    incidents: list[dict[str, Any]],
+    event_id: str | None,
+) -> None:
     """Stable keys per model, so the UI shows every monitoring run as one history."""
+    model = monitoring_run.model
     create_markdown_artifact(
-        key=f"{model}-monitoring", markdown=markdown, description=f"Monitoring of {model}"
+        key=f"{model}-monitoring",
+        markdown=monitoring_run.markdown(run_uri, incidents, event_id),
+        description=f"Monitoring of {model}",
     )
+    html_uri = monitoring_run.html_uri(run_uri)
     if html_uri is not None:
         link = html_uri if "://" in html_uri else Path(html_uri).resolve().as_uri()
         create_link_artifact(

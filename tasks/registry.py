@@ -88,7 +88,7 @@ def promote_champion(
     registry_url: str,
     version: ModelVersion,
     actor: str,
-    reason: str = "passed the gate in training",
+    reason: str,
 ) -> ModelVersion:
     promoted = Registry(registry_url).promote(
         version.model_name, version.version, actor=actor, reason=reason

@@ -75,7 +75,14 @@ def small_parquet(demo_parquet: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def demo_config_dict() -> dict[str, Any]:
-    return yaml.safe_load(DEMO_CONFIG.read_text())
+    """The demo config as it runs (bases and schema defaults filled in), to edit and write.
+
+    Resolved rather than read raw: the file states only what differs from the defaults, and a
+    test that edits a key must find it whatever the file leaves out.
+    """
+    from modelcycle.config import load_config
+
+    return load_config(DEMO_CONFIG).model_dump(mode="json")
 
 
 def write_config(folder: Path, raw: dict[str, Any], name: str = "pipeline.yaml") -> Path:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import REPO, demo_config_dict, write_config
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
+from modelcycle.artifacts import config_hash
 from modelcycle.config import (
     PipelineConfig,
     TrainingOverrides,
@@ -23,6 +27,8 @@ from modelcycle.errors import ConfigError
 from modelcycle.training import resolve_estimator
 
 CONFIG_FILES = sorted((REPO / "configs").glob("*.yaml"))
+RESOLVED = json.loads((REPO / "tests" / "fixtures" / "resolved-configs.json").read_text())
+"""Each shipped config as it resolved before the files were layered: config and hash."""
 
 
 def _broken(tmp_path: Path, change) -> Path:
@@ -58,7 +64,7 @@ def test_every_shipped_config_validates(path: Path) -> None:
 
 
 def test_demo_config_values_survive_validation() -> None:
-    raw = demo_config_dict()
+    raw = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())  # the file as written
     config = load_config(REPO / "configs" / "demo.yaml")
     assert config.name == raw["name"]
     assert config.task.value == raw["task"]
@@ -70,6 +76,244 @@ def test_demo_config_values_survive_validation() -> None:
     assert dict(config.gate.floors) == raw["gate"]["floors"]
     # PII is read by nobody: it is not among the columns the pipeline uses.
     assert not set(raw["pii_columns"]) & set(config.used_columns)
+
+
+@pytest.mark.parametrize("name", sorted(RESOLVED))
+def test_shipped_configs_resolve_to_what_they_were_before_layering(name: str) -> None:
+    # The demo's model bytes and config hash must not move when a file is rewritten shorter.
+    resolved = load_config(REPO / "configs" / name).model_dump(mode="json")
+    assert resolved == RESOLVED[name]["config"]
+    assert config_hash(resolved) == RESOLVED[name]["config_hash"]
+
+
+def test_the_approval_demo_is_the_demo_with_a_reviewer() -> None:
+    variant = yaml.safe_load((REPO / "configs" / "demo-approval.yaml").read_text())
+    assert variant["extends"] == "demo.yaml"
+    demo = _demo().model_dump(mode="json")
+    approval = load_config(REPO / "configs" / "demo-approval.yaml").model_dump(mode="json")
+    assert approval["gate"].pop("approval") == {**demo["gate"].pop("approval"), "mode": "required"}
+    assert approval["monitoring"].pop("retrain_mode") == "scratch"
+    demo["monitoring"].pop("retrain_mode")
+    assert approval == demo
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    candidates = [annotation, *typing.get_args(annotation)]
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
+
+def _restated_defaults(
+    stated: dict[str, Any], model: type[BaseModel], where: str = ""
+) -> list[str]:
+    """Keys a file sets to the value the schema would give them anyway."""
+    found = []
+    for key, value in stated.items():
+        field = model.model_fields[key]
+        if typing.get_origin(field.annotation) is dict:  # e.g. columns: name -> ColumnSchema
+            entry = _model_of(typing.get_args(field.annotation)[1])
+            for name, item in value.items() if entry is not None else ():
+                found += _restated_defaults(item, entry, f"{where}{key}.{name}.")
+            continue
+        section = _model_of(field.annotation)
+        if section is not None and isinstance(value, dict):
+            found += _restated_defaults(value, section, f"{where}{key}.")
+            continue
+        if field.is_required():
+            continue
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            default = default.model_dump(mode="json")
+        if value == default:
+            found.append(where + key)
+    return found
+
+
+BASE_FILES = [p for p in CONFIG_FILES if "extends" not in yaml.safe_load(p.read_text())]
+
+
+@pytest.mark.parametrize("path", BASE_FILES, ids=lambda p: p.name)
+def test_a_base_config_states_only_what_differs_from_the_schema(path: Path) -> None:
+    assert _restated_defaults(yaml.safe_load(path.read_text()), PipelineConfig) == []
+
+
+def test_restated_defaults_are_found() -> None:
+    stated = {
+        "split": {"strategy": "time", "seed": 42},
+        "columns": {"age": {"type": "numeric", "max_invalid_share": 0.0}},
+        "gate": {"approval": {"mode": "never"}, "floors": {"roc_auc": 0.7}},
+    }
+    restated = ["split.seed", "columns.age.max_invalid_share", "gate.approval.mode"]
+    assert _restated_defaults(stated, PipelineConfig) == restated
+
+
+# --- extends: variants layered over a base ---------------------------------------------------
+
+
+def _write(path: Path, raw: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _base(folder: Path) -> Path:
+    return _write(folder / "base.yaml", demo_config_dict())
+
+
+def _resolved(path: Path) -> dict[str, Any]:
+    return load_config(path).model_dump(mode="json")
+
+
+def test_a_variant_overrides_one_nested_key_and_keeps_the_rest(tmp_path: Path) -> None:
+    _base(tmp_path)
+    variant = _write(
+        tmp_path / "variant.yaml",
+        {"extends": "base.yaml", "gate": {"robustness": {"noise": 0.1}}},
+    )
+    expected = demo_config_dict()
+    expected["gate"]["robustness"]["noise"] = 0.1
+    assert _resolved(variant) == expected
+
+
+def test_lists_and_scalars_replace_and_null_unsets(tmp_path: Path) -> None:
+    _base(tmp_path)
+    variant = _write(
+        tmp_path / "variant.yaml",
+        {
+            "extends": "base.yaml",
+            "limitations": ["One line."],
+            "evaluation": {"extra_metrics": ["accuracy"]},
+            "model": {"search": None},
+            "gate": {
+                "budgets": {"max_latency_ms_per_1000": None},
+                "fairness": {"max_tpr_gap": None},
+            },
+        },
+    )
+    config = load_config(variant)
+    assert config.limitations == ["One line."]
+    assert config.evaluation.extra_metrics == ["accuracy"]
+    assert config.model.search is None
+    assert config.gate.budgets.max_latency_ms_per_1000 is None
+    assert config.gate.budgets.max_model_mb == 20  # the sibling the variant did not name
+    assert config.gate.fairness.max_tpr_gap is None  # None, not the schema's 0.2
+    assert config.model.params == demo_config_dict()["model"]["params"]
+
+
+def test_a_chain_of_two_resolves_the_deepest_base_first(tmp_path: Path) -> None:
+    _base(tmp_path / "base")
+    _write(
+        tmp_path / "team" / "middle.yaml",
+        {"extends": "../base/base.yaml", "split": {"seed": 7}, "gate": {"floors": {"f1": 0.3}}},
+    )
+    top = _write(
+        tmp_path / "top.yaml",
+        {"extends": "team/middle.yaml", "split": {"seed": 9}, "owner": "someone@example.org"},
+    )
+    expected = demo_config_dict()
+    expected["split"]["seed"] = 9
+    expected["owner"] = "someone@example.org"
+    expected["gate"]["floors"]["f1"] = 0.3
+    assert _resolved(top) == expected
+
+
+def test_a_cycle_is_refused_naming_both_files(tmp_path: Path) -> None:
+    one = _write(tmp_path / "one.yaml", {**demo_config_dict(), "extends": "two.yaml"})
+    two = _write(tmp_path / "two.yaml", {"extends": "one.yaml", "owner": "x@example.org"})
+    message = _config_error(one)
+    assert str(one) in message and str(two) in message
+    assert "cycle" in message
+    assert "\n" not in message
+
+
+def test_a_config_extending_itself_is_a_cycle(tmp_path: Path) -> None:
+    path = _write(tmp_path / "self.yaml", {**demo_config_dict(), "extends": "self.yaml"})
+    message = _config_error(path)
+    assert str(path) in message and "cycle" in message
+
+
+def test_a_missing_base_is_refused_naming_the_variant_and_the_base(tmp_path: Path) -> None:
+    variant = _write(tmp_path / "variant.yaml", {"extends": "bases/nowhere.yaml", "owner": "x"})
+    message = _config_error(variant)
+    assert str(variant) in message
+    assert str(tmp_path / "bases" / "nowhere.yaml") in message
+    assert "not found" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("value", [3, ["base.yaml"], {"path": "base.yaml"}, None, ""])
+def test_extends_must_be_a_path(tmp_path: Path, value: Any) -> None:
+    _base(tmp_path)
+    variant = _write(tmp_path / "variant.yaml", {"extends": value, "owner": "x@example.org"})
+    message = _config_error(variant)
+    assert str(variant) in message
+    assert "extends" in message and "path" in message
+
+
+def test_a_variant_hashes_like_the_equivalent_flat_file(tmp_path: Path) -> None:
+    _base(tmp_path)
+    variant = _write(
+        tmp_path / "variant.yaml",
+        {"extends": "base.yaml", "gate": {"approval": {"mode": "required"}}},
+    )
+    flat = demo_config_dict()
+    flat["gate"]["approval"] = {"mode": "required"}
+    flat_path = _write(tmp_path / "flat.yaml", flat)
+    # The run's lineage hashes the validated config's JSON dump (tasks/lineage.py).
+    assert "extends" not in _resolved(variant)
+    assert config_hash(_resolved(variant)) == config_hash(_resolved(flat_path))
+    assert load_config(variant) == load_config(flat_path)
+
+
+def test_a_mistake_in_a_variant_names_the_variant_and_its_base(tmp_path: Path) -> None:
+    base = _base(tmp_path)
+    variant = _write(tmp_path / "variant.yaml", {"extends": "base.yaml", "split": {"sed": 7}})
+    message = _config_error(variant)
+    assert str(variant) in message and str(base) in message
+    assert "split.sed" in message and "unknown key" in message
+
+
+def test_a_broken_base_is_named(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("name: gss-income\nsplit: strategy: time\n", encoding="utf-8")
+    variant = _write(tmp_path / "variant.yaml", {"extends": "base.yaml", "owner": "x"})
+    message = _config_error(variant)
+    assert str(base) in message and "line 2" in message
+
+
+def test_a_relative_data_path_is_relative_to_the_file_that_states_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = demo_config_dict()
+    raw["data"]["source"] = "../data/table.parquet"
+    _write(tmp_path / "configs" / "base" / "base.yaml", raw)
+    variant = _write(
+        tmp_path / "configs" / "variant.yaml",
+        {"extends": "base/base.yaml", "data": {"format": "parquet"}},
+    )
+    moved = _write(
+        tmp_path / "configs" / "moved.yaml",
+        {"extends": "base/base.yaml", "data": {"source": "table.csv"}},
+    )
+    monkeypatch.chdir(tmp_path)
+    config = load_config(Path("configs") / "variant.yaml")
+    assert Path(config.data.source) == (tmp_path / "configs" / "data" / "table.parquet").resolve()
+    assert config.data.format == "parquet"
+    assert load_config(variant).data.source == config.data.source
+    assert Path(load_config(moved).data.source) == (tmp_path / "configs" / "table.csv").resolve()
+
+
+def test_a_mapping_with_extends_is_not_parsed_without_its_file() -> None:
+    with pytest.raises(ConfigError, match="extends"):
+        parse_config({**demo_config_dict(), "extends": "demo.yaml"}, "run parameters")
+
+
+def test_cli_config_validate_resolves_the_base() -> None:
+    from modelcycle.cli import app
+
+    path = REPO / "configs" / "demo-approval.yaml"
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.output
 
 
 # --- mistakes name the key and the file ----------------------------------------------------
@@ -248,6 +492,18 @@ def test_bad_seed_type_is_refused() -> None:
         apply_overrides(_demo(), unchecked, "run overrides")
     assert "split.seed" in str(info.value)
     assert "run overrides" in str(info.value)
+
+
+def test_overrides_keep_a_limit_the_config_leaves_null() -> None:
+    # An unrelated override must not bring back the default of a limit the file set to null.
+    raw = demo_config_dict()
+    raw["gate"]["fairness"]["max_tpr_gap"] = None
+    config = parse_config(raw)
+    changed = apply_overrides(config, TrainingOverrides(seed=5))
+    assert changed.gate.fairness.max_tpr_gap is None
+    assert changed.model_dump(exclude={"split", "model"}) == config.model_dump(
+        exclude={"split", "model"}
+    )
 
 
 def test_override_data_source_is_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

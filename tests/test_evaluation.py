@@ -378,3 +378,28 @@ def test_no_floors_no_floor_checks() -> None:
     config = _config(gate={"floors": {}})
     assert floor_checks({"roc_auc": 0.1}, config) == []
     assert decide([], config).passed
+
+
+def test_importing_the_library_leaves_matplotlib_alone_and_plots_still_render() -> None:
+    """No backend is chosen at import (it would override the user's MPLBACKEND for the whole
+    process); the plots are bare Figures that render PNG through Agg regardless."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import io, matplotlib, numpy as np, sys\n"
+        "import modelcycle.evaluation, modelcycle.training, modelcycle.artifacts\n"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+        "from modelcycle.evaluation._metrics import _figure\n"
+        "fig, ax = _figure('t'); ax.plot([0, 1], [1, 0]); buffer = io.BytesIO()\n"
+        "fig.savefig(buffer, format='png'); sys.stdout.buffer.write(buffer.getvalue()[:8])\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "MPLBACKEND": "svg", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, check=False, cwd=root
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == PNG_SIGNATURE

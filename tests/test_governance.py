@@ -217,18 +217,31 @@ def test_fifty_parallel_promotions_leave_one_champion_and_fifty_entries(url: str
     assert Registry(url).champion(MODEL).version == log[-1].version
 
 
+# The child pauses inside the promotion's transaction: the alias and the statuses have moved,
+# the audit entry is about to be written, nothing is committed. The pause is the test's own
+# SQLAlchemy listener, so the registry carries no fault-injection code.
+_PAUSED_PROMOTION = """
+import sys, time
+import sqlalchemy as sa
+from modelcycle.registry import Registry
+
+def pause(conn, cursor, statement, parameters, context, executemany):
+    if statement.startswith("INSERT INTO audit_log") and "promote" in parameters:
+        print("modelcycle-fault: inside promote", file=sys.stderr, flush=True)
+        time.sleep(120)
+
+sa.event.listen(sa.engine.Engine, "before_cursor_execute", pause)
+Registry(sys.argv[1]).promote("churn", 2, actor="doomed", reason="killed")
+"""
+
+
 def test_a_promotion_killed_inside_its_transaction_changes_nothing(url: str) -> None:
     registry = _registry_with(url, [VersionStatus.CANDIDATE] * 2)
     registry.promote(MODEL, 1, actor="a", reason="first")
     registry.close()
     before = _snapshot(Registry(url))
-    script = (
-        "import sys; from modelcycle.registry import Registry; "
-        "Registry(sys.argv[1]).promote('churn', 2, actor='doomed', reason='killed')"
-    )
-    env = {**os.environ, "MODELCYCLE_FAULT_SLEEP": "promote:120"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, url], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", _PAUSED_PROMOTION, url], cwd=REPO, stderr=subprocess.PIPE, text=True
     )
     try:
         line = proc.stderr.readline()  # printed after the alias moved, before the commit

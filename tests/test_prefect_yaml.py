@@ -139,3 +139,31 @@ def test_missing_config_path_is_refused_by_parameter_validation(tmp_path: Path) 
 
     with pytest.raises(ParameterTypeError, match=r"config_path.*not found"):
         training.validate_parameters({"config_path": str(tmp_path / "nope.yaml")})
+
+
+def test_the_drift_trigger_listens_for_the_event_monitoring_emits() -> None:
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from modelcycle.monitoring import DRIFT_EVENT as EMITTED
+
+    (raw,) = _by_name("retraining")["triggers"]
+    assert DeploymentEventTrigger.model_validate(raw).expect == {EMITTED}
+    assert EMITTED == DRIFT_EVENT  # a published name: renaming it disconnects deployed triggers
+
+
+@pytest.mark.parametrize(
+    ("name", "demo_values"),
+    [("training", {"config_path"}), ("monitoring", {"model_name", "window"})],
+)
+def test_generic_flows_take_the_demo_values_from_the_deployments(
+    name: str, demo_values: set[str]
+) -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    from flows._deployment import deployment_parameters
+
+    deployment = _by_name(name)
+    flow = load_flow_from_entrypoint(deployment["entrypoint"])
+    assert demo_values <= set(flow.parameters.required or [])
+    assert demo_values <= set(deployment["parameters"])
+    assert deployment_parameters(name) == deployment["parameters"]  # what `python -m` runs

@@ -172,6 +172,29 @@ def test_version_round_trips_every_field(registry: Registry) -> None:
     as_dict = got.to_dict()
     assert as_dict["status"] == "candidate"
     assert as_dict["created_at"].endswith("+00:00")
+    # `models versions` prints the keys in this order; --json keeps it too.
+    assert list(as_dict) == [
+        "model_name",
+        "version",
+        "status",
+        "aliases",
+        "run_id",
+        "artifact_uri",
+        "model_file",
+        "model_location",
+        "model_sha256",
+        "data_fingerprint",
+        "config_hash",
+        "code_version",
+        "package_versions",
+        "parent_version",
+        "metrics",
+        "gate",
+        "created_at",
+        "created_by",
+    ]
+    assert as_dict["model_location"] == got.model_location
+    assert as_dict["aliases"] == []
 
 
 def test_promote_moves_champion_and_archives_previous(registry: Registry) -> None:

@@ -20,7 +20,7 @@ from modelcycle.artifacts import dump_model, sha256_bytes
 from modelcycle.config import Balance, PipelineConfig, SearchRunner, parse_config
 from modelcycle.errors import ConfigError, EstimatorError
 from modelcycle.evaluation import scorer
-from modelcycle.training._pipeline import _cv
+from modelcycle.training._search import _cv
 from tasks.search import search_task_runner
 from tasks.training import train_model
 

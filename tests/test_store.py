@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from modelcycle.artifacts import MANIFEST_FORMAT, ArtifactStore, RunWriter
-from modelcycle.errors import ArtifactStoreError
+from modelcycle.errors import ArtifactStoreError, IntegrityError
 
 
 @pytest.fixture
@@ -254,6 +254,40 @@ def test_verify_detects_tampering(store: ArtifactStore) -> None:
     assert any(p.startswith("keep.bin: size 2") for p in problems)
     assert "gone.bin: missing" in problems
     assert any(p.startswith("extra/sneaky.bin: present but not listed") for p in problems)
+
+
+def test_read_verified_returns_only_what_the_manifest_recorded(store: ArtifactStore) -> None:
+    with store.open_run("m", "r") as writer:
+        writer.write_bytes("model.bin", b"0123456789")
+        writer.write_bytes("keep.bin", b"k")
+        folder = writer.commit({})
+    assert store.read_verified("m", "r", "keep.bin") == b"k"
+    assert store.read_verified("m", "r", "keep.bin", folder.manifest) == b"k"
+    run = store._run_path("m", "r")
+    _put(store, run + "/model.bin", b"0123456780")  # same size, other bytes
+    _put(store, run + "/extra.bin", b"x")  # never listed
+    for name in ("model.bin", "extra.bin"):
+        with pytest.raises(IntegrityError) as info:
+            store.read_verified("m", "r", name)
+        assert str(info.value) == (
+            f"{store.file_uri('m', 'r', name)}: SHA-256 does not match the run's manifest: "
+            "it was changed after the run"
+        )
+    with pytest.raises(ArtifactStoreError, match="no such file") as missing:
+        store.read_verified("m", "r", "gone.bin")
+    assert isinstance(missing.value.__cause__, FileNotFoundError)
+    with pytest.raises(ArtifactStoreError, match="never committed"):
+        store.read_verified("m", "other", "keep.bin")
+
+
+def test_holding_finds_the_store_of_a_run_folder(store: ArtifactStore) -> None:
+    with store.open_run("m", "r") as writer:
+        writer.write_bytes("keep.bin", b"k")
+        folder = writer.commit({})
+    for uri in (folder.uri, folder.uri + "/"):
+        holder = ArtifactStore.holding(uri)
+        assert holder.run_uri("m", "r") == folder.uri
+        assert holder.read_verified("m", "r", "keep.bin") == b"k"
 
 
 def test_read_manifest_rejects_foreign_or_broken_manifest(store: ArtifactStore) -> None:

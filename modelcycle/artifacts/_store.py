@@ -27,7 +27,8 @@ from typing import IO, TYPE_CHECKING, Any, Self
 import fsspec
 from fsspec.core import url_to_fs
 
-from modelcycle.errors import ArtifactStoreError
+from modelcycle.artifacts._model_io import sha256_bytes
+from modelcycle.errors import ArtifactStoreError, IntegrityError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,6 +112,15 @@ class ArtifactStore:
         self.fs: fsspec.AbstractFileSystem = fs
         self._root_path: str = path.rstrip("/") or "/"
         self.is_local = _is_local(fs)
+
+    @classmethod
+    def holding(
+        cls, run_uri: str, storage_options: Mapping[str, Any] | None = None
+    ) -> ArtifactStore:
+        """The store a run folder belongs to, for readers that only know the folder's URI (what
+        the registry records), so they read through the same checks as everyone else."""
+        model_folder = posixpath.dirname(str(run_uri).rstrip("/"))
+        return cls(posixpath.dirname(model_folder), storage_options)
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.root!r})"
@@ -208,11 +218,9 @@ class ArtifactStore:
             if name not in actual:
                 problems.append(f"{name}: missing")
                 continue
-            size, digest = _hash_file(self.fs, actual[name])
-            if size != expected["size"]:
-                problems.append(f"{name}: size {size} bytes, manifest says {expected['size']}")
-            elif digest != expected["sha256"]:
-                problems.append(f"{name}: SHA-256 {digest}, manifest says {expected['sha256']}")
+            problem = _difference(expected, *_hash_file(self.fs, actual[name]))
+            if problem is not None:
+                problems.append(f"{name}: {problem}")
         for name in sorted(set(actual) - set(manifest["files"]) - {MANIFEST_NAME}):
             problems.append(f"{name}: present but not listed in the manifest")
         return problems
@@ -224,6 +232,25 @@ class ArtifactStore:
             return self.fs.cat_file(path)
         except FileNotFoundError as exc:
             raise ArtifactStoreError(f"{self._uri(path)}: no such file") from exc
+
+    def read_verified(
+        self, model: str, run_id: str, name: str, manifest: Mapping[str, Any] | None = None
+    ) -> bytes:
+        """One file of a run, returned only if it is what the run's manifest recorded, so
+        nothing downstream (a card, a monitoring reference) is built from a file edited later.
+
+        `manifest` saves reading it again when the caller already holds it.
+        """
+        if manifest is None:
+            manifest = self.read_manifest(model, run_id)
+        data = self.read_bytes(model, run_id, name)
+        expected = manifest["files"].get(name)
+        if expected is None or _difference(expected, len(data), sha256_bytes(data)) is not None:
+            raise IntegrityError(
+                f"{self.file_uri(model, run_id, name)}: SHA-256 does not match the run's "
+                "manifest: it was changed after the run"
+            )
+        return data
 
     def open_file(self, uri: str) -> IO[bytes]:
         """Open a file by the URI the store handed out, with this store's options."""
@@ -457,6 +484,15 @@ def _list_files(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, str]:
             raise ArtifactStoreError(f"{path}: listed under {folder} but outside it")
         found[path[len(prefix) :]] = path
     return found
+
+
+def _difference(expected: Mapping[str, Any], size: int, digest: str) -> str | None:
+    """How a file differs from its manifest entry, if it does (size first: cheaper to compare)."""
+    if size != expected["size"]:
+        return f"size {size} bytes, manifest says {expected['size']}"
+    if digest != expected["sha256"]:
+        return f"SHA-256 {digest}, manifest says {expected['sha256']}"
+    return None
 
 
 def _hash_file(fs: fsspec.AbstractFileSystem, path: str, *, fsync: bool = False) -> tuple[int, str]:

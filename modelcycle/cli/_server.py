@@ -21,11 +21,11 @@ from pathlib import Path
 import httpx
 
 from modelcycle.errors import ModelcycleError
+from modelcycle.settings import DEFAULT_PORT
 
 POOL = "modelcycle-process"
 CRASH_AUTOMATION = "modelcycle-crash-silent-runs"
 CRASH_AUTOMATION_FILE = "automations/crash-silent-runs.yaml"
-DEFAULT_PORT = 4200
 OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
 

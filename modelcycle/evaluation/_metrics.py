@@ -11,10 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on servers and workers
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -176,6 +172,8 @@ def compare(challenger: dict[str, float], champion: dict[str, float]) -> dict[st
 
 
 def _figure(title: str) -> tuple[Figure, Any]:
+    """A bare Figure, not pyplot: `savefig` renders it with Agg, so no backend is chosen for the
+    whole process and nothing happens at import."""
     fig = Figure(figsize=(5.5, 4.5))
     ax = fig.add_subplot()
     ax.set_title(title)

@@ -31,13 +31,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special, stats
+
+from modelcycle.utils import to_json_dict
 
 # Evidently's rule: above this many (finite) reference rows, distances; at or below, tests.
 SMALL_REFERENCE_ROWS = 1000
@@ -125,11 +127,8 @@ class ColumnDrift:
         return self.drifted is not None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["kind"] = self.kind.value
-        data["method"] = self.method.value if self.method else None
-        data["method_name"] = self.method.display_name if self.method else None
-        return data
+        method_name = self.method.display_name if self.method else None
+        return {**to_json_dict(self), "method_name": method_name}
 
 
 @dataclass(frozen=True)

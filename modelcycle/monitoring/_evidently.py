@@ -1,7 +1,7 @@
 """Evidently: the human-readable drift report, and its verdicts read back by name.
 
 The HTML is built from a bounded random sample (Evidently needs minutes and gigabytes at a
-million rows); modelcycle's verdicts come from `modelcycle.drift` on all rows. The banner
+million rows); modelcycle's verdicts come from `_drift` on all rows. The banner
 written into the page says which sample it shows. Results are read by metric type and column
 name, never by position.
 """

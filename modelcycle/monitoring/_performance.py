@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
+from modelcycle.utils import to_json_dict
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -32,14 +34,7 @@ class Calibration:
         return np.interp(scores, np.asarray(self.x), np.asarray(self.y))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": "isotonic",
-            "x": self.x,
-            "y": self.y,
-            "holdout_rows": self.holdout_rows,
-            "ece_raw": self.ece_raw,
-            "ece_calibrated": self.ece_calibrated,
-        }
+        return {"method": "isotonic", **to_json_dict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:

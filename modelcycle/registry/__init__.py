@@ -9,18 +9,15 @@ from modelcycle.registry._incidents import (
     Recorded,
     Severity,
 )
-from modelcycle.registry._versions import (
-    CHAMPION,
+from modelcycle.registry._records import (
     AuditEntry,
     ModelRecord,
     ModelVersion,
     Registration,
-    Registry,
-    SQLStore,
-    UTCDateTime,
     VersionStatus,
-    metadata,
 )
+from modelcycle.registry._sql import SQLStore, UTCDateTime, metadata
+from modelcycle.registry._versions import CHAMPION, Registry
 
 __all__ = [
     "CHAMPION",

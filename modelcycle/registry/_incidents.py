@@ -9,21 +9,17 @@ of an incident is never rewritten.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from modelcycle.errors import RegistryError
-from modelcycle.registry._versions import SQLStore, UTCDateTime
-
-T = TypeVar("T")
-_ATTEMPTS = 5
+from modelcycle.registry._sql import SQLStore, UTCDateTime, metadata
+from modelcycle.utils import to_json_dict
 
 
 class IncidentStatus(StrEnum):
@@ -41,8 +37,6 @@ class Severity(StrEnum):
 _RANK = {Severity.WARNING: 0, Severity.HIGH: 1, Severity.CRITICAL: 2}
 _ACTIVE = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
 _STATUS_SQL = ", ".join(f"'{s.value}'" for s in IncidentStatus)
-
-metadata = sa.MetaData()
 
 incidents = sa.Table(
     "incidents",
@@ -95,14 +89,7 @@ class IncidentNote:
     details: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.at.isoformat(),
-            "actor": self.actor,
-            "action": self.action,
-            "note": self.note,
-            "evidence_folder": self.evidence_folder,
-            "details": self.details,
-        }
+        return to_json_dict(self)
 
 
 @dataclass(frozen=True)
@@ -122,21 +109,7 @@ class Incident:
     notes: list[IncidentNote] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "model_name": self.model_name,
-            "version": self.version,
-            "kind": self.kind,
-            "severity": self.severity.value,
-            "status": self.status.value,
-            "summary": self.summary,
-            "evidence_folder": self.evidence_folder,
-            "occurrences": self.occurrences,
-            "opened_at": self.opened_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
-            "notes": [n.to_dict() for n in self.notes],
-        }
+        return to_json_dict(self)
 
 
 @dataclass(frozen=True)
@@ -148,18 +121,8 @@ class Recorded:
 class IncidentLog(SQLStore):
     """Incidents on the registry's SQLAlchemy URL, in their own tables."""
 
-    tables = metadata
-
-    def _transact(self, work: Callable[[Connection], T]) -> T:
-        self._ensure_schema()
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                with self._write() as conn:
-                    return work(conn)
-            except SAIntegrityError as exc:  # a concurrent run opened the same incident
-                if attempt == _ATTEMPTS:
-                    raise RegistryError(f"incident write refused: {exc.orig}") from exc
-        raise AssertionError("unreachable")
+    tables = (incidents, incident_notes)
+    refused = "incident write refused"  # a concurrent run kept opening the same incident
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -1,76 +1,34 @@
 """The model registry: versions, the champion alias and an append-only audit log.
 
-SQLAlchemy Core only, so one code path serves SQLite (the default) and PostgreSQL. Every move
-(register, promote, rollback, retire) is one transaction that also writes its audit entry:
-either all of it is recorded or none of it.
+Every move (register, promote, rollback, retire) is one transaction that also writes its audit
+entry: either all of it is recorded or none of it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from enum import StrEnum
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine, Row
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.engine import Connection, Row
 
 from modelcycle.errors import RegistryError
+from modelcycle.registry._records import (
+    UNPROMOTABLE,
+    AuditEntry,
+    ModelRecord,
+    ModelVersion,
+    Registration,
+    VersionStatus,
+    check_json,
+    check_text,
+    check_version_number,
+    registrable_status,
+)
+from modelcycle.registry._sql import ATTEMPTS, SQLStore, UTCDateTime, metadata
 
 CHAMPION = "champion"
-_WRITE = "modelcycle_write"  # execution option: SQLite takes the write lock at BEGIN
-_ATTEMPTS = 5
-_BUSY_TIMEOUT_S = 30
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-T = TypeVar("T")
-
-
-class VersionStatus(StrEnum):
-    CANDIDATE = "candidate"
-    CHAMPION = "champion"
-    ARCHIVED = "archived"
-    REJECTED = "rejected"
-    RETIRED = "retired"
-
-
-_REGISTRABLE = (VersionStatus.CANDIDATE, VersionStatus.REJECTED)
-_UNPROMOTABLE = (VersionStatus.REJECTED, VersionStatus.RETIRED)
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out, also on SQLite, which drops the zone on disk."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: the registry stores UTC only")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-metadata = sa.MetaData()
 
 models = sa.Table(
     "models",
@@ -140,224 +98,11 @@ audit = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class ModelRecord:
-    name: str
-    owner: str
-    description: str
-    created_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "owner": self.owner,
-            "description": self.description,
-            "created_at": self.created_at.isoformat(),
-        }
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    model_name: str
-    version: int
-    status: VersionStatus
-    run_id: str
-    artifact_uri: str
-    model_file: str
-    model_sha256: str
-    data_fingerprint: str
-    config_hash: str
-    code_version: str
-    package_versions: dict[str, Any]
-    parent_version: int | None
-    metrics: dict[str, Any]
-    gate: dict[str, Any]
-    created_at: datetime
-    created_by: str
-    aliases: tuple[str, ...] = field(default=())
-
-    @property
-    def model_location(self) -> str:
-        """Where the model file is: the run folder (path or fsspec URL) plus the file name."""
-        return f"{self.artifact_uri.rstrip('/')}/{self.model_file}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model_name": self.model_name,
-            "version": self.version,
-            "status": self.status.value,
-            "aliases": list(self.aliases),
-            "run_id": self.run_id,
-            "artifact_uri": self.artifact_uri,
-            "model_file": self.model_file,
-            "model_location": self.model_location,
-            "model_sha256": self.model_sha256,
-            "data_fingerprint": self.data_fingerprint,
-            "config_hash": self.config_hash,
-            "code_version": self.code_version,
-            "package_versions": dict(self.package_versions),
-            "parent_version": self.parent_version,
-            "metrics": dict(self.metrics),
-            "gate": dict(self.gate),
-            "created_at": self.created_at.isoformat(),
-            "created_by": self.created_by,
-        }
-
-
-@dataclass(frozen=True)
-class Registration:
-    """What a training run hands the registry: validated here, before any transaction starts."""
-
-    model_name: str
-    owner: str
-    description: str
-    run_id: str
-    artifact_uri: str
-    model_file: str
-    model_sha256: str
-    data_fingerprint: str
-    config_hash: str
-    code_version: str
-    package_versions: dict[str, Any]
-    parent_version: int | None
-    metrics: dict[str, Any]
-    gate: dict[str, Any]
-
-    def __post_init__(self) -> None:
-        _check_name("model_name", self.model_name)
-        for field_name in ("owner", "run_id", "artifact_uri", "data_fingerprint", "config_hash"):
-            _check_text(field_name, getattr(self, field_name))
-        _check_text("code_version", self.code_version)
-        if not isinstance(self.description, str):
-            raise RegistryError(f"description: expected a string, got {self.description!r}")
-        _check_file_name(self.model_file)
-        object.__setattr__(self, "model_sha256", _check_sha256(self.model_sha256))
-        if self.parent_version is not None:
-            _check_version_number("parent_version", self.parent_version)
-        for field_name in ("package_versions", "metrics", "gate"):
-            object.__setattr__(self, field_name, _check_json(field_name, getattr(self, field_name)))
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    model_name: str
-    version: int | None
-    reason: str
-    details: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at.isoformat(),
-            "actor": self.actor,
-            "action": self.action,
-            "model_name": self.model_name,
-            "version": self.version,
-            "reason": self.reason,
-            "details": dict(self.details),
-        }
-
-
-class SQLStore:
-    """Tables on any SQLAlchemy URL: connects on first use, creates its tables on first use, and
-    turns database failures into one-line `RegistryError`s that name the URL.
-
-    Shared by the registry and the incident log, which live in the same database.
-    """
-
-    tables: ClassVar[sa.MetaData]
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._parsed = _parse_url(url)
-        self._engine: Engine | None = None
-        self._schema_ready = False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._parsed.render_as_string(hide_password=True)!r})"
-
-    # -- connection and schema -------------------------------------------------------------
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            try:
-                self._engine = _make_engine(self._parsed)
-            except (ImportError, NoSuchModuleError) as exc:
-                raise RegistryError(
-                    f"{self!r}: no SQLAlchemy driver for this URL ({exc}); install it first"
-                ) from exc
-        return self._engine
-
-    def close(self) -> None:
-        """Release pooled connections (tests and short-lived CLI processes)."""
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-            self._schema_ready = False
-
-    def create_schema(self) -> None:
-        """Create missing tables; safe to call from many processes at once."""
-        try:
-            with self._write() as conn:
-                self.tables.create_all(conn, checkfirst=True)
-        except DBAPIError as exc:
-            # Another process may have created them between our check and CREATE (PostgreSQL).
-            if not self._tables_exist():
-                raise RegistryError(f"{self!r}: cannot create its tables: {exc}") from exc
-        self._schema_ready = True
-
-    def _tables_exist(self) -> bool:
-        present = set(sa.inspect(self.engine).get_table_names())
-        return set(self.tables.tables) <= present
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        self._ensure_schema()
-        with self._unreachable(), self.engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """One transaction; on SQLite it holds the write lock from BEGIN, so writers queue."""
-        with self._unreachable(), self.engine.execution_options(**{_WRITE: True}).begin() as conn:
-            yield conn
-
-    @contextmanager
-    def _unreachable(self) -> Iterator[None]:
-        """Database down, locked past the timeout, or not a registry: one line, with the URL."""
-        try:
-            yield
-        except OperationalError as exc:
-            raise RegistryError(f"{self!r}: database error: {exc.orig}") from exc
-
-    def _ensure_schema(self) -> None:
-        if not self._schema_ready:
-            self.create_schema()
-
-
 class Registry(SQLStore):
     """Registry on any SQLAlchemy URL; connects on first use, not on construction."""
 
-    tables = metadata
-
-    def _transact(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one write transaction, retrying when a concurrent writer won a race."""
-        self._ensure_schema()
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                with self._write() as conn:
-                    return work(conn)
-            except SAIntegrityError as exc:
-                if attempt == _ATTEMPTS:
-                    raise RegistryError(
-                        f"registry write refused after {_ATTEMPTS} attempts: {exc.orig}"
-                    ) from exc
-        raise AssertionError("unreachable")
+    tables = (models, model_versions, aliases, audit)
+    refused = f"registry write refused after {ATTEMPTS} attempts"
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -370,9 +115,9 @@ class Registry(SQLStore):
         same transaction as the version and its audit entry. Registering the same run again
         with the same file and status returns the version already recorded (task retries).
         """
-        status = _registrable_status(status)
-        _check_text("actor", actor)
-        _check_text("reason", reason)
+        status = registrable_status(status)
+        check_text("actor", actor)
+        check_text("reason", reason)
         r = registration
         model_name, run_id, sha, parent_version = (
             r.model_name,
@@ -433,9 +178,9 @@ class Registry(SQLStore):
         champion, and for rejected or retired versions unless `force` (the audit entry then
         records that it was forced and what the status was).
         """
-        _check_version_number("version", version)
-        _check_text("actor", actor)
-        _check_text("reason", reason)
+        check_version_number("version", version)
+        check_text("actor", actor)
+        check_text("reason", reason)
         return self._transact(
             lambda conn: _move_champion(conn, model_name, version, actor, reason, "promote", force)
         )
@@ -446,8 +191,8 @@ class Registry(SQLStore):
         That version comes from the audit entry that made the current champion, so a second
         rollback undoes the first. Refused if that version has been retired or rejected since.
         """
-        _check_text("actor", actor)
-        _check_text("reason", reason)
+        check_text("actor", actor)
+        check_text("reason", reason)
 
         def work(conn: Connection) -> ModelVersion:
             _lock_model(conn, model_name)
@@ -468,9 +213,9 @@ class Registry(SQLStore):
         Retiring the champion needs `force`: the alias then goes back to the champion it
         replaced (if that one can still serve), or the model is left without a champion.
         """
-        _check_version_number("version", version)
-        _check_text("actor", actor)
-        _check_text("reason", reason)
+        check_version_number("version", version)
+        check_text("actor", actor)
+        check_text("reason", reason)
 
         def work(conn: Connection) -> ModelVersion:
             _lock_model(conn, model_name)
@@ -513,10 +258,10 @@ class Registry(SQLStore):
         details: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
         """Record an event that changes no registry row (a gate decision, a drift incident)."""
-        _check_text("actor", actor)
-        _check_text("action", action)
-        _check_text("reason", reason)
-        payload = _check_json("details", dict(details or {}))
+        check_text("actor", actor)
+        check_text("action", action)
+        check_text("reason", reason)
+        payload = check_json("details", dict(details or {}))
 
         def work(conn: Connection) -> AuditEntry:
             _model_row(conn, model_name)
@@ -586,52 +331,6 @@ class Registry(SQLStore):
         return [_audit_entry(row) for row in rows]
 
 
-# -- engine --------------------------------------------------------------------------------
-
-
-def _parse_url(url: str) -> URL:
-    try:
-        return sa.make_url(url)
-    except ArgumentError as exc:
-        raise RegistryError(
-            f"registry URL {url!r} is not a SQLAlchemy URL "
-            "(expected e.g. sqlite:///path/registry.db or postgresql+psycopg://host/db)"
-        ) from exc
-
-
-def _make_engine(url: URL) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
-    database = url.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S})
-    _sqlite_events(engine)
-    return engine
-
-
-def _sqlite_events(engine: Engine) -> None:
-    """Foreign keys on, wait for locks, and BEGIN IMMEDIATE for writes.
-
-    pysqlite's own deferred BEGIN lets two writers both read max(version) and then deadlock on
-    the lock upgrade (SQLITE_BUSY without waiting); taking the write lock at BEGIN makes
-    concurrent writers queue behind the busy timeout instead.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_S * 1000}")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(_WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
 # -- transaction steps ---------------------------------------------------------------------
 
 
@@ -684,16 +383,6 @@ def _next_version(conn: Connection, name: str) -> int:
     return (latest or 0) + 1
 
 
-def _fault_point(where: str) -> None:
-    """Fault injection for the crash tests: MODELCYCLE_FAULT_SLEEP=<where>:<seconds> sleeps
-    here, inside the open transaction, after announcing it on stderr."""
-    spec = os.environ.get("MODELCYCLE_FAULT_SLEEP", "")
-    point, _, seconds = spec.partition(":")
-    if point == where and seconds:
-        print(f"modelcycle-fault: inside {where}", file=sys.stderr, flush=True)
-        time.sleep(float(seconds))
-
-
 def _retire_champion(conn: Connection, name: str) -> int | None:
     """Move the alias off the champion being retired: back to the version it replaced if that
     one can still serve, else remove it. Returns the new champion, if any."""
@@ -705,7 +394,7 @@ def _retire_champion(conn: Connection, name: str) -> int | None:
         previous = None
     if previous is not None:
         status = VersionStatus(_version_row(conn, name, previous).status)
-        if status in _UNPROMOTABLE:
+        if status in UNPROMOTABLE:
             previous = None
     if previous is None:
         conn.execute(
@@ -729,7 +418,7 @@ def _move_champion(
     _lock_model(conn, name)
     row = _version_row(conn, name, version)
     status = VersionStatus(row.status)
-    if status in _UNPROMOTABLE and not force:
+    if status in UNPROMOTABLE and not force:
         raise RegistryError(
             f"version {version} of {name!r} is {status.value} and cannot become champion "
             "(force it with --force and a reason if you must)"
@@ -748,9 +437,8 @@ def _move_champion(
         .values(status=VersionStatus.ARCHIVED.value)
     )
     _set_status(conn, name, version, VersionStatus.CHAMPION)
-    _fault_point(action)
     details: dict[str, Any] = {"previous": previous}
-    if status in _UNPROMOTABLE:
+    if status in UNPROMOTABLE:
         details.update(forced=True, previous_status=status.value)
     _insert_audit(
         conn,
@@ -937,60 +625,3 @@ def _audit_entry(row: Row[Any]) -> AuditEntry:
         reason=row.reason,
         details=dict(row.details),
     )
-
-
-# -- input checks --------------------------------------------------------------------------
-
-
-def _registrable_status(status: VersionStatus | str) -> VersionStatus:
-    try:
-        value = VersionStatus(status)
-    except ValueError:
-        value = None
-    if value not in _REGISTRABLE:
-        allowed = " or ".join(s.value for s in _REGISTRABLE)
-        raise RegistryError(f"status: a new version must be {allowed}, got {status!r}")
-    return value
-
-
-def _check_name(field_name: str, value: object) -> None:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise RegistryError(
-            f"{field_name}: expected 1-128 letters, digits, '.', '_' or '-' starting with a "
-            f"letter or digit, got {value!r}"
-        )
-
-
-def _check_text(field_name: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise RegistryError(f"{field_name}: expected a non-empty string, got {value!r}")
-
-
-def _check_file_name(value: object) -> None:
-    _check_text("model_file", value)
-    assert isinstance(value, str)
-    if "/" in value or "\\" in value or value in (".", ".."):
-        raise RegistryError(
-            f"model_file: expected a file name inside the run folder, got {value!r}"
-        )
-
-
-def _check_sha256(value: object) -> str:
-    if not isinstance(value, str) or not _SHA256.match(value.lower()):
-        raise RegistryError(f"model_sha256: expected 64 hexadecimal characters, got {value!r}")
-    return value.lower()
-
-
-def _check_version_number(field_name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RegistryError(f"{field_name}: expected a version number >= 1, got {value!r}")
-
-
-def _check_json(field_name: str, value: object) -> dict[str, Any]:
-    """Strict JSON (no NaN): PostgreSQL rejects what SQLite would quietly store."""
-    if not isinstance(value, dict):
-        raise RegistryError(f"{field_name}: expected a mapping, got {type(value).__name__}")
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise RegistryError(f"{field_name}: not storable as JSON ({exc})") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from modelcycle.monitoring import ColumnDrift, Decision, DriftResult, Finding, Quality
+from modelcycle.monitoring import DRIFT_EVENT, ColumnDrift, Decision, DriftResult, Finding, Quality
 
 _ICON = {"ok": "OK", "warning": "WARNING", "drift": "DRIFT", "no_verdict": "NO VERDICT"}
 
@@ -109,5 +109,5 @@ def monitoring_markdown(
         action = "opened" if incident["opened"] else occurrence
         lines.append(f"- Incident #{incident['id']} ({incident['kind']}) {action}")
     if event_emitted:
-        lines.append("- Event `modelcycle.model.drift-detected` emitted")
+        lines.append(f"- Event `{DRIFT_EVENT}` emitted")
     return "\n".join(lines) + "\n"

@@ -7,11 +7,8 @@ from modelcycle.training._pipeline import (
     TrainResult,
     build_pipeline,
     estimator_params,
-    fine_tune,
     resolve_estimator,
     sample_weights,
-    supports_fine_tune,
-    train,
 )
 from modelcycle.training._search import (
     SearchOutcome,
@@ -21,7 +18,9 @@ from modelcycle.training._search import (
     rank,
     refit,
     score_candidate,
+    search,
 )
+from modelcycle.training._train import fine_tune, supports_fine_tune, train
 
 __all__ = [
     "CATEGORICAL_FILL",
@@ -39,6 +38,7 @@ __all__ = [
     "resolve_estimator",
     "sample_weights",
     "score_candidate",
+    "search",
     "supports_fine_tune",
     "train",
 ]

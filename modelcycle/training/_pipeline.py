@@ -1,4 +1,4 @@
-"""One scikit-learn Pipeline from raw columns to predictions, trained, searched or fine-tuned.
+"""One scikit-learn Pipeline from raw columns to predictions, built from the config.
 
 The fitted preprocessing and the estimator travel together as one object, so serving and
 monitoring can never pair a model with the wrong preprocessing.
@@ -6,7 +6,6 @@ monitoring can never pair a model with the wrong preprocessing.
 
 from __future__ import annotations
 
-import copy
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -17,15 +16,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator, is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from modelcycle.config import PipelineConfig
 from modelcycle.data import group_labels
 from modelcycle.errors import EstimatorError
-from modelcycle.evaluation import PROBABILITY_METRICS, scorer
-from modelcycle.utils import thread_limit
+from modelcycle.evaluation import PROBABILITY_METRICS
 
 MODEL_STEP = "model"
 CATEGORICAL_FILL = "__missing__"
@@ -149,47 +146,6 @@ class TrainResult:
     search_results: pd.DataFrame | None
 
 
-def _cv(config: PipelineConfig) -> KFold | StratifiedKFold:
-    folds = config.model.search.cv if config.model.search else 3
-    if config.task.is_classification:
-        return StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.split.seed)
-    return KFold(n_splits=folds, shuffle=True, random_state=config.split.seed)
-
-
-def _search(config: PipelineConfig, pipeline: Pipeline) -> GridSearchCV | RandomizedSearchCV:
-    spec = config.model.search
-    assert spec is not None
-    grid = {f"{MODEL_STEP}__{name}": values for name, values in spec.space.items()}
-    common: dict[str, Any] = {
-        "scoring": scorer(config),
-        "cv": _cv(config),
-        "refit": True,
-        "n_jobs": 1,
-        "error_score": "raise",
-    }
-    if spec.n_iter is not None:
-        return RandomizedSearchCV(
-            pipeline, grid, n_iter=spec.n_iter, random_state=config.split.seed, **common
-        )
-    return GridSearchCV(pipeline, grid, **common)
-
-
-def _search_table(search: GridSearchCV | RandomizedSearchCV, maximize: bool) -> pd.DataFrame:
-    results = search.cv_results_
-    sign = 1.0 if maximize else -1.0
-    return pd.DataFrame(
-        {
-            "params": [
-                {k.removeprefix(f"{MODEL_STEP}__"): v for k, v in p.items()}
-                for p in results["params"]
-            ],
-            "mean_score": sign * np.asarray(results["mean_test_score"]),
-            "std_score": np.asarray(results["std_test_score"]),
-            "rank": np.asarray(results["rank_test_score"]),
-        }
-    ).sort_values("rank", kind="stable")
-
-
 def sample_weights(table: pd.DataFrame, config: PipelineConfig) -> np.ndarray | None:
     """Weights that give every class and/or every sensitive group the same total weight.
 
@@ -208,99 +164,3 @@ def sample_weights(table: pd.DataFrame, config: PipelineConfig) -> np.ndarray | 
         counts = labels.map(labels.value_counts()).to_numpy(dtype="float64")
         weights *= len(labels) / (labels.nunique() * counts)
     return weights / weights.mean()
-
-
-def _fit_kwargs(sample_weight: np.ndarray | None) -> dict[str, Any]:
-    return {} if sample_weight is None else {f"{MODEL_STEP}__sample_weight": sample_weight}
-
-
-def train(
-    config: PipelineConfig,
-    X: pd.DataFrame,
-    y: pd.Series,
-    threads: int | None = None,
-    sample_weight: np.ndarray | None = None,
-) -> TrainResult:
-    """Fit from scratch, through the configured search when there is one; deterministic per seed."""
-    with thread_limit(threads):
-        return _train(config, X, y, sample_weight)
-
-
-def _train(
-    config: PipelineConfig, X: pd.DataFrame, y: pd.Series, sample_weight: np.ndarray | None
-) -> TrainResult:
-    pipeline = build_pipeline(config)
-    if config.model.search is None:
-        try:
-            pipeline.fit(X, y, **_fit_kwargs(sample_weight))
-        except ValueError as exc:
-            raise EstimatorError(f"model: fitting {config.model.estimator} failed: {exc}") from None
-        return TrainResult(pipeline, dict(config.model.params), None)
-    search = _search(config, pipeline)
-    try:
-        search.fit(X, y, **_fit_kwargs(sample_weight))
-    except ValueError as exc:  # sklearn's InvalidParameterError is a ValueError
-        raise EstimatorError(
-            f"model.search: fitting {config.model.estimator} failed: {exc}"
-        ) from None
-    best = {k.removeprefix(f"{MODEL_STEP}__"): v for k, v in search.best_params_.items()}
-    return TrainResult(
-        search.best_estimator_,
-        {**config.model.params, **best},
-        _search_table(search, config.maximize),
-    )
-
-
-def supports_fine_tune(estimator: BaseEstimator) -> bool:
-    return hasattr(estimator, "partial_fit") or "warm_start" in estimator.get_params()
-
-
-def fine_tune(
-    champion: Pipeline,
-    config: PipelineConfig,
-    X: pd.DataFrame,
-    y: pd.Series,
-    threads: int | None = None,
-    sample_weight: np.ndarray | None = None,
-) -> Pipeline:
-    """Continue the champion's estimator on new rows; its fitted preprocessing is kept as it is."""
-    with thread_limit(threads):
-        return _fine_tune(champion, config, X, y, sample_weight)
-
-
-def _fine_tune(
-    champion: Pipeline,
-    config: PipelineConfig,
-    X: pd.DataFrame,
-    y: pd.Series,
-    sample_weight: np.ndarray | None,
-) -> Pipeline:
-    tuned = copy.deepcopy(champion)
-    preprocess, estimator = tuned[:-1], tuned.steps[-1][1]
-    if not supports_fine_tune(estimator):
-        raise EstimatorError(
-            f"fine-tune: {type(estimator).__name__} supports neither warm_start nor partial_fit; "
-            "train from scratch instead"
-        )
-    features = preprocess.transform(X)
-    if hasattr(estimator, "partial_fit"):
-        kwargs = {"classes": estimator.classes_} if is_classifier(estimator) else {}
-        if sample_weight is not None:
-            kwargs["sample_weight"] = sample_weight
-        estimator.partial_fit(features, y, **kwargs)
-    else:
-        estimator.set_params(
-            warm_start=True, **_grown(estimator, config.model.fine_tune.extra_iterations)
-        )
-        weights = {} if sample_weight is None else {"sample_weight": sample_weight}
-        estimator.fit(features, y, **weights)
-    return tuned
-
-
-def _grown(estimator: BaseEstimator, extra: int) -> dict[str, int]:
-    """warm_start only adds work when the iteration budget grows."""
-    params = estimator.get_params()
-    for name in ("n_estimators", "max_iter"):
-        if name in params and isinstance(params[name], int):
-            return {name: params[name] + extra}
-    return {}

@@ -2,8 +2,9 @@
 
 The same candidates, folds, scores, ranking and refit as scikit-learn's GridSearchCV /
 RandomizedSearchCV (tests compare the model bytes), but each candidate is one call that a
-Prefect task runner (threads, Dask) can run anywhere. The best candidate is refitted on all
-training rows here, in one place, so the model file is the same whichever runner scored it.
+Prefect task runner (threads, Dask) can run anywhere, or `search` runs one after another. The
+best candidate is refitted on all training rows here, in one place, so the model file is the
+same whichever runner scored it.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import ParameterGrid, ParameterSampler
+from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from modelcycle.config import PipelineConfig
 from modelcycle.errors import EstimatorError
 from modelcycle.evaluation import scorer
-from modelcycle.training._pipeline import MODEL_STEP, TrainResult, _cv, build_pipeline
+from modelcycle.training._pipeline import MODEL_STEP, TrainResult, build_pipeline
 from modelcycle.utils import thread_limit
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -37,9 +38,21 @@ def candidates(config: PipelineConfig) -> list[dict[str, Any]]:
     return [dict(p) for p in ParameterGrid(spec.space)]
 
 
+def _cv(config: PipelineConfig) -> KFold | StratifiedKFold:
+    """Shuffled with the split seed, stratified for classification, as GridSearchCV's `cv`."""
+    spec = config.model.search
+    n_splits = spec.cv if spec else 3
+    if config.task.is_classification:
+        return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=config.split.seed)
+    return KFold(n_splits=n_splits, shuffle=True, random_state=config.split.seed)
+
+
 def folds(config: PipelineConfig, X: pd.DataFrame, y: pd.Series) -> list[Split]:
     """The cross-validation folds, fixed once so every candidate sees the same rows."""
-    return list(_cv(config).split(X, y))
+    try:
+        return list(_cv(config).split(X, y))
+    except ValueError as exc:  # e.g. more folds than rows of the rarest class
+        raise EstimatorError(f"model.search.cv: {exc}") from None
 
 
 def _with_params(config: PipelineConfig, params: dict[str, Any]) -> Pipeline:
@@ -113,6 +126,23 @@ def rank(
     ).sort_values("rank", kind="stable")
     best = dict(tried[int(np.argmax(means))])
     return SearchOutcome(best, table)
+
+
+def search(
+    config: PipelineConfig,
+    X: pd.DataFrame,
+    y: pd.Series,
+    threads: int | None = None,
+    sample_weight: np.ndarray | None = None,
+) -> SearchOutcome:
+    """Every candidate scored one after another in this process, for callers without a task
+    runner; the flow scores the same candidates on its runner (tasks/search.py)."""
+    tried = candidates(config)
+    splits = folds(config, X, y)
+    scores = [
+        score_candidate(config, X, y, params, splits, threads, sample_weight) for params in tried
+    ]
+    return rank(config, tried, scores)
 
 
 def refit(

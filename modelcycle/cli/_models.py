@@ -1,0 +1,244 @@
+"""`modelcycle models`: read the registry, and move versions through the governance flows.
+
+Every move is refused here, before a flow run exists, when the model or version is unknown or
+the reason is empty; the flow itself checks again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from modelcycle.cli._console import (
+    check_configured_server,
+    console,
+    embedded_server_settings,
+    fail,
+    open_registry,
+)
+from modelcycle.errors import ModelcycleError
+
+models_app = typer.Typer(
+    help="Read the model registry; promote, roll back and retire versions.", no_args_is_help=True
+)
+
+
+def run_governance_flow(name: str, **params: Any) -> dict[str, Any]:
+    """Run a governance flow in this process (a temporary Prefect server if none is set)."""
+    from modelcycle.cli._runtime import prepare_prefect_env
+
+    check_configured_server()
+    prepare_prefect_env()
+    from flows import governance
+
+    with embedded_server_settings():
+        return getattr(governance, name)(**params)
+
+
+def card_text(name: str, version: int | None) -> str:
+    """The card rendered now from the checked facts and the audit log as it stands."""
+    from modelcycle.reports import read_card_facts, registry_view, render_card
+
+    registry = open_registry()
+    if version is None:
+        record = registry.champion(name)
+        if record is None:
+            versions = registry.list_versions(name)
+            if not versions:
+                raise ModelcycleError(f"model {name!r} has no versions yet")
+            record = versions[-1]
+    else:
+        record = registry.get_version(name, version)
+    return render_card(read_card_facts(record), registry_view(record, registry.audit_log(name)))
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _check_reason(reason: str) -> None:
+    if not reason.strip():
+        raise ModelcycleError("--reason: expected a non-empty reason (it goes into the audit log)")
+
+
+@models_app.command("list")
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """Every model with its champion and version count."""
+    registry = open_registry()
+    rows = []
+    for model in registry.list_models():
+        versions = registry.list_versions(model.name)
+        champion = registry.champion(model.name)
+        rows.append(
+            {
+                "name": model.name,
+                "owner": model.owner,
+                "versions": len(versions),
+                "champion": champion.version if champion else None,
+                "latest": versions[-1].version if versions else None,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("model", "owner", "versions", "champion", "latest")
+    for row in rows:
+        table.add_row(*(str(row[k]) if row[k] is not None else "-" for k in row))
+    console.print(table)
+
+
+@models_app.command("show")
+def show_model(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int | None, typer.Argument(help="Version (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """One version in full, or every version of a model."""
+    registry = open_registry()
+    try:
+        records = [registry.get_version(name, version)] if version else registry.list_versions(name)
+        if not records:
+            registry.get_model(name)
+    except ModelcycleError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    if version is None:
+        table = Table("version", "status", "parent", "created", "metrics", "code")
+        for r in records:
+            metrics = ", ".join(f"{k} {v:.3f}" for k, v in r.metrics.items() if v is not None)
+            table.add_row(
+                str(r.version),
+                str(r.status),
+                str(r.parent_version or "-"),
+                r.created_at.strftime("%Y-%m-%d %H:%M"),
+                metrics,
+                r.code_version,
+            )
+        console.print(table)
+        return
+    for key, value in records[0].to_dict().items():
+        shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
+        console.print(f"[bold]{key}[/]: {shown}", highlight=False)
+
+
+@models_app.command("promote")
+def promote(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
+    force: Annotated[
+        bool, typer.Option(help="Allow a rejected or retired version (recorded as forced).")
+    ] = False,
+) -> None:
+    """Make a version the champion (runs the `promotion` flow)."""
+    try:
+        _check_reason(reason)
+        open_registry().get_version(name, version)  # refuse before a flow run exists
+        record = run_governance_flow(
+            "promotion",
+            model_name=name,
+            version=version,
+            reason=reason,
+            actor=_actor(),
+            force=force,
+        )
+    except ModelcycleError as exc:
+        fail(str(exc))
+    console.print(f"{name} v{version} is champion (audit #{record['id']})", highlight=False)
+
+
+@models_app.command("rollback")
+def rollback(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
+) -> None:
+    """Give the champion alias back to the previous champion (runs the `rollback` flow)."""
+    try:
+        _check_reason(reason)
+        open_registry().get_model(name)
+        record = run_governance_flow("rollback", model_name=name, reason=reason, actor=_actor())
+    except ModelcycleError as exc:
+        fail(str(exc))
+    console.print(
+        f"{name} rolled back: v{record['champion']} is champion (audit #{record['id']})",
+        highlight=False,
+    )
+
+
+@models_app.command("retire")
+def retire(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to retire.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
+    force: Annotated[
+        bool, typer.Option(help="Allow retiring the champion (alias goes back or is removed).")
+    ] = False,
+) -> None:
+    """Retire a version for good (runs the `retirement` flow)."""
+    try:
+        _check_reason(reason)
+        open_registry().get_version(name, version)
+        record = run_governance_flow(
+            "retirement",
+            model_name=name,
+            version=version,
+            reason=reason,
+            actor=_actor(),
+            force=force,
+        )
+    except ModelcycleError as exc:
+        fail(str(exc))
+    console.print(f"{name} v{version} retired (audit #{record['id']})", highlight=False)
+
+
+@models_app.command("audit")
+def audit(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """Every recorded decision about a model, oldest first."""
+    try:
+        entries = open_registry().audit_log(name)
+    except ModelcycleError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    table = Table("#", "at (UTC)", "actor", "action", "version", "reason")
+    for e in entries:
+        table.add_row(
+            str(e.id),
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.actor,
+            e.action,
+            str(e.version) if e.version is not None else "-",
+            e.reason,
+        )
+    console.print(table)
+
+
+@models_app.command("card")
+def card(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[
+        int | None, typer.Argument(help="Version (default: the champion, else the latest).")
+    ] = None,
+) -> None:
+    """Print the model card (Markdown), regenerated from the recorded facts and audit log."""
+    try:
+        text = card_text(name, version)
+    except ModelcycleError as exc:
+        fail(str(exc))
+    print(text)

@@ -1,0 +1,80 @@
+"""`modelcycle service`: a local Prefect server, work pool, deployments and worker.
+
+The process management is in `_server.py`; these commands only choose the folder and port
+and print what it does.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from modelcycle.cli._console import console, fail
+from modelcycle.errors import ModelcycleError
+from modelcycle.settings import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from modelcycle.cli._server import Service
+
+service_app = typer.Typer(
+    help="A local Prefect server, work pool, deployments and worker, through Prefect's own "
+    "commands (each one is printed).",
+    no_args_is_help=True,
+)
+
+PortOption = Annotated[int, typer.Option(help="Loopback port of the Prefect server and UI.")]
+
+
+def _service(port: int) -> Service:
+    from modelcycle.cli._server import Service
+    from modelcycle.settings import get_settings
+
+    return Service(get_settings().home / "service", port)
+
+
+def _say(line: str) -> None:
+    console.print(line, highlight=False)
+
+
+@service_app.command("up")
+def service_up(
+    port: PortOption = DEFAULT_PORT,
+    worker: Annotated[bool, typer.Option(help="Also start a process worker.")] = True,
+) -> None:
+    """Start a Prefect server (its home under the state folder), create the work pool and the
+    crash automation, deploy everything in prefect.yaml, and start a worker."""
+    from modelcycle.cli._server import up
+
+    service = _service(port)
+    try:
+        up(service, os.environ, _say, worker)
+    except ModelcycleError as exc:
+        fail(str(exc))
+    console.print(f"logs and process ids: {service.folder}", highlight=False)
+
+
+@service_app.command("status")
+def service_status(port: PortOption = DEFAULT_PORT) -> None:
+    """Is the server (PREFECT_API_URL, or the local one on PORT) answering; are ours running?"""
+    from modelcycle.cli._server import check_server, recorded_pid
+
+    service = _service(port)
+    api_url = os.environ.get("PREFECT_API_URL") or service.api_url
+    try:
+        check_server(api_url)
+    except ModelcycleError as exc:
+        fail(str(exc))
+    console.print(f"Prefect server at {api_url}: healthy", highlight=False)
+    for name in ("server", "worker"):
+        pid = recorded_pid(service, name)
+        console.print(f"{name} started here: {f'pid {pid}' if pid else 'not running'}")
+
+
+@service_app.command("down")
+def service_down(port: PortOption = DEFAULT_PORT) -> None:
+    """Stop the worker and the server that `service up` started (by their process ids)."""
+    from modelcycle.cli._server import down
+
+    down(_service(port), _say)
