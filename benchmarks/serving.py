@@ -682,7 +682,7 @@ def _best(
     if not found:
         return None
     value = pick(v for _, v in found)
-    return next((s, v) for s, v in found if v == value), value
+    return next((s, v) for s, v in found if v == value)
 
 
 def goals(results: list[dict[str, Any]], log_checks: list[dict[str, Any]]) -> list[str]:
