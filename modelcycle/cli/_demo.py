@@ -238,7 +238,9 @@ def _prediction_service(model: str) -> Iterator[_Service]:
         "MODELCYCLE_SERVE_TOKENS": token,
         "MODELCYCLE_SERVE_POLL_SECONDS": str(DEMO_POLL_SECONDS),
     }
-    args = ["serve", "--model", model, "--host", "127.0.0.1", "--port", str(port)]
+    # One worker: each worker imports scikit-learn and verifies the model on its own, and the
+    # demo's process and Prefect's temporary server already share the cores.
+    args = ["serve", "--model", model, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     log_path = folder / "service.log"
     console.print(
         f"+ MODELCYCLE_SERVE_TOKENS=<a new token> MODELCYCLE_SERVE_POLL_SECONDS="
@@ -443,10 +445,11 @@ def _live_rollback(service: _Service, model: str, serving: int, rows: list[dict[
             f"the service still answered with v{serving} {SWITCH_SECONDS:.0f} s after the "
             f"rollback to v{target}"
         )
+    until = f"until {max(old):+.1f} s" if old else "no more"
     console.print(
         f"{len(answers):,} requests while rolling back, {failed} failed: v{serving} answered "
-        f"until {max(old):+.1f} s, v{target} from {min(new):+.1f} s after the rollback flow "
-        f"moved the champion alias (the service re-reads it every {DEMO_POLL_SECONDS:g} s)"
+        f"{until}, v{target} from {min(new):+.1f} s after the rollback flow moved the champion "
+        f"alias (the service re-reads it every {DEMO_POLL_SECONDS:g} s)"
     )
 
 
