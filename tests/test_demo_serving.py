@@ -2,8 +2,9 @@
 the 2008 respondents replayed over HTTP, their labels sent back, a rollback through the
 governance flow while a client keeps asking, the challenger retired, the service stopped.
 
-Two small trainings of the same config make version 2 the champion with version 1 behind it
-(an equal challenger passes the gate), which is the state the demo's chapter starts from.
+Two small fits registered the way the training flow records them (`serving_support`), the
+second promoted over the first, give the state the chapter starts from: version 2 champion,
+version 1 the champion it replaced.
 Checked from the registry and the prediction log, not from the console, except the one line
 that counts failed requests during the rollback (nothing else records a refused request).
 """
@@ -17,22 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from serving_support import free_port, train_and_register
 
 from modelcycle.data import DEMO_FILE
 
 MODEL = "gss-income"
-
-
-def _train(config: Path) -> dict:
-    from flows.training import training
-
-    return training(config_path=str(config))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_the_serving_chapter_replays_a_year_and_rolls_back_live(
@@ -44,17 +34,18 @@ def test_the_serving_chapter_replays_a_year_and_rolls_back_live(
 
     state.data_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(demo_parquet, state.data_dir / DEMO_FILE)
-    assert _train(small_config)["version"] == 1
-    second = _train(small_config)
-    assert (second["version"], second["status"]) == (2, "champion")
-    port = _free_port()
+    for max_iter in (20, 30):
+        train_and_register(
+            small_config, state.registry_url, state.artifact_store, max_iter, promote=True
+        )
+    port = free_port()
     monkeypatch.setattr(_demo, "_free_port", lambda: port)
 
     _demo._serving_chapter(MODEL, str(small_config), challenger=2, promoted=True)
 
     registry = Registry(state.registry_url)
     assert registry.champion(MODEL).version == 1
-    assert registry.get_version(MODEL, 2).status == VersionStatus.retired
+    assert registry.get_version(MODEL, 2).status == VersionStatus.RETIRED
     actions = [(e.action, e.version, e.actor) for e in registry.audit_log(MODEL)][-2:]
     assert actions == [("rollback", 1, "demo"), ("retire", 2, "demo")]
 
