@@ -216,6 +216,7 @@ def start_serving(
 
     settings = read_settings(port=serving.port, models=list(serving.models) or None)
     url = f"http://127.0.0.1:{settings.port}"
+    service.folder.mkdir(parents=True, exist_ok=True)
     pid = recorded_pid(service, "serve")
     if pid is not None:
         say(f"prediction service: already running here (pid {pid})")
