@@ -78,9 +78,9 @@ def training(
     config = load_pipeline_config(config_path, overrides)
     champion = load_champion(config.name, settings.registry_url, fine_tuning)
     parent = champion.version.version if champion else None
-    table, source = load_data(config, settings.data_dir)
-    validate_data(table, config, source)
-    cleaned, cleaning = clean_data(table, config)
+    table, source, duplicated = load_data(config, settings.data_dir)
+    validate_data(table, config, source, duplicated)
+    cleaned, cleaning = clean_data(table, config, duplicated)
     train, holdout = split_data(cleaned, config)
     fingerprints = fingerprint_data(train, holdout)
     profile = profile_data(train, holdout)

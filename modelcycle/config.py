@@ -6,6 +6,8 @@ Unknown keys are errors, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,6 +16,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -74,6 +77,7 @@ class ColumnType(StrEnum):
     integer = "integer"
     categorical = "categorical"
     boolean = "boolean"
+    datetime = "datetime"
 
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -85,7 +89,15 @@ class ColumnSchema(_Strict):
     type: ColumnType
     min: float | None = Field(None, description="Lowest valid value (numeric, integer).")
     max: float | None = Field(None, description="Highest valid value (numeric, integer).")
-    allowed: list[str] | None = Field(None, description="Allowed categories (categorical).")
+    # Numbers stay numbers: `allowed: [1.0, 2.0]` on a numeric column compares as numbers.
+    allowed: list[str | float] | None = Field(
+        None, description="Allowed categories (categorical), compared with the column's type."
+    )
+    time_format: str | None = Field(
+        None,
+        description="datetime columns stored as text: a strftime format such as '%d/%m/%Y' "
+        "(default: ISO 8601).",
+    )
     max_missing_share: Share = Field(0.0, description="Largest share of missing values allowed.")
     max_invalid_share: Share = Field(
         0.0,
@@ -102,14 +114,118 @@ class ColumnSchema(_Strict):
             raise ValueError(f"min/max apply to numeric columns, not to type {self.type}")
         if self.allowed is not None and self.type is not ColumnType.categorical:
             raise ValueError(f"allowed applies to categorical columns, not to type {self.type}")
+        if self.time_format is not None and self.type is not ColumnType.datetime:
+            raise ValueError(f"time_format applies to datetime columns, not to type {self.type}")
         return self
 
 
-class TimeRange(_Strict):
-    """Rows kept by the time column, both ends included."""
+def _time_bound(value: Any) -> Any:
+    """A bound as its kind: a number (a year, epoch units) or an ISO date or datetime.
 
-    start: float | None = None
-    end: float | None = None
+    Parsed here rather than by pydantic's union, which reads "2000" as 2000 seconds after 1970
+    and "2017-10-01" as a datetime, losing that a date as an end means the whole day.
+    """
+    if value is None or isinstance(value, datetime | date):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a date, a datetime or a number, not a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number (got {value!r})")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+        try:
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ValueError(
+        f"expected an ISO date (2017-10-01), an ISO datetime (2017-10-01T08:00) or a number "
+        f"such as a year (got {value!r})"
+    )
+
+
+# datetime before date: a datetime is a date, and the Prefect UI offers the first format first.
+TimeBound = Annotated[datetime | date | float | None, BeforeValidator(_time_bound)]
+
+
+def bound_kind(bound: datetime | date | float | None) -> str | None:
+    """`time` for dates and datetimes, `number` for numbers: what a column must hold to match."""
+    if bound is None:
+        return None
+    return "time" if isinstance(bound, date) else "number"
+
+
+class TimeRange(_Strict):
+    """Rows kept by the time column, both ends included; a date as `end` includes that day."""
+
+    start: TimeBound = Field(
+        None, description="First time kept: an ISO date or datetime, or a number (e.g. a year)."
+    )
+    end: TimeBound = Field(
+        None,
+        description="Last time kept: a date includes the whole day; a number (e.g. a year) is "
+        "compared as it is.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        kinds = {bound_kind(self.start), bound_kind(self.end)} - {None}
+        if len(kinds) > 1:
+            raise ValueError(
+                f"start ({self.start!r}) and end ({self.end!r}) must both be dates/datetimes "
+                "or both numbers"
+            )
+        if self.start is not None and self.end is not None:
+            try:
+                after = self.first_instant() > self.last_instant()  # type: ignore[operator]
+            except TypeError:  # one has a time zone, the other not
+                raise ValueError(
+                    f"start ({self.start}) and end ({self.end}): give both a time zone or neither"
+                ) from None
+            if after:
+                raise ValueError(f"start ({self.start}) is after end ({self.end})")
+        return self
+
+    def first_instant(self) -> datetime | float | None:
+        """The start as a comparable value: a date is its midnight."""
+        start = self.start
+        if isinstance(start, date) and not isinstance(start, datetime):
+            return datetime(start.year, start.month, start.day)
+        return start
+
+    def last_instant(self) -> datetime | float | None:
+        """The end as an exclusive limit for dates (the next midnight), inclusive otherwise."""
+        end = self.end
+        if isinstance(end, date) and not isinstance(end, datetime):
+            return datetime(end.year, end.month, end.day) + timedelta(days=1)
+        return end
+
+    @property
+    def kind(self) -> str | None:
+        return bound_kind(self.start) or bound_kind(self.end)
+
+    def describe(self) -> str:
+        """For people: `2002 to 2006`, `from 2017-10-01`, `up to 2000`."""
+        start, end = _bound_text(self.start), _bound_text(self.end)
+        if start and end:
+            return f"{start} to {end}"
+        return f"from {start}" if start else (f"up to {end}" if end else "all rows")
+
+
+def _bound_text(bound: datetime | date | float | None) -> str:
+    if bound is None:
+        return ""
+    if isinstance(bound, date):
+        return bound.isoformat()
+    return f"{bound:g}" if bound != int(bound) else str(int(bound))
 
 
 class DataSource(_Strict):
@@ -137,9 +253,22 @@ class Features(_Strict):
 
 
 class Cleaning(_Strict):
-    """The declared missing-value and invalid-value policy."""
+    """The declared missing-value, invalid-value and duplicate policy."""
 
-    drop_duplicates: bool = True
+    drop_duplicates: bool = Field(
+        False,
+        description="Drop rows equal to an earlier row on every column of the source file "
+        "(or on `duplicate_key`). Off by default: different people can share every value.",
+    )
+    duplicate_key: list[str] | None = Field(
+        None,
+        description="Columns of the source file that identify a row (default: all of them).",
+    )
+    max_duplicate_share: Share = Field(
+        0.01,
+        description="Validation fails when drop_duplicates would drop more than this share of "
+        "the rows; raise it when duplicates are expected.",
+    )
     missing_target: Literal["drop", "error"] = "drop"
     invalid_values: Literal["set_missing", "drop_row"] = Field(
         "set_missing", description="What happens to values the schema calls invalid."
@@ -485,11 +614,27 @@ class PipelineConfig(_Strict):
             )
         if self.data.time_range is not None and not self.time_column:
             problems.append("data.time_range needs time_column")
+        problems += self._time_range_problems()
         if self.model.balance.classes and not self.task.is_classification:
             problems.append("model.balance.classes needs a classification task")
         if self.model.balance.sensitive_groups and not self.sensitive_columns:
             problems.append("model.balance.sensitive_groups needs sensitive_columns")
         return problems
+
+    def _time_range_problems(self) -> list[str]:
+        """A range whose kind the declared time column cannot hold; the data checks the rest."""
+        window, schema = self.data.time_range, self.columns.get(self.time_column or "")
+        if window is None or window.kind is None or schema is None:
+            return []
+        holds = "time" if schema.type is ColumnType.datetime else "number"
+        if schema.type in (ColumnType.categorical, ColumnType.boolean):
+            return [f"time_column {self.time_column!r}: declared {schema.type}, not a time"]
+        if holds != window.kind:
+            return [
+                f"data.time_range: {window.describe()} is a {_kind_name(window.kind)} range but "
+                f"time_column {self.time_column!r} is declared {schema.type}"
+            ]
+        return []
 
     def _monitoring_problems(self) -> list[str]:
         problems = []
@@ -536,6 +681,10 @@ class PipelineConfig(_Strict):
         if self.evaluation.direction is not None:
             return self.evaluation.direction == "maximize"
         return METRICS[self.evaluation.primary_metric][1]
+
+
+def _kind_name(kind: str) -> str:
+    return "date/datetime" if kind == "time" else "numeric"
 
 
 def higher_is_better(metric: str) -> bool:
@@ -710,3 +859,29 @@ def apply_overrides(
     if overrides.skip_search:
         raw["model"].pop("search", None)
     return parse_config(raw, path)
+
+
+def load_monitoring_section(path: str | Path, model: str) -> Monitoring:
+    """Monitoring thresholds from a file: a whole pipeline config of this model, or a file
+    holding only a `monitoring:` section, so thresholds can be tuned without a copied config."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if isinstance(raw, dict) and set(raw) == {"monitoring"}:
+        section = raw["monitoring"] if raw["monitoring"] is not None else {}
+        try:
+            return Monitoring.model_validate(section)
+        except ValidationError as exc:
+            lines = [
+                _format_error(str(path), {**err, "loc": ("monitoring", *err["loc"])})
+                for err in exc.errors()
+            ]
+            raise ConfigError("\n".join(lines)) from None
+    if isinstance(raw, dict) and "monitoring" not in raw and "name" not in raw:
+        raise ConfigError(
+            f"{path}: expected a `monitoring:` section (alone, or in a pipeline config); "
+            f"found keys {sorted(map(str, raw))}"
+        )
+    config = load_config(path)
+    if config.name != model:
+        raise ConfigError(f"{path}: is the config of {config.name!r}, not of {model!r}")
+    return config.monitoring

@@ -17,8 +17,14 @@ from threadpoolctl import threadpool_limits
 
 from modelcycle import monitoring
 from modelcycle.artifacts import ArtifactStore, RunFolder, load_model
-from modelcycle.config import Monitoring, PipelineConfig, TimeRange, load_config, parse_config
-from modelcycle.errors import ConfigError, RegistryError
+from modelcycle.config import (
+    Monitoring,
+    PipelineConfig,
+    TimeRange,
+    load_monitoring_section,
+    parse_config,
+)
+from modelcycle.errors import RegistryError
 from modelcycle.monitoring import (
     DRIFT_EVENT,
     ColumnDrift,
@@ -72,10 +78,7 @@ class Monitored:
 
 
 def _monitoring_section(path: str, model: str) -> Monitoring:
-    config = load_config(path)
-    if config.name != model:
-        raise ConfigError(f"{path}: is the config of {config.name!r}, not of {model!r}")
-    return config.monitoring
+    return load_monitoring_section(path, model)
 
 
 @task(name="load-monitored-champion", **TASK_OPTIONS)

@@ -25,7 +25,6 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.progress import Progress, TextColumn
-from rich.table import Table
 
 from modelcycle.cli._console import console, fail, open_registry
 from modelcycle.cli._incidents import list_incidents
@@ -78,7 +77,6 @@ def demo(
             config, TrainingMode.fine_tune, {"time_range": {"start": start, "end": end}}
         )
         print_training_outcome(second)
-        _print_checks(second["model"], second["version"])
         model = second["model"]
         promoted = second["status"] == "champion"
         if serve:
@@ -124,18 +122,6 @@ def _retire(model: str, version: int) -> None:
         reason="demo: fine-tuned on 2002-2006 only; superseded",
         actor="demo",
     )
-
-
-def _print_checks(model: str, version: int) -> None:
-    record = open_registry().get_version(model, version)
-    table = Table("check", "value", "limit", "result")
-    for c in record.gate["checks"]:
-        limit = f"{c['comparison']} {c['limit']:g}" if c["limit"] is not None else "-"
-        value = f"{c['value']:.4f}" if c["value"] is not None else "n/a"
-        result = ("pass" if c["passed"] else "FAIL") if c["judged"] else "not judged"
-        table.add_row(c["name"], value, limit, result)
-    console.print(table)
-    console.print(f"gate decision: {record.gate['decision']}", highlight=False)
 
 
 def _write_card(name: str, version: int) -> Path:

@@ -40,6 +40,7 @@ def card_facts(
     budgets: dict[str, Any],
     importance: list[dict[str, Any]],
     gate: dict[str, Any],
+    cleaning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "model": config.name,
@@ -58,8 +59,10 @@ def card_facts(
         "data": {
             "source": lineage.get("data_source"),
             "time_range": (config.data.time_range.model_dump() if config.data.time_range else None),
+            "period": config.data.time_range.describe() if config.data.time_range else None,
             "fingerprints": fingerprints,
             "rows": rows,
+            "cleaning": cleaning,
         },
         "training": {
             "mode": mode,
@@ -105,6 +108,43 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
     return [*lines, ""]
+
+
+def _period(data: dict[str, Any]) -> str:
+    """Cards written before periods were described show the recorded mapping."""
+    if data.get("period"):
+        return str(data["period"])
+    return "all rows" if data.get("time_range") is None else str(data["time_range"])
+
+
+def cleaning_lines(cleaning: dict[str, Any] | None) -> list[str]:
+    """What cleaning removed and which clock the periods were read on, as Markdown bullets."""
+    if not cleaning:
+        return []
+    on = cleaning.get("duplicates_on")
+    if on is None:
+        duplicates = "duplicates kept (cleaning.drop_duplicates is off)"
+    else:
+        key = f"on {', '.join(on)}" if on else "on every column of the file"
+        duplicates = f"{cleaning['dropped_duplicates']} duplicate rows dropped ({key})"
+    lines = [
+        f"- cleaning: {cleaning['rows_in']} rows in, {cleaning['rows_out']} kept; "
+        f"{cleaning['dropped_missing_target']} without a target and "
+        f"{cleaning['dropped_invalid']} with invalid values dropped; {duplicates}"
+    ]
+    time = cleaning.get("time")
+    if time:
+        zone = time.get("time_zone") or "no time zone (compared as written)"
+        zone_text = f", {zone}" if time["kind"] == "timestamps" else ""
+        lines.append(
+            f"- time column `{time['column']}` ({time['kind']}{zone_text}): "
+            f"{_moment(time['first'])} to {_moment(time['last'])}"
+        )
+    return lines
+
+
+def _moment(value: Any) -> str:
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
 def gate_table(gate: dict[str, Any]) -> list[str]:
@@ -206,7 +246,8 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
         f"- **Task:** {facts['task']}, target `{facts['target']}`",
         "",
         "## Data",
-        f"- source: `{facts['data']['source']}`; time range: {facts['data']['time_range']}",
+        f"- source: `{facts['data']['source']}`; time range: {_period(facts['data'])}",
+        *cleaning_lines(facts["data"].get("cleaning")),
         f"- rows: training {facts['data']['rows']['train']}, holdout "
         f"{facts['data']['rows']['holdout']}",
         f"- fingerprints: training `{facts['data']['fingerprints']['train']}`, holdout "
