@@ -36,6 +36,7 @@ def served_home(state, small_config: Path, monkeypatch: pytest.MonkeyPatch):
     )
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MODELCYCLE_SERVE_TOKENS", "test-token")
+    monkeypatch.setenv("MODELCYCLE_SERVE_WORKERS", "1")  # one process to start, not one per core
     return trained
 
 
