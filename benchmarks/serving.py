@@ -1,6 +1,6 @@
 """The demo champion served by modelcycle and by the servers users would pick instead.
 
-    .venv/bin/python benchmarks/serving.py                                   # everything, ~15 min
+    .venv/bin/python benchmarks/serving.py                                   # everything, ~20 min here
     .venv/bin/python benchmarks/serving.py --seconds 5 --systems modelcycle-2,fastapi-1
     .venv/bin/python benchmarks/serving.py --home .modelcycle                # the demo's champion
 
