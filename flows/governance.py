@@ -26,7 +26,8 @@ def promotion(
     actor: str = "promotion-flow",
     force: bool = False,
 ) -> dict[str, Any]:
-    """Move the champion alias to `version`; the previous champion is archived.
+    """Move the champion alias to `version` once its files verify against the registry; the
+    previous champion is archived.
 
     Args:
         model_name: The registered model.
@@ -36,13 +37,14 @@ def promotion(
         force: Allow a rejected or retired version (recorded as forced).
     """
     registry_url = get_settings().registry_url
-    promote_version(registry_url, model_name, version, reason, actor, force)
-    return publish_governance_record(registry_url, model_name)
+    move = promote_version(registry_url, model_name, version, reason, actor, force)
+    return publish_governance_record(move)
 
 
 @flow(name="rollback", description="Give the champion alias back to the previous champion.")
 def rollback(model_name: str, reason: str, actor: str = "rollback-flow") -> dict[str, Any]:
-    """Restore the champion that the current one replaced.
+    """Restore the champion that the current one replaced, or the newest earlier one whose
+    files still verify (what was skipped, and why, goes into the audit entry).
 
     Args:
         model_name: The registered model.
@@ -50,8 +52,8 @@ def rollback(model_name: str, reason: str, actor: str = "rollback-flow") -> dict
         actor: Who; recorded in the audit log.
     """
     registry_url = get_settings().registry_url
-    rollback_champion(registry_url, model_name, reason, actor)
-    return publish_governance_record(registry_url, model_name)
+    move = rollback_champion(registry_url, model_name, reason, actor)
+    return publish_governance_record(move)
 
 
 @flow(name="retirement", description="Retire a version for good, with a reason.")
@@ -73,5 +75,5 @@ def retirement(
             or the model is left without one).
     """
     registry_url = get_settings().registry_url
-    retire_version(registry_url, model_name, version, reason, actor, force)
-    return publish_governance_record(registry_url, model_name)
+    move = retire_version(registry_url, model_name, version, reason, actor, force)
+    return publish_governance_record(move)

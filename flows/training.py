@@ -107,8 +107,9 @@ def training(
     comparison = compare_with_champion(
         evaluated.metrics, champion_score.metrics if champion_score else None
     )
+    importance = explain_model(trained.pipeline, holdout, config, threads)
     reference = build_reference_data(
-        train, holdout, trained.pipeline, config, evaluated.metrics, config_path
+        train, holdout, trained.pipeline, config, evaluated.metrics, config_path, importance.table
     )
     lineage = record_lineage(config, fingerprints, source, mode.value, parent, run_id)
     model_file = serialize_model(trained.pipeline)
@@ -122,7 +123,6 @@ def training(
     )
     robustness = assess_robustness(trained.pipeline, holdout, config, threads)
     budgets = measure_budgets(trained.pipeline, holdout, config, len(model_file[0]), threads)
-    importance = explain_model(trained.pipeline, holdout, config, threads)
     gate = judge(evaluated, non_inferiority, fairness, robustness, budgets, config, parent)
     publish_gate_report(config.name, run_id, gate)
     if gate.outcome == "needs_approval":
@@ -154,13 +154,13 @@ def training(
         reference_files=reference,
     )
     folder = write_run_folder(settings.artifact_store, run)
-    version = register_version(
-        settings.registry_url, run.registration(folder.uri), gate.passed, actor
-    )
+    version = register_version(settings.registry_url, run.registration(folder), gate.passed, actor)
     if gate.approval is not None:
         record_approval(settings.registry_url, version, gate.approval)
-    if gate.passed:
-        version = promote_champion(settings.registry_url, version, actor, run.promotion_reason)
+    if gate.passed:  # only over the champion the gate judged against (compare and swap)
+        version = promote_champion(
+            settings.registry_url, version, actor, run.promotion_reason, judged_against=parent
+        )
     publish_report(run, version, folder.uri)
     publish_card(config.name, render_version_card(settings.registry_url, version))
     return run.outcome(version, folder.uri)

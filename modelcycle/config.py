@@ -431,10 +431,22 @@ class Robustness(_Strict):
     )
     max_counterfactual_flip_rate: Gap = Field(
         0.05,
-        description="Largest share of predictions that change when only a sensitive column "
-        "changes (for sensitive columns used as features).",
+        description="For sensitive columns used as features, when only that column changes: "
+        "classification, the largest share of predictions that change; regression, the largest "
+        "mean absolute change of predictions in target standard deviations.",
     )
     seed: int = 0
+
+
+class DegeneratePredictions(_Strict):
+    """A classifier that answers (almost) one class for every row fails on its own, and its
+    fairness figures are not judged: gaps between groups of a constant answer mean nothing."""
+
+    max_class_share: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.99,
+        description="Classification: the largest share of holdout rows one class may be "
+        "predicted for.",
+    )
 
 
 class Budgets(_Strict):
@@ -444,7 +456,15 @@ class Budgets(_Strict):
     max_model_mb: float | None = Field(None, gt=0.0, description="Model file size, in MB.")
 
 
-CheckKind = Literal["floors", "non_inferiority", "slices", "fairness", "robustness", "budgets"]
+CheckKind = Literal[
+    "floors",
+    "non_inferiority",
+    "slices",
+    "fairness",
+    "robustness",
+    "budgets",
+    "degenerate_predictions",
+]
 
 
 class Approval(_Strict):
@@ -478,6 +498,7 @@ class Gate(_Strict):
     fairness: Fairness = Field(default_factory=Fairness)
     robustness: Robustness = Field(default_factory=Robustness)
     budgets: Budgets = Field(default_factory=Budgets)
+    degenerate_predictions: DegeneratePredictions = Field(default_factory=DegeneratePredictions)
     approval: Approval = Field(default_factory=Approval)
 
 
@@ -495,6 +516,38 @@ class ColumnDriftRule(_Strict):
     threshold: float | None = Field(
         None, gt=0.0, description="Distance at or above which (p-value below which) it drifts."
     )
+    critical: bool = Field(
+        False, description="Drift in this column alone makes the status `drift`."
+    )
+
+
+class QualityThreshold(_Strict):
+    """How much worse than on the holdout a realised metric may be before it counts."""
+
+    max_drop: float = Field(
+        ge=0.0,
+        description="Largest accepted loss against the holdout figure: in metric units, or a "
+        "fraction of the holdout figure when `relative`.",
+    )
+    relative: bool | None = Field(
+        None,
+        description="Read max_drop as a fraction of the holdout figure; default: true for "
+        "error metrics (log_loss, brier, rmse, mae, median_absolute_error), false otherwise.",
+    )
+
+
+class QualityInterval(_Strict):
+    """The bootstrap interval of each realised metric (the gate's engine)."""
+
+    resamples: int = Field(1000, ge=10, le=100_000, description="Bootstrap resamples.")
+    confidence: Confidence = Field(0.95, description="Two-sided confidence level, in (0, 1).")
+    max_rows: int = Field(
+        20_000,
+        ge=100,
+        description="Larger labelled windows are resampled from a random sample of this many "
+        "rows and the interval scaled to the window's size (sqrt(sample / rows)).",
+    )
+    seed: int = Field(0, description="Seed of the resampling.")
 
 
 class Monitoring(_Strict):
@@ -512,11 +565,28 @@ class Monitoring(_Strict):
     prediction_drift: Literal["ignore", "warning", "drift"] = Field(
         "warning", description="What a drift of the champion's predicted scores makes the status."
     )
+    drift_share_weighted: Share | None = Field(
+        0.5,
+        description="Status `drift` when the drifted features carry at least this share of the "
+        "model's permutation importance (recorded with the reference); null turns it off.",
+    )
     max_quality_drop: float = Field(
         0.05,
         ge=0.0,
-        description="Status `warning` when a realised metric is worse than the holdout figure "
-        "by more than this; below a gate floor it is `drift` and a quality incident.",
+        description="The quality threshold of every realised metric not listed in `quality`: "
+        "its max_drop (relative for error metrics).",
+    )
+    quality: dict[str, QualityThreshold] = Field(
+        default_factory=dict,
+        description="Metric -> threshold. A quality incident (status `drift`) opens only when "
+        "the whole bootstrap interval of the realised metric is past the threshold or a gate "
+        "floor; a point estimate past it inside the interval is reported as within noise.",
+    )
+    quality_interval: QualityInterval = Field(default_factory=QualityInterval)
+    min_label_coverage: Share = Field(
+        0.0,
+        description="Realised quality is judged only when at least this share of the window's "
+        "rows have labels (it is always reported).",
     )
     columns: dict[str, ColumnDriftRule] = Field(
         default_factory=dict, description="Per-column test or threshold overrides."
@@ -538,6 +608,17 @@ class Monitoring(_Strict):
     retrain_mode: TrainingMode = Field(
         TrainingMode.scratch, description="How the drift event asks for the model to be retrained."
     )
+
+    def quality_threshold(self, metric: str) -> tuple[float, bool]:
+        """(max_drop, relative) for one metric: its own entry, else `max_quality_drop`.
+
+        Relative by default for error metrics: an absolute 0.05 means nothing on a target in
+        thousands (a regression's MAE) and a lot on a log loss of 0.3.
+        """
+        spec = self.quality.get(metric)
+        max_drop = self.max_quality_drop if spec is None else spec.max_drop
+        relative = spec.relative if spec is not None and spec.relative is not None else None
+        return max_drop, (not higher_is_better(metric)) if relative is None else relative
 
 
 class PipelineConfig(_Strict):
@@ -648,6 +729,18 @@ class PipelineConfig(_Strict):
                 )
         if self.monitoring.warning_share > self.monitoring.drift_share:
             problems.append("monitoring: warning_share is greater than drift_share")
+        for metric in self.monitoring.quality:
+            tasks = METRICS.get(metric, ((), True))[0]
+            if self.task.value not in tasks:
+                valid = sorted(m for m, (ts, _) in METRICS.items() if self.task.value in ts)
+                problems.append(
+                    f"monitoring.quality: {metric!r} is not a {self.task} metric (one of {valid})"
+                )
+            elif metric not in self.metrics:
+                problems.append(
+                    f"monitoring.quality: {metric!r} is not measured: add it to "
+                    "evaluation.extra_metrics"
+                )
         return problems
 
     def _named_metrics(self) -> list[tuple[str, str]]:

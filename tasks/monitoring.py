@@ -37,7 +37,7 @@ from modelcycle.monitoring import (
     Window,
     sampled_html_report,
 )
-from modelcycle.registry import IncidentLog, ModelVersion, Registry, Severity
+from modelcycle.registry import IncidentLog, ModelVersion, Registry, Severity, open_run
 from modelcycle.reports import HTML_REPORT, MonitoringRun
 from modelcycle.utils import json_ready
 from tasks.common import TASK_OPTIONS
@@ -53,10 +53,12 @@ def build_reference_data(
     config: PipelineConfig,
     holdout_metrics: dict[str, float],
     config_path: str,
+    importance: pd.DataFrame | None = None,
 ) -> dict[str, bytes]:
-    """The files monitoring will compare windows with, stored in the version's run folder."""
+    """The files monitoring will compare windows with, stored in the version's run folder,
+    with the permutation importance that weighs drift by what the model uses."""
     reference = monitoring.build_reference(
-        train, holdout, pipeline, config, holdout_metrics, config_path
+        train, holdout, pipeline, config, holdout_metrics, config_path, importance
     )
     get_run_logger().info(
         "Monitoring reference: %d of %d training rows", len(reference.data), len(train)
@@ -89,15 +91,16 @@ def load_monitored_champion(
 
     The config is the one recorded with the version (the schema it was trained on); a
     `config_path` replaces only its `monitoring` section, so thresholds can be tuned without
-    retraining.
+    retraining. The run folder is read where the registry recorded it (`artifact_uri`), its
+    manifest checked against the registry first; `store_root` is not needed for that.
     """
     record = Registry(registry_url).champion(model_name)
     if record is None:
         raise RegistryError(
             f"model {model_name!r} has no champion to monitor; train and promote one first"
         )
-    store, run_id = ArtifactStore(store_root), record.run_id
-    manifest = store.read_manifest(model_name, run_id)
+    run = open_run(record)  # the manifest as registered, its config as hashed in training
+    manifest = run.manifest
     missing = [f for f in monitoring.REFERENCE_FILES if f not in manifest["files"]]
     if missing:
         raise RegistryError(
@@ -105,10 +108,7 @@ def load_monitored_champion(
             f"missing from {record.artifact_uri}); it was trained before monitoring existed: "
             "retrain it"
         )
-    files = {
-        name: store.read_verified(model_name, run_id, name, manifest)
-        for name in monitoring.REFERENCE_FILES
-    }
+    files = {name: run.read(name) for name in monitoring.REFERENCE_FILES}
     config = parse_config(manifest["config"], f"{record.artifact_uri}/manifest.json (config)")
     if config_path is not None:
         section = _monitoring_section(config_path, model_name)
@@ -167,11 +167,13 @@ def measure_feature_drift(
     reference: Reference, inputs: pd.DataFrame, config: PipelineConfig
 ) -> DriftResult:
     result = monitoring.feature_drift(reference, inputs, config)
+    weighted = result.weighted_share
     get_run_logger().info(
-        "Feature drift: %d of %d drifted %s",
+        "Feature drift: %d of %d drifted %s (%s of the importance)",
         len(result.drifted_columns),
         len(result.tested),
         result.drifted_columns,
+        "not recorded" if weighted is None else f"{weighted:.1%}",
     )
     return result
 
@@ -267,7 +269,9 @@ def record_incidents(
     summary = "; ".join(decision.reasons)
     recorded = []
     for kind in decision.incident_kinds:
-        severity = Severity.CRITICAL if kind == "quality" else Severity.HIGH
+        # A gate floor crossed in production is critical; a drift or a drop beyond what the
+        # monitoring policy allows is high.
+        severity = Severity(decision.severities.get(kind, Severity.HIGH))
         result = log.record(
             model_name=version.model_name,
             version=version.version,

@@ -89,9 +89,22 @@ def promote_champion(
     version: ModelVersion,
     actor: str,
     reason: str,
+    judged_against: int | None,
 ) -> ModelVersion:
-    promoted = Registry(registry_url).promote(
-        version.model_name, version.version, actor=actor, reason=reason
+    """Promote only if the champion is still the one the gate judged against; otherwise the
+    candidate stays registered, not promoted, and the audit log says why."""
+    move = Registry(registry_url).promote_judged(
+        version.model_name,
+        version.version,
+        judged_against=judged_against,
+        actor=actor,
+        reason=reason,
     )
-    get_run_logger().info("%s v%d is now champion", promoted.model_name, promoted.version)
-    return promoted
+    logger = get_run_logger()
+    if move.promoted:
+        logger.info("%s v%d is now champion", version.model_name, version.version)
+    else:
+        logger.warning(
+            "%s v%d not promoted: %s", version.model_name, version.version, move.entry.reason
+        )
+    return move.version

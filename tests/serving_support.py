@@ -81,6 +81,7 @@ def train_and_register(
                 description=config.description,
                 run_id=run_id,
                 artifact_uri=folder.uri,
+                manifest_sha256=folder.manifest_sha256,
                 model_file=MODEL_FILE,
                 model_sha256=sha,
                 data_fingerprint="test",

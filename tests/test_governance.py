@@ -13,27 +13,26 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from registry_runs import write_run
 from typer.testing import CliRunner
 
 from modelcycle.errors import RegistryError
 from modelcycle.registry import ModelVersion, Registration, Registry, VersionStatus
 
-SHA = "cd" * 32
 MODEL = "churn"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _fields(run_id: str, status: VersionStatus = VersionStatus.CANDIDATE) -> dict[str, Any]:
+def _fields(
+    run_id: str, store: Path, status: VersionStatus = VersionStatus.CANDIDATE
+) -> dict[str, Any]:
     return {
         "model_name": MODEL,
         "owner": "risk-team",
         "description": "churn classifier",
         "run_id": run_id,
-        "artifact_uri": f"/artifacts/churn/{run_id}",
-        "model_file": "model.skops",
-        "model_sha256": SHA,
+        **write_run(store, MODEL, run_id).fields(),
         "data_fingerprint": "data-fp",
-        "config_hash": "config-hash",
         "code_version": "abc123",
         "package_versions": {},
         "parent_version": None,
@@ -52,10 +51,11 @@ def _register_one(registry: Registry, fields: dict[str, Any]) -> ModelVersion:
     return registry.register_version(Registration(**fields), **control)
 
 
-def _registry_with(url: str, statuses: list[VersionStatus]) -> Registry:
+def _registry_with(url: str, statuses: list[VersionStatus], store: Path) -> Registry:
+    """Versions 1..n with these statuses, each with a real run folder under `store`."""
     registry = Registry(url)
     for i, status in enumerate(statuses):
-        _register_one(registry, _fields(f"run-{i}", status))
+        _register_one(registry, _fields(f"run-{i}", store, status))
     return registry
 
 
@@ -73,25 +73,30 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'registry.db'}"
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "artifacts"
+
+
 # --- registry rules ------------------------------------------------------------------------
 
 
-def test_rejected_version_is_promoted_only_when_forced(url: str) -> None:
-    registry = _registry_with(url, [VersionStatus.CANDIDATE, VersionStatus.REJECTED])
+def test_rejected_version_is_promoted_only_when_forced(url: str, store: Path) -> None:
+    registry = _registry_with(url, [VersionStatus.CANDIDATE, VersionStatus.REJECTED], store)
     registry.promote(MODEL, 1, actor="a", reason="first")
     before = _snapshot(registry)
     with pytest.raises(RegistryError, match=r"version 2 of 'churn' is rejected .*--force"):
         registry.promote(MODEL, 2, actor="a", reason="try")
     assert _snapshot(registry) == before
     forced = registry.promote(MODEL, 2, actor="ana", reason="reviewed by hand", force=True)
-    assert forced.status is VersionStatus.CHAMPION
+    assert forced.version.status is VersionStatus.CHAMPION
     entry = registry.audit_log(MODEL)[-1]
     assert entry.details == {"previous": 1, "forced": True, "previous_status": "rejected"}
     assert entry.reason == "reviewed by hand"
 
 
-def test_retiring_the_only_champion_needs_force_and_then_leaves_none(url: str) -> None:
-    registry = _registry_with(url, [VersionStatus.CANDIDATE])
+def test_retiring_the_only_champion_needs_force_and_then_leaves_none(url: str, store: Path) -> None:
+    registry = _registry_with(url, [VersionStatus.CANDIDATE], store)
     registry.promote(MODEL, 1, actor="a", reason="first")
     before = _snapshot(registry)
     with pytest.raises(RegistryError, match=r"version 1 of 'churn' is the champion.*--force"):
@@ -105,8 +110,8 @@ def test_retiring_the_only_champion_needs_force_and_then_leaves_none(url: str) -
         registry.promote(MODEL, 1, actor="a", reason="back?")
 
 
-def test_forced_retirement_of_a_champion_hands_the_alias_back(url: str) -> None:
-    registry = _registry_with(url, [VersionStatus.CANDIDATE] * 2)
+def test_forced_retirement_of_a_champion_hands_the_alias_back(url: str, store: Path) -> None:
+    registry = _registry_with(url, [VersionStatus.CANDIDATE] * 2, store)
     registry.promote(MODEL, 1, actor="a", reason="first")
     registry.promote(MODEL, 2, actor="a", reason="second")
     registry.retire(MODEL, 2, actor="a", reason="bad in production", force=True)
@@ -131,7 +136,9 @@ def _message(result) -> str:
 
 @pytest.fixture
 def cli_registry(state) -> Registry:
-    registry = _registry_with(state.registry_url, [VersionStatus.CANDIDATE])
+    registry = _registry_with(
+        state.registry_url, [VersionStatus.CANDIDATE], Path(state.artifact_store)
+    )
     registry.promote(MODEL, 1, actor="a", reason="first")
     return registry
 
@@ -164,7 +171,7 @@ def test_retire_the_only_champion_without_force(cli_registry: Registry) -> None:
 def test_cli_story_promote_rollback_retire_audit(state, cli_registry: Registry) -> None:
     import json
 
-    _register_one(cli_registry, _fields("run-2"))
+    _register_one(cli_registry, _fields("run-2", Path(state.artifact_store)))
     assert _cli("promote", MODEL, "2", "--reason", "better on 2024").exit_code == 0
     assert cli_registry.champion(MODEL).version == 2
     assert _cli("rollback", MODEL, "--reason", "complaints").exit_code == 0
@@ -185,21 +192,27 @@ def test_cli_story_promote_rollback_retire_audit(state, cli_registry: Registry) 
 # --- concurrency and crashes ---------------------------------------------------------------
 
 
-def _promote_one(args: tuple[str, int]) -> int:
+def _promote_one(args: tuple[str, int]) -> tuple[int, int]:
+    """One process's promotion through the library, and the entry its transaction reported
+    (the CLI race is in test_concurrent_promotion)."""
     url, version = args
     registry = Registry(url)
     try:
-        registry.promote(MODEL, version, actor=f"proc-{os.getpid()}", reason=f"race {version}")
+        move = registry.promote(
+            MODEL, version, actor=f"proc-{os.getpid()}", reason=f"race {version}"
+        )
     finally:
         registry.close()
-    return version
+    return version, move.entry.id
 
 
-def test_fifty_parallel_promotions_leave_one_champion_and_fifty_entries(url: str) -> None:
-    registry = _registry_with(url, [VersionStatus.CANDIDATE] * 50)
+def test_fifty_parallel_promotions_leave_one_champion_and_fifty_entries(
+    url: str, store: Path
+) -> None:
+    registry = _registry_with(url, [VersionStatus.CANDIDATE] * 50, store)
     registry.close()
     with multiprocessing.get_context("spawn").Pool(8) as pool:
-        done = pool.map(_promote_one, [(url, v) for v in range(1, 51)], chunksize=1)
+        done = dict(pool.map(_promote_one, [(url, v) for v in range(1, 51)], chunksize=1))
     assert sorted(done) == list(range(1, 51))
 
     engine = sa.create_engine(url)
@@ -215,6 +228,10 @@ def test_fifty_parallel_promotions_leave_one_champion_and_fifty_entries(url: str
     # Each promotion saw the one before it: one unbroken chain, the last one is champion.
     assert [e.details["previous"] for e in log] == [None] + [e.version for e in log[:-1]]
     assert Registry(url).champion(MODEL).version == log[-1].version
+    # Each process was told the entry its own transaction wrote, and the chain is whole.
+    assert done == {e.version: e.id for e in log}
+    assert [e.seq for e in Registry(url).audit_log(MODEL)] == list(range(1, 101))
+    assert all(r.intact for r in Registry(url).verify_audit(MODEL))
 
 
 # The child pauses inside the promotion's transaction: the alias and the statuses have moved,
@@ -226,7 +243,7 @@ import sqlalchemy as sa
 from modelcycle.registry import Registry
 
 def pause(conn, cursor, statement, parameters, context, executemany):
-    if statement.startswith("INSERT INTO audit_log") and "promote" in parameters:
+    if statement.startswith("INSERT INTO audit_log") and "promote" in str(parameters):
         print("modelcycle-fault: inside promote", file=sys.stderr, flush=True)
         time.sleep(120)
 
@@ -235,8 +252,8 @@ Registry(sys.argv[1]).promote("churn", 2, actor="doomed", reason="killed")
 """
 
 
-def test_a_promotion_killed_inside_its_transaction_changes_nothing(url: str) -> None:
-    registry = _registry_with(url, [VersionStatus.CANDIDATE] * 2)
+def test_a_promotion_killed_inside_its_transaction_changes_nothing(url: str, store: Path) -> None:
+    registry = _registry_with(url, [VersionStatus.CANDIDATE] * 2, store)
     registry.promote(MODEL, 1, actor="a", reason="first")
     registry.close()
     before = _snapshot(Registry(url))
@@ -254,7 +271,7 @@ def test_a_promotion_killed_inside_its_transaction_changes_nothing(url: str) -> 
     assert _snapshot(after) == before
     assert after.champion(MODEL).version == 1
     # The database is usable at once: the same promotion now goes through.
-    assert after.promote(MODEL, 2, actor="a", reason="again").version == 2
+    assert after.promote(MODEL, 2, actor="a", reason="again").version.version == 2
 
 
 def test_contract_names_and_signatures_other_issues_rely_on() -> None:

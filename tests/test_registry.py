@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
+import registry_runs
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
@@ -27,58 +26,36 @@ from modelcycle.registry import (
     metadata,
 )
 
-SHA = "ab" * 32
 N_PROCESSES = 8
-
-
-POSTGRES_ENV = "MODELCYCLE_TEST_POSTGRES_URL"
+registry_url = registry_runs.registry_url  # the fixture: SQLite, and PostgreSQL when set
+write_run = registry_runs.write_run
 
 
 def _url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
 
 
-@contextmanager
-def _scratch_database(server_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"modelcycle_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+@pytest.fixture(autouse=True)
+def _store(tmp_path: Path) -> Path:
+    """Where this test's run folders go (the registry only records their location)."""
+    global STORE
+    STORE = tmp_path / "artifacts"
+    return STORE
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The same tests on SQLite and on a real PostgreSQL server (.ci/run starts one)."""
-    if request.param == "sqlite":
-        yield _url(tmp_path)
-        return
-    server = os.environ.get(POSTGRES_ENV)
-    if not server:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {POSTGRES_ENV} is not: .ci/run starts PostgreSQL")
-        pytest.skip(f"{POSTGRES_ENV} is not set (.ci/run starts PostgreSQL and sets it)")
-    with _scratch_database(server) as url:
-        yield url
+STORE = Path("unset")
 
 
-def _fields(run_id: str, **overrides: Any) -> dict[str, Any]:
+def _fields(run_id: str, store: Path | None = None, **overrides: Any) -> dict[str, Any]:
+    model = overrides.get("model_name", "churn")
+    run = write_run(store or STORE, model, run_id)
     fields: dict[str, Any] = {
         "model_name": "churn",
         "owner": "risk-team",
         "description": "churn classifier",
         "run_id": run_id,
-        "artifact_uri": f"/artifacts/churn/{run_id}",
-        "model_file": "model.skops",
-        "model_sha256": SHA,
+        **run.fields(),
         "data_fingerprint": "data-fp",
-        "config_hash": "config-hash",
         "code_version": "abc123",
         "package_versions": {"scikit-learn": "1.9.1"},
         "parent_version": None,
@@ -152,23 +129,20 @@ def test_versions_are_numbered_per_model(registry: Registry) -> None:
 
 def test_version_round_trips_every_field(registry: Registry) -> None:
     _register_one(registry, _fields("run-0"))
-    _register_one(
-        registry,
-        _fields(
-            "run-1",
-            parent_version=1,
-            metrics={"roc_auc": 0.9, "per_group": {"a": [1, 2]}},
-            model_sha256=SHA.upper(),
-        ),
+    fields = _fields(
+        "run-1", parent_version=1, metrics={"roc_auc": 0.9, "per_group": {"a": [1, 2]}}
     )
+    sha = fields["model_sha256"]
+    _register_one(registry, {**fields, "model_sha256": sha.upper()})
 
     got = registry.get_version("churn", 2)
     assert got.parent_version == 1
     assert got.metrics == {"roc_auc": 0.9, "per_group": {"a": [1, 2]}}
-    assert got.model_sha256 == SHA
+    assert got.model_sha256 == sha
+    assert got.manifest_sha256 == fields["manifest_sha256"]
     assert got.package_versions == {"scikit-learn": "1.9.1"}
     assert got.created_at.tzinfo == UTC
-    assert got.model_location == "/artifacts/churn/run-1/model.skops"
+    assert got.model_location == f"{STORE}/churn/run-1/model.skops"
     as_dict = got.to_dict()
     assert as_dict["status"] == "candidate"
     assert as_dict["created_at"].endswith("+00:00")
@@ -183,6 +157,7 @@ def test_version_round_trips_every_field(registry: Registry) -> None:
         "model_file",
         "model_location",
         "model_sha256",
+        "manifest_sha256",
         "data_fingerprint",
         "config_hash",
         "code_version",
@@ -200,8 +175,8 @@ def test_version_round_trips_every_field(registry: Registry) -> None:
 def test_promote_moves_champion_and_archives_previous(registry: Registry) -> None:
     _register(registry, 3)
 
-    first = registry.promote("churn", 1, actor="alice", reason="first model")
-    second = registry.promote("churn", 3, actor="bob", reason="better auc")
+    first = registry.promote("churn", 1, actor="alice", reason="first model").version
+    second = registry.promote("churn", 3, actor="bob", reason="better auc").version
 
     assert first.status is VersionStatus.CHAMPION
     assert second.status is VersionStatus.CHAMPION
@@ -226,7 +201,7 @@ def test_archived_version_can_come_back(registry: Registry) -> None:
     registry.promote("churn", 1, actor="a", reason="r")
     registry.promote("churn", 2, actor="a", reason="r")
 
-    back = registry.promote("churn", 1, actor="a", reason="regression in production")
+    back = registry.promote("churn", 1, actor="a", reason="regression in production").version
 
     assert back.status is VersionStatus.CHAMPION
     assert registry.get_version("churn", 2).status is VersionStatus.ARCHIVED
@@ -240,7 +215,8 @@ def test_rollback_returns_to_previous_champion(registry: Registry) -> None:
 
     rolled = registry.rollback("churn", actor="oncall", reason="latency spike")
 
-    assert rolled.version == 1
+    assert rolled.version.version == rolled.champion == 1
+    assert rolled.entry == registry.audit_log("churn")[-1]
     assert registry.get_version("churn", 2).status is VersionStatus.ARCHIVED
     last = registry.audit_log("churn")[-1]
     assert (last.action, last.version, last.details) == ("rollback", 1, {"previous": 2})
@@ -340,6 +316,7 @@ def test_alias_primary_key_forbids_a_second_champion(registry: Registry) -> None
         ({"status": "shiny"}, "status"),
         ({"model_sha256": "abc"}, "model_sha256"),
         ({"model_sha256": "g" * 64}, "model_sha256"),
+        ({"manifest_sha256": "abc"}, "manifest_sha256"),
         ({"model_name": "../etc"}, "model_name"),
         ({"model_file": "sub/model.skops"}, "model_file"),
         ({"actor": " "}, "actor"),
@@ -365,12 +342,13 @@ def test_unknown_parent_rolls_back_the_whole_registration(registry: Registry) ->
 
 
 def test_same_run_registered_twice_gives_one_version(registry: Registry) -> None:
-    first = _register_one(registry, _fields("run-0"))
-    again = _register_one(registry, _fields("run-0"))
+    fields = _fields("run-0")
+    first = _register_one(registry, fields)
+    again = _register_one(registry, fields)
     assert again == first
     assert len(registry.list_versions("churn")) == 1
     with pytest.raises(RegistryError, match=r"^run_id: run 'run-0' already registered"):
-        _register_one(registry, _fields("run-0", model_sha256="cd" * 32))
+        _register_one(registry, {**_fields("run-0b"), "run_id": "run-0"})
 
 
 def test_lookups_name_what_is_missing(registry: Registry) -> None:
@@ -439,20 +417,21 @@ def test_schema_compiles_for_postgresql() -> None:
     assert "JSON" in ddl
 
 
-def _race(url: str, barrier: Any, index: int) -> None:
+def _race(url: str, store: Path, barrier: Any, index: int) -> None:
     """One process: register a version, then make it champion, all starting together."""
     registry = Registry(url)
+    fields = _fields(f"proc-{index}-{os.getpid()}", store)
     barrier.wait()
-    version = _register_one(registry, _fields(f"proc-{index}-{os.getpid()}"))
+    version = _register_one(registry, fields)
     registry.promote("churn", version.version, actor=f"proc-{index}", reason="race")
     registry.close()
 
 
-def test_parallel_processes_leave_exactly_one_champion(registry_url: str) -> None:
+def test_parallel_processes_leave_exactly_one_champion(registry_url: str, _store: Path) -> None:
     url = registry_url
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(N_PROCESSES)
-    procs = [ctx.Process(target=_race, args=(url, barrier, i)) for i in range(N_PROCESSES)]
+    procs = [ctx.Process(target=_race, args=(url, _store, barrier, i)) for i in range(N_PROCESSES)]
     for proc in procs:
         proc.start()
     for proc in procs:

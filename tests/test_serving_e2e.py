@@ -28,6 +28,7 @@ import pytest
 from conftest import small_config_dict, write_config
 from serving_support import ServiceProcess, Trained, start_service, train_and_register
 
+from modelcycle.errors import IntegrityError
 from modelcycle.registry import Registry
 from modelcycle.serving import ID_PATTERN, read_feedback, read_predictions
 
@@ -449,11 +450,25 @@ def test_metrics_count_what_was_sent(world: World) -> None:
     assert world.metric("modelcycle_serve_request_seconds_count", **labels) >= 3
 
 
+def _move_alias_by_hand(database: Path, model: str, version: int) -> None:
+    import sqlite3
+
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE aliases SET version = ? WHERE model_name = ? AND alias = 'champion'",
+            (version, model),
+        )
+
+
 def test_tampered_champion_is_not_loaded(world: World) -> None:
     location = Path(world.versions["t2"].location)
     location.write_bytes(location.read_bytes() + b"tampered")
     failures_before = world.metric("modelcycle_serve_verification_failures_total", model=TAMPER)
-    world.registry().promote(TAMPER, 2, actor="test", reason="serving test")
+    # The registry refuses to promote a changed file (issue 10); someone with the database
+    # file moves the alias by hand, and serving must still refuse what it would load.
+    with pytest.raises(IntegrityError, match="not the files that were registered"):
+        world.registry().promote(TAMPER, 2, actor="test", reason="serving test")
+    _move_alias_by_hand(world.home / "registry.db", TAMPER, 2)
     _wait(
         lambda: (
             world.metric("modelcycle_serve_verification_failures_total", model=TAMPER)

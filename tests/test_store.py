@@ -14,7 +14,7 @@ import fsspec
 import pandas as pd
 import pytest
 
-from modelcycle.artifacts import MANIFEST_FORMAT, ArtifactStore, RunWriter
+from modelcycle.artifacts import MANIFEST_FORMAT, ArtifactStore, RunWriter, sha256_bytes
 from modelcycle.errors import ArtifactStoreError, IntegrityError
 
 
@@ -261,23 +261,32 @@ def test_read_verified_returns_only_what_the_manifest_recorded(store: ArtifactSt
         writer.write_bytes("model.bin", b"0123456789")
         writer.write_bytes("keep.bin", b"k")
         folder = writer.commit({})
-    assert store.read_verified("m", "r", "keep.bin") == b"k"
+    anchor = folder.manifest_sha256
+    assert anchor == sha256_bytes(store.fs.cat_file(store._run_path("m", "r") + "/manifest.json"))
+    assert store.read_verified("m", "r", "keep.bin", manifest_sha256=anchor) == b"k"
     assert store.read_verified("m", "r", "keep.bin", folder.manifest) == b"k"
+    with pytest.raises(ArtifactStoreError, match="refusing an unanchored read"):
+        store.read_verified("m", "r", "keep.bin")
     run = store._run_path("m", "r")
     _put(store, run + "/model.bin", b"0123456780")  # same size, other bytes
     _put(store, run + "/extra.bin", b"x")  # never listed
     for name in ("model.bin", "extra.bin"):
         with pytest.raises(IntegrityError) as info:
-            store.read_verified("m", "r", name)
+            store.read_verified("m", "r", name, manifest_sha256=anchor)
         assert str(info.value) == (
             f"{store.file_uri('m', 'r', name)}: SHA-256 does not match the run's manifest: "
             "it was changed after the run"
         )
     with pytest.raises(ArtifactStoreError, match="no such file") as missing:
-        store.read_verified("m", "r", "gone.bin")
+        store.read_verified("m", "r", "gone.bin", manifest_sha256=anchor)
     assert isinstance(missing.value.__cause__, FileNotFoundError)
     with pytest.raises(ArtifactStoreError, match="never committed"):
-        store.read_verified("m", "other", "keep.bin")
+        store.read_verified("m", "other", "keep.bin", manifest_sha256=anchor)
+    # The manifest itself is checked against the registry's hash before it vouches for a file.
+    manifest_path = run + "/manifest.json"
+    _put(store, manifest_path, store.fs.cat_file(manifest_path).replace(b'"size"', b'"size" '))
+    with pytest.raises(IntegrityError, match="the manifest was changed after registration"):
+        store.read_verified("m", "r", "keep.bin", manifest_sha256=anchor)
 
 
 def test_holding_finds_the_store_of_a_run_folder(store: ArtifactStore) -> None:
@@ -287,7 +296,7 @@ def test_holding_finds_the_store_of_a_run_folder(store: ArtifactStore) -> None:
     for uri in (folder.uri, folder.uri + "/"):
         holder = ArtifactStore.holding(uri)
         assert holder.run_uri("m", "r") == folder.uri
-        assert holder.read_verified("m", "r", "keep.bin") == b"k"
+        assert holder.read_verified("m", "r", "keep.bin", folder.manifest) == b"k"
 
 
 def test_read_manifest_rejects_foreign_or_broken_manifest(store: ArtifactStore) -> None:

@@ -17,8 +17,6 @@ from typing import Any
 
 import fsspec
 import numpy as np
-import skops.io as sio
-from skops.io.exceptions import UntrustedTypesFoundException
 
 from modelcycle.errors import ArtifactStoreError, IntegrityError, ModelcycleError
 
@@ -44,6 +42,17 @@ _SCHEMA = "schema.json"
 # Immutable values: whether two are one object depends on interning and caching, not on the
 # model, so their ids are dropped (skops then builds each occurrence separately).
 _VALUE_LOADERS = frozenset({"JsonNode", "DTypeNode"})
+
+
+def __getattr__(name: str) -> Any:
+    """`sio` on first use: importing skops.io imports scikit-learn (seconds), which readers of
+    the registry and the store (every `modelcycle` command, each process of a promotion race)
+    never need."""
+    if name == "sio":
+        import skops.io
+
+        return skops.io
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UntrustedModelError(ModelcycleError):
@@ -76,6 +85,8 @@ def dump_model(pipeline: Any) -> bytes:
     fixed and compression off (deflate output depends on the zlib build). Tree models also
     store structured arrays whose padding bytes are uninitialised memory; those are zeroed.
     """
+    import skops.io as sio
+
     raw = sio.dumps(pipeline)
     with zipfile.ZipFile(io.BytesIO(raw)) as src:
         schema = json.loads(src.read(_SCHEMA))
@@ -191,6 +202,9 @@ def load_model(
             f"{location}: refusing to load, the file holds types that are not trusted: "
             f"{', '.join(untrusted)}. Pass them in extra_trusted only if you know the code."
         )
+    import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
+
     try:
         return sio.loads(data, trusted=trusted)
     except UntrustedTypesFoundException as exc:  # skops found one we missed: still refuse
@@ -208,6 +222,8 @@ def _read_bytes(location: str) -> bytes:
 def _untrusted_types(data: bytes, trusted: Sequence[str], location: str | Path) -> list[str]:
     """Audit before constructing, so the message lists every offending type at once."""
     try:
+        import skops.io as sio
+
         found = sio.get_untrusted_types(data=data)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
         raise ModelcycleError(f"{location}: not a readable skops model file ({exc})") from exc

@@ -100,6 +100,9 @@ class RunFolder:
     run_id: str
     uri: str
     manifest: dict[str, Any] = field(repr=False)
+    # SHA-256 of manifest.json as written: the registry records it, so a manifest edited
+    # later (its config, or a file's hash next to an edited file) is refused when read.
+    manifest_sha256: str = ""
 
 
 class ArtifactStore:
@@ -176,8 +179,15 @@ class ArtifactStore:
                 runs.append(name)
         return sorted(runs)
 
-    def read_manifest(self, model: str, run_id: str) -> dict[str, Any]:
-        """The manifest of a committed run, checked to be ours and about this run."""
+    def read_manifest(
+        self, model: str, run_id: str, expected_sha256: str | None = None
+    ) -> dict[str, Any]:
+        """The manifest of a committed run, checked to be ours and about this run.
+
+        With `expected_sha256` (what the registry recorded when the run was registered) the
+        manifest's own bytes must match it: the manifest vouches for every other file, so an
+        edited manifest would otherwise vouch for edited files.
+        """
         path = posixpath.join(self._run_path(model, run_id), MANIFEST_NAME)
         try:
             raw = self.fs.cat_file(path)
@@ -185,6 +195,11 @@ class ArtifactStore:
             raise ArtifactStoreError(
                 f"{self._uri(path)}: no manifest; run {model}/{run_id} was never committed"
             ) from exc
+        if expected_sha256 is not None and sha256_bytes(raw) != expected_sha256:
+            raise IntegrityError(
+                f"{self._uri(path)}: SHA-256 is {sha256_bytes(raw)} but the registry recorded "
+                f"{expected_sha256}: the manifest was changed after registration"
+            )
         try:
             manifest = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -234,15 +249,29 @@ class ArtifactStore:
             raise ArtifactStoreError(f"{self._uri(path)}: no such file") from exc
 
     def read_verified(
-        self, model: str, run_id: str, name: str, manifest: Mapping[str, Any] | None = None
+        self,
+        model: str,
+        run_id: str,
+        name: str,
+        manifest: Mapping[str, Any] | None = None,
+        *,
+        manifest_sha256: str | None = None,
     ) -> bytes:
-        """One file of a run, returned only if it is what the run's manifest recorded, so
-        nothing downstream (a card, a monitoring reference) is built from a file edited later.
+        """One file of a run, returned only if it is what the run's manifest recorded and the
+        manifest is the one the registry recorded, so nothing downstream (a card, a
+        monitoring reference) is built from a file, or a manifest, edited later.
 
-        `manifest` saves reading it again when the caller already holds it.
+        Give `manifest_sha256` (the registry's record), or a `manifest` already read with it
+        (`read_manifest(..., expected_sha256=...)`) to save reading it again. Neither is an
+        error: an unanchored manifest proves nothing.
         """
         if manifest is None:
-            manifest = self.read_manifest(model, run_id)
+            if manifest_sha256 is None:
+                raise ArtifactStoreError(
+                    f"{self.file_uri(model, run_id, name)}: refusing an unanchored read; pass "
+                    "the manifest SHA-256 the registry recorded for this run"
+                )
+            manifest = self.read_manifest(model, run_id, manifest_sha256)
         data = self.read_bytes(model, run_id, name)
         expected = manifest["files"].get(name)
         if expected is None or _difference(expected, len(data), sha256_bytes(data)) is not None:
@@ -279,6 +308,7 @@ class RunWriter:
         self._final = final
         self._names: set[str] = set()
         self._state = "open"
+        self._manifest_sha256 = ""
         store.fs.makedirs(staging, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -403,7 +433,7 @@ class RunWriter:
                 logger.warning(
                     "run %s committed but staging %s not removed: %s", self.uri, self._staging, exc
                 )
-        return RunFolder(self.model, self.run_id, self.uri, manifest)
+        return RunFolder(self.model, self.run_id, self.uri, manifest, self._manifest_sha256)
 
     def abort(self) -> None:
         """Remove staging; safe to call more than once, never touches a committed run."""
@@ -450,6 +480,7 @@ class RunWriter:
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         data = _dump_json(manifest, f"{self.model}/{self.run_id}/{MANIFEST_NAME}")
+        self._manifest_sha256 = sha256_bytes(data)
         path = posixpath.join(self._staging, MANIFEST_NAME)
         if self.store.is_local:
             with open(path, "xb") as handle:

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from modelcycle.cli._audit import audit_app
 from modelcycle.cli._config import config_app
 from modelcycle.cli._console import errors
 from modelcycle.cli._demo import demo
@@ -29,6 +30,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 app.add_typer(service_app, name="service")
 app.add_typer(incidents_app, name="incidents")
+app.add_typer(audit_app, name="audit")
 app.command("monitor")(monitor)
 app.command("demo")(demo)
 app.command("train")(train)

@@ -10,12 +10,14 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from modelcycle.cli._console import (
     check_configured_server,
     console,
     embedded_server_settings,
+    errors,
     fail,
     open_registry,
     print_table,
@@ -63,6 +65,21 @@ def _actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def _check_promotable(name: str, version: int) -> None:
+    """A version whose files changed since registration is refused without a flow run (the
+    registry checks again when it moves the alias)."""
+    from modelcycle.errors import IntegrityError
+    from modelcycle.registry import version_problems
+
+    record = open_registry().get_version(name, version)
+    problems = version_problems(record)
+    if problems:
+        raise IntegrityError(
+            f"refusing to make {name} v{version} champion: its files are not the files that "
+            f"were registered: {problems[0]}"
+        )
 
 
 def _check_reason(reason: str) -> None:
@@ -146,7 +163,7 @@ def promote(
     """Make a version the champion (runs the `promotion` flow)."""
     try:
         _check_reason(reason)
-        open_registry().get_version(name, version)  # refuse before a flow run exists
+        _check_promotable(name, version)  # refuse before a flow run exists
         record = run_governance_flow(
             "promotion",
             model_name=name,
@@ -157,7 +174,8 @@ def promote(
         )
     except ModelcycleError as exc:
         fail(str(exc))
-    console.print(f"{name} v{version} is champion (audit #{record['id']})", highlight=False)
+    # The entry this command's own transaction wrote (another promotion may follow at once).
+    console.print(f"{name} v{version} became champion (audit #{record['id']})", highlight=False)
 
 
 @models_app.command("rollback")
@@ -173,7 +191,7 @@ def rollback(
     except ModelcycleError as exc:
         fail(str(exc))
     console.print(
-        f"{name} rolled back: v{record['champion']} is champion (audit #{record['id']})",
+        f"{name} rolled back: v{record['champion']} became champion (audit #{record['id']})",
         highlight=False,
     )
 
@@ -209,11 +227,19 @@ def audit(
     name: Annotated[str, typer.Argument(help="Model name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
-    """Every recorded decision about a model, oldest first."""
+    """Every recorded decision about a model, oldest first; warns when its chain is broken."""
     try:
-        entries = open_registry().audit_log(name)
+        registry = open_registry()
+        entries = registry.audit_log(name)
+        (report,) = registry.verify_audit(name)
     except ModelcycleError as exc:
         fail(str(exc))
+    if not report.intact:  # on stderr, so --json output stays parseable
+        errors.print(
+            f"[bold yellow]warning:[/] {escape(report.summary())}; this history may have been "
+            f"rewritten (modelcycle audit verify {escape(name)})",
+            highlight=False,
+        )
     if as_json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
         return

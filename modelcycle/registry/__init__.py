@@ -1,6 +1,7 @@
 """The model registry and the incident log, in one SQL database: versions, the champion
 alias, the append-only audit log, incidents."""
 
+from modelcycle.registry._audit import CHAIN_START, ChainReport
 from modelcycle.registry._incidents import (
     Incident,
     IncidentLog,
@@ -13,27 +14,36 @@ from modelcycle.registry._records import (
     AuditEntry,
     ModelRecord,
     ModelVersion,
+    Move,
     Registration,
     VersionStatus,
 )
 from modelcycle.registry._sql import SQLStore, UTCDateTime, metadata
-from modelcycle.registry._versions import CHAMPION, Registry
+from modelcycle.registry._verify import VerifiedRun, open_run, version_problems
+from modelcycle.registry._versions import CHAMPION, SKIPPED_PROMOTION, Registry
 
 __all__ = [
+    "CHAIN_START",
     "CHAMPION",
+    "SKIPPED_PROMOTION",
     "AuditEntry",
+    "ChainReport",
     "Incident",
     "IncidentLog",
     "IncidentNote",
     "IncidentStatus",
     "ModelRecord",
     "ModelVersion",
+    "Move",
     "Recorded",
     "Registration",
     "Registry",
     "SQLStore",
     "Severity",
     "UTCDateTime",
+    "VerifiedRun",
     "VersionStatus",
     "metadata",
+    "open_run",
+    "version_problems",
 ]

@@ -55,6 +55,9 @@ class ModelVersion:
     # Where the model file is: the run folder (path or fsspec URL) plus the file name.
     model_location: str = field(init=False)
     model_sha256: str
+    # SHA-256 of the run's manifest.json; None only for versions registered before manifests
+    # were anchored whose run folder was gone at the upgrade (they can never be champion).
+    manifest_sha256: str | None
     data_fingerprint: str
     config_hash: str
     code_version: str
@@ -91,6 +94,10 @@ class Registration:
     parent_version: int | None
     metrics: dict[str, Any]
     gate: dict[str, Any]
+    # The run folder's manifest as committed (`RunFolder.manifest_sha256`). Optional so a
+    # record can name a version before its folder exists, but such a version's files cannot
+    # be verified: it is never moved to champion and its run files are never read.
+    manifest_sha256: str | None = None
 
     def __post_init__(self) -> None:
         check_name("model_name", self.model_name)
@@ -101,6 +108,9 @@ class Registration:
             raise RegistryError(f"description: expected a string, got {self.description!r}")
         check_file_name(self.model_file)
         object.__setattr__(self, "model_sha256", check_sha256(self.model_sha256))
+        if self.manifest_sha256 is not None:
+            sha = check_sha256(self.manifest_sha256, "manifest_sha256")
+            object.__setattr__(self, "manifest_sha256", sha)
         if self.parent_version is not None:
             check_version_number("parent_version", self.parent_version)
         for field_name in ("package_versions", "metrics", "gate"):
@@ -109,6 +119,9 @@ class Registration:
 
 @dataclass(frozen=True)
 class AuditEntry:
+    """One decision. `seq`, `prev_hash` and `entry_hash` place it in its model's hash chain
+    (None for entries written before the registry had one: see `audit-chain-start`)."""
+
     id: int
     at: datetime
     actor: str
@@ -117,6 +130,28 @@ class AuditEntry:
     version: int | None
     reason: str
     details: dict[str, Any]
+    seq: int | None = None
+    prev_hash: str | None = None
+    entry_hash: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_json_dict(self)
+
+
+@dataclass(frozen=True)
+class Move:
+    """What one promotion, rollback or retirement transaction did: the version it acted on,
+    the audit entry it wrote, and the champion it left. Callers report this entry, never
+    "the latest entry", which under concurrency can be someone else's."""
+
+    version: ModelVersion
+    entry: AuditEntry
+    champion: int | None
+
+    @property
+    def promoted(self) -> bool:
+        """False when a training run's promotion found the champion changed since its gate."""
+        return self.champion == self.version.version and self.entry.action != "retire"
 
     def to_dict(self) -> dict[str, Any]:
         return to_json_dict(self)
@@ -158,9 +193,9 @@ def check_file_name(value: object) -> None:
         )
 
 
-def check_sha256(value: object) -> str:
+def check_sha256(value: object, field_name: str = "model_sha256") -> str:
     if not isinstance(value, str) or not _SHA256.match(value.lower()):
-        raise RegistryError(f"model_sha256: expected 64 hexadecimal characters, got {value!r}")
+        raise RegistryError(f"{field_name}: expected 64 hexadecimal characters, got {value!r}")
     return value.lower()
 
 

@@ -90,19 +90,24 @@ class SQLStore:
             self._schema_ready = False
 
     def create_schema(self) -> None:
-        """Create missing tables; safe to call from many processes at once."""
-        try:
-            with self._write() as conn:
-                metadata.create_all(conn, tables=list(self.tables), checkfirst=True)
-        except DBAPIError as exc:
-            # Another process may have created them between our check and CREATE (PostgreSQL).
-            if not self._tables_exist():
-                raise RegistryError(f"{self!r}: cannot create its tables: {exc}") from exc
+        """Create missing tables, then upgrade what an older release made; safe to call from
+        many processes at once."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self._write() as conn:
+                    metadata.create_all(conn, tables=list(self.tables), checkfirst=True)
+                    self._upgrade(conn)
+                break
+            except DBAPIError as exc:
+                # Another process may have created them between our check and CREATE
+                # (PostgreSQL); the next attempt finds them and upgrades nothing twice.
+                if attempt == ATTEMPTS:
+                    raise RegistryError(f"{self!r}: cannot create its tables: {exc}") from exc
         self._schema_ready = True
 
-    def _tables_exist(self) -> bool:
-        present = set(sa.inspect(self.engine).get_table_names())
-        return {table.name for table in self.tables} <= present
+    def _upgrade(self, conn: Connection) -> None:
+        """Bring tables made by an older release up to date, inside the schema transaction
+        (which holds the write lock, so one process upgrades and the others find it done)."""
 
     def _transact(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in one write transaction, retrying when a concurrent writer won a race

@@ -12,9 +12,9 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from modelcycle.artifacts import ArtifactStore
 from modelcycle.config import PipelineConfig
 from modelcycle.errors import ArtifactStoreError
+from modelcycle.registry import open_run
 
 if TYPE_CHECKING:
     from modelcycle.registry import AuditEntry, ModelVersion
@@ -286,17 +286,12 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
         *_table(
             ["column", "value", "rows", primary, "judged"],
             [
-                [
-                    s["column"],
-                    s["value"],
-                    s["rows"],
-                    s.get(primary),
-                    "yes" if s["enough_rows"] else "no",
-                ]
+                [s["column"], s["value"], s["rows"], s.get(primary), _slice_judged(s, primary)]
                 for s in facts["slices"]
             ],
         ),
         "## Fairness",
+        *_degenerate_lines(gate),
         *_table(
             ["model", "column", "measure", "value", "groups judged"],
             _fairness_rows(facts["fairness"], "this version")
@@ -364,6 +359,27 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
     return "\n".join(lines)
 
 
+def _slice_judged(s: dict[str, Any], metric: str) -> str:
+    if not s["enough_rows"]:
+        return "no (too few rows)"
+    undefined = (s.get("undefined") or {}).get(metric)
+    return f"no (undefined: {undefined})" if undefined else "yes"
+
+
+def _degenerate_lines(gate: dict[str, Any]) -> list[str]:
+    """A model that answers one class for almost every row makes every group gap look small."""
+    failed = [
+        c for c in gate["checks"] if c["name"] == "degenerate_predictions" and c.get("judged", True)
+    ]
+    if not failed or failed[0]["passed"]:
+        return []
+    return [
+        f"**Not meaningful:** the model is degenerate ({failed[0]['detail']}), so the fairness "
+        "figures below are reported, not judged.",
+        "",
+    ]
+
+
 def _sensitive_used(facts: dict[str, Any]) -> bool:
     features = set(facts["features"]["numeric"]) | set(facts["features"]["categorical"])
     return bool(features & set(facts["sensitive_columns"]))
@@ -383,7 +399,12 @@ def _robustness_lines(evidence: dict[str, Any]) -> list[str]:
     for kind, r in evidence["edge_cases"].items():
         lines.append(f"- {kind.replace('_', ' ')}: {r['predicted']} of {r['rows']} rows predicted")
     for column, r in evidence["counterfactual"].items():
-        if r["used_as_feature"]:
+        if r["used_as_feature"] and r.get("measure") == "mean_change_in_target_std":
+            lines.append(
+                f"- changing only {column}: predictions move by {_fmt(r['change_rate'])} target "
+                "standard deviations on average"
+            )
+        elif r["used_as_feature"]:
             lines.append(
                 f"- changing only {column}: {_fmt(r['change_rate'])} of predictions change"
             )
@@ -409,12 +430,11 @@ def registry_view(version: ModelVersion, audit: list[AuditEntry]) -> dict[str, A
 
 def read_card_facts(version: ModelVersion) -> dict[str, Any]:
     """`card.json` from the version's run folder (a local path or an fsspec URL), checked
-    against the run's manifest so a card is never rendered from edited facts."""
+    against the run's manifest, and the manifest against the registry, so a card is never
+    rendered from edited facts (nor from a manifest edited to vouch for them)."""
     folder = version.artifact_uri.rstrip("/")
     try:
-        data = ArtifactStore.holding(folder).read_verified(
-            version.model_name, version.run_id, "card.json"
-        )
+        data = open_run(version).read("card.json")
     except ArtifactStoreError as exc:
         if not isinstance(exc.__cause__, FileNotFoundError):
             raise

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from modelcycle.artifacts import RunFolder
 from modelcycle.config import PipelineConfig, TrainingMode
 from modelcycle.data import CleaningReport
 from modelcycle.gate import GateDecision, PairedInterval
@@ -147,13 +148,16 @@ class TrainingRun:
             reference_files=self.reference_files,
         )
 
-    def registration(self, artifact_uri: str) -> Registration:
+    def registration(self, folder: RunFolder) -> Registration:
+        """The version as the committed folder anchors it: the registry keeps the manifest's
+        hash, so every later read can tell the manifest was not edited."""
         return Registration(
             model_name=self.config.name,
             owner=self.config.owner,
             description=self.config.description,
             run_id=self.run_id,
-            artifact_uri=artifact_uri,
+            artifact_uri=folder.uri,
+            manifest_sha256=folder.manifest_sha256,
             model_file=MODEL_FILE,
             model_sha256=self.model_sha256,
             data_fingerprint=self.fingerprints["train"],

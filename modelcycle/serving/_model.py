@@ -9,18 +9,16 @@ registration cannot change what the service accepts.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import fsspec
 import numpy as np
 
-from modelcycle.artifacts import MANIFEST_NAME, config_hash, load_model
+from modelcycle.artifacts import config_hash, load_model
 from modelcycle.config import PipelineConfig, parse_config
-from modelcycle.errors import ArtifactStoreError, IntegrityError
-from modelcycle.registry import ModelVersion
+from modelcycle.errors import IntegrityError
+from modelcycle.registry import ModelVersion, open_run
 from modelcycle.serving._schema import InputSchema, build_schema
 
 
@@ -124,21 +122,8 @@ def load_served(record: ModelVersion, pii_policy: Literal["refuse", "drop"]) -> 
 
 
 def _read_manifest(record: ModelVersion) -> dict[str, Any]:
-    location = f"{record.artifact_uri.rstrip('/')}/{MANIFEST_NAME}"
-    try:
-        with fsspec.open(location, "rb") as handle:
-            manifest = json.loads(handle.read())
-    except FileNotFoundError as exc:
-        raise ArtifactStoreError(
-            f"{record.model_name} v{record.version}: its run manifest is missing"
-        ) from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(
-            f"{record.model_name} v{record.version}: its run manifest is not valid JSON"
-        ) from exc
-    if not isinstance(manifest, dict):
-        raise IntegrityError(f"{record.model_name} v{record.version}: manifest is not an object")
-    return manifest
+    """The run manifest, only if it is the one the registry anchored for this version."""
+    return open_run(record).manifest
 
 
 def _plain(value: Any) -> Any:
