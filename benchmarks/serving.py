@@ -1,8 +1,8 @@
 """The demo champion served by modelcycle and by the servers users would pick instead.
 
-    .venv/bin/python benchmarks/serving.py                                   # everything, ~20 min here
+    .venv/bin/python benchmarks/serving.py                          # everything, ~20 min here
     .venv/bin/python benchmarks/serving.py --seconds 5 --systems modelcycle-2,fastapi-1
-    .venv/bin/python benchmarks/serving.py --home .modelcycle                # the demo's champion
+    .venv/bin/python benchmarks/serving.py --home .modelcycle       # the demo's champion
 
 One champion (`gss-income` trained with configs/demo.yaml in a temporary MODELCYCLE_HOME, or
 the champion of `--home`) is served at the same time by every system: modelcycle (durable
