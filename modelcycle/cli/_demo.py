@@ -1,17 +1,32 @@
 """`modelcycle demo`: the whole loop on the demo model, told through the other commands.
 
 The only place that knows the demo's config, model and survey years; the generic commands it
-calls are given them explicitly.
+calls are given them explicitly. The serving chapter runs `modelcycle serve` as a child
+process, as a user would, and talks to it over HTTP only.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 import typer
+from rich.progress import Progress, TextColumn
 
-from modelcycle.cli._console import console, fail
+from modelcycle.cli._console import console, fail, open_registry
 from modelcycle.cli._incidents import list_incidents
 from modelcycle.cli._models import audit, card_text, list_models, run_governance_flow
 from modelcycle.cli._monitor import print_monitoring_outcome, run_monitoring
@@ -24,17 +39,34 @@ DEMO_CONFIG = "configs/demo.yaml"
 DEMO_FINE_TUNE_YEARS = (2002.0, 2006.0)
 # Survey years kept back from training; the GSS ran every two years then.
 DEMO_WINDOW_YEARS = [2008, 2010, 2012, 2014, 2016, 2018]
+# The first of them is replayed as traffic to the prediction service, one respondent a request
+# from DEMO_CLIENTS clients at once.
+DEMO_TRAFFIC_YEAR = DEMO_WINDOW_YEARS[0]
+DEMO_CLIENTS = 8
+# The demo's service re-reads the champion alias every second, so the live rollback shows at
+# once; the service's own default is in modelcycle/serving's settings.
+DEMO_POLL_SECONDS = 1.0
+SERVICE_START_SECONDS = 120.0
+SWITCH_SECONDS = 30.0
+FEEDBACK_CHUNK = 500
 
 
 def demo(
     config: Annotated[str, typer.Option(help="Demo pipeline config.")] = DEMO_CONFIG,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            help=f"Serve the champion: replay {DEMO_TRAFFIC_YEAR} as traffic, send the true "
+            "labels back, roll back while it answers."
+        ),
+    ] = True,
     monitor: Annotated[
         bool, typer.Option(help="Then monitor the unseen years 2008-2018, one window each.")
     ] = True,
 ) -> None:
     """The lifecycle on the demo model: train, judge a fine-tuned challenger with every gate
-    check, roll back, retire, show the audit log and a model card per version, then monitor
-    the unseen years."""
+    check, serve the champion and roll back while it answers, retire, show the audit log and a
+    model card per version, then monitor the unseen years."""
     try:
         console.rule("1. train from scratch on 1974-2000")
         first = run_training(config, TrainingMode.scratch, None)
@@ -46,23 +78,16 @@ def demo(
         )
         print_training_outcome(second)
         model = second["model"]
-        if second["status"] == "champion":
-            console.rule("3. roll back to the first champion, then retire the challenger")
-            run_governance_flow(
-                "rollback",
-                model_name=model,
-                reason="demo: go back to the champion trained on 1974-2000",
-                actor="demo",
-            )
+        promoted = second["status"] == "champion"
+        if serve:
+            _serving_chapter(model, config, second["version"], promoted)
         else:
-            console.rule("3. the challenger was rejected; retire it")
-        run_governance_flow(
-            "retirement",
-            model_name=model,
-            version=second["version"],
-            reason="demo: fine-tuned on 2002-2006 only; superseded",
-            actor="demo",
-        )
+            if promoted:
+                console.rule("3. roll back to the first champion, then retire the challenger")
+                _roll_back(model)
+            else:
+                console.rule("3. the challenger was rejected; retire it")
+            _retire(model, second["version"])
     except ModelcycleError as exc:
         fail(str(exc))
     console.rule("audit log")
@@ -78,6 +103,25 @@ def demo(
             _monitor_unseen_years(model)
         except ModelcycleError as exc:
             fail(str(exc))
+
+
+def _roll_back(model: str) -> None:
+    run_governance_flow(
+        "rollback",
+        model_name=model,
+        reason="demo: go back to the champion trained on 1974-2000",
+        actor="demo",
+    )
+
+
+def _retire(model: str, version: int) -> None:
+    run_governance_flow(
+        "retirement",
+        model_name=model,
+        version=version,
+        reason="demo: fine-tuned on 2002-2006 only; superseded",
+        actor="demo",
+    )
 
 
 def _write_card(name: str, version: int) -> Path:
@@ -102,3 +146,303 @@ def _monitor_unseen_years(model: str) -> None:
         print_monitoring_outcome(run_monitoring(model, str(path)))
     console.rule("incidents")
     list_incidents(as_json=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The serving chapter
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Service:
+    """The demo's own prediction service: where it answers, its token and its log."""
+
+    url: str
+    token: str
+    log_root: str
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {self.token}"}
+        )
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One request as the client saw it: when it returned (epoch seconds, to compare with the
+    registry's audit times), its status, who answered."""
+
+    at: float
+    status: int
+    version: int | None
+    ids: tuple[str, ...]
+    seconds: float
+
+
+def _serving_chapter(model: str, config: str, challenger: int, promoted: bool) -> None:
+    """Serve the champion, replay an unseen year, send the labels back; then roll back while
+    the service answers (when the challenger won) and retire the challenger."""
+    champion = open_registry().champion(model)
+    if champion is None:
+        raise ModelcycleError(f"{model} has no champion to serve")
+    console.rule(
+        f"3. serve the champion (v{champion.version}): {DEMO_TRAFFIC_YEAR} as traffic, "
+        "then the true labels"
+    )
+    rows, labels = _survey_year(config, DEMO_TRAFFIC_YEAR)
+    with _prediction_service(model) as service:
+        answers = _replay(service, model, rows)
+        _report_traffic(service, model, answers, labels)
+        if promoted:
+            console.rule("4. roll back while the service answers, then retire the challenger")
+            _live_rollback(service, model, champion.version, rows)
+        else:
+            console.rule("4. the challenger was rejected; retire it")
+        _retire(model, challenger)
+        _show_retired_route(service, model, challenger, rows[0])
+        console.print("stopping the service")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _prediction_service(model: str) -> Iterator[_Service]:
+    """`modelcycle serve` on a free loopback port with a token made for this run; its process
+    group is stopped when the chapter ends, however it ends."""
+    from modelcycle.settings import get_settings
+
+    home = get_settings().home
+    folder = home / "demo-service"
+    folder.mkdir(parents=True, exist_ok=True)
+    token, port = secrets.token_urlsafe(32), _free_port()
+    env = {
+        **os.environ,
+        "MODELCYCLE_SERVE_TOKENS": token,
+        "MODELCYCLE_SERVE_POLL_SECONDS": str(DEMO_POLL_SECONDS),
+    }
+    # One worker: each worker imports scikit-learn and verifies the model on its own, and the
+    # demo's process and Prefect's temporary server already share the cores.
+    args = ["serve", "--model", model, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    log_path = folder / "service.log"
+    console.print(
+        f"+ MODELCYCLE_SERVE_TOKENS=<a new token> MODELCYCLE_SERVE_POLL_SECONDS="
+        f"{DEMO_POLL_SECONDS:g} modelcycle {' '.join(args)}   # log: {log_path}",
+        highlight=False,
+    )
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from modelcycle.cli import main; main()", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: its workers stop with it
+        )
+    service = _Service(f"http://127.0.0.1:{port}", token, str(home / "predictions"))
+    try:
+        _wait_ready(service, process, log_path)
+        yield service
+    finally:
+        _stop(process)
+
+
+def _wait_ready(service: _Service, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    began = time.monotonic()
+    with httpx.Client(base_url=service.url, timeout=5) as client:
+        while time.monotonic() - began < SERVICE_START_SECONDS:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+                raise ModelcycleError(
+                    f"modelcycle serve exited with {process.returncode}; {log_path} ends:\n"
+                    + "\n".join(tail)
+                )
+            with suppress(httpx.HTTPError):
+                if client.get("/readyz").status_code == 200:
+                    console.print(
+                        f"ready at {service.url} after {time.monotonic() - began:.1f} s",
+                        highlight=False,
+                    )
+                    return
+            time.sleep(0.2)
+    raise ModelcycleError(
+        f"modelcycle serve was not ready within {SERVICE_START_SECONDS:.0f} s; see {log_path}"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the service's process group (it drains and seals its log), SIGKILL late."""
+    if process.poll() is not None:
+        return
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def _survey_year(config_path: str, year: int) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The model's inputs (missing values as null) and the true labels of one survey year."""
+    import pandas as pd
+
+    from modelcycle.config import load_config
+    from modelcycle.data import ensure_demo_file
+    from modelcycle.settings import get_settings
+
+    config = load_config(config_path)
+    table = pd.read_parquet(ensure_demo_file(get_settings().data_dir))
+    year_rows = table.loc[table[config.time_column] == year]
+    features = year_rows[[*config.features.numeric, *config.features.categorical]]
+    records = features.astype(object).where(features.notna(), None).to_dict(orient="records")
+    return records, [label.item() for label in year_rows[config.target].to_numpy()]
+
+
+def _post_rows(
+    client: httpx.Client, model: str, rows: list[dict[str, Any]], version: int | None = None
+) -> _Answer:
+    path = f"/v1/models/{model}/predict"
+    if version is not None:
+        path = f"/v1/models/{model}/versions/{version}/predict"
+    began = time.perf_counter()
+    try:
+        response = client.post(path, json={"rows": rows})
+    except httpx.HTTPError:
+        return _Answer(time.time(), 0, None, (), time.perf_counter() - began)
+    seconds = time.perf_counter() - began
+    if response.status_code != 200:
+        return _Answer(time.time(), response.status_code, None, (), seconds)
+    body = response.json()
+    ids = tuple(p["id"] for p in body["predictions"])
+    return _Answer(time.time(), 200, body["version"], ids, seconds)
+
+
+def _replay(service: _Service, model: str, rows: list[dict[str, Any]]) -> list[_Answer]:
+    """Each respondent as one request, DEMO_CLIENTS at a time, behind a progress bar."""
+    local = threading.local()
+
+    def send(row: dict[str, Any]) -> _Answer:
+        if not hasattr(local, "client"):
+            local.client = service.client()
+        return _post_rows(local.client, model, [row])
+
+    answers: list[_Answer] = []
+    columns = (*Progress.get_default_columns(), TextColumn("{task.fields[rate]}"))
+    with (
+        Progress(*columns, console=console) as progress,
+        ThreadPoolExecutor(DEMO_CLIENTS) as pool,
+    ):
+        task = progress.add_task(f"{DEMO_TRAFFIC_YEAR} as traffic", total=len(rows), rate="")
+        began = time.monotonic()
+        for answer in pool.map(send, rows):
+            answers.append(answer)
+            rate = len(answers) / max(time.monotonic() - began, 1e-9)
+            progress.update(task, advance=1, rate=f"{rate:.0f} requests/s")
+    failed = [a for a in answers if a.status != 200]
+    if failed:
+        raise ModelcycleError(
+            f"{len(failed)} of {len(answers)} replayed requests failed (first: HTTP "
+            f"{failed[0].status}); see the service log"
+        )
+    return answers
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def _report_traffic(
+    service: _Service, model: str, answers: list[_Answer], labels: list[Any]
+) -> None:
+    """Latency as the clients saw it, the labels sent back, and what the log holds of both."""
+    from modelcycle.serving import read_feedback, read_predictions
+
+    versions = sorted({a.version for a in answers if a.version is not None})
+    latencies = [a.seconds * 1000 for a in answers]
+    console.print(
+        f"{len(answers):,} respondents answered by "
+        f"{', '.join(f'v{v}' for v in versions)}: p50 {_percentile(latencies, 0.5):.1f} ms, "
+        f"p99 {_percentile(latencies, 0.99):.1f} ms ({DEMO_CLIENTS} clients, one row a "
+        "request, measured by the client)"
+    )
+    items = [{"id": a.ids[0], "label": y} for a, y in zip(answers, labels, strict=True)]
+    recorded = 0
+    with service.client() as client:
+        for start in range(0, len(items), FEEDBACK_CHUNK):
+            response = client.post(
+                f"/v1/models/{model}/feedback", json=items[start : start + FEEDBACK_CHUNK]
+            )
+            if response.status_code != 200:
+                raise ModelcycleError(f"feedback: HTTP {response.status_code}: {response.text}")
+            recorded += int(response.json()["recorded"])
+    console.print(f"feedback: {recorded:,} true labels sent back, by prediction id")
+    ids = {i for a in answers for i in a.ids}
+    logged = read_predictions(service.log_root, model)
+    feedback = read_feedback(service.log_root, model)
+    console.print(
+        f"prediction log {service.log_root}: {int(logged['id'].isin(ids).sum()):,} of these "
+        f"{len(ids):,} predictions, {int(feedback['id'].isin(ids).sum()):,} labels joined by "
+        f"id ({len(logged):,} predictions in the log in all)",
+        highlight=False,
+    )
+
+
+def _live_rollback(service: _Service, model: str, serving: int, rows: list[dict[str, Any]]) -> None:
+    """Roll back through the governance flow while a client keeps asking; show when the
+    answering version changed, counted from the audit entry of the alias move, and that no
+    request failed on the way."""
+    stop = threading.Event()
+    answers: list[_Answer] = []
+
+    def keep_asking() -> None:
+        with service.client() as client:
+            i = 0
+            while not stop.is_set():
+                answers.append(_post_rows(client, model, [rows[i % len(rows)]]))
+                i += 1
+
+    asker = threading.Thread(target=keep_asking, name="demo-traffic", daemon=True)
+    asker.start()
+    try:
+        _roll_back(model)
+        registry = open_registry()
+        champion = registry.champion(model)
+        target = champion.version if champion is not None else None
+        moved = next(e for e in reversed(registry.audit_log(model)) if e.action == "rollback")
+        moved_at = moved.at.timestamp()
+        deadline = time.time() + SWITCH_SECONDS
+        while time.time() < deadline and not any(a.version == target for a in answers[-20:]):
+            time.sleep(0.1)
+        time.sleep(0.5)  # a little traffic after the switch, to show it holds
+    finally:
+        stop.set()
+        asker.join(timeout=SWITCH_SECONDS)
+    failed = sum(a.status != 200 for a in answers)
+    old = [a.at - moved_at for a in answers if a.version == serving]
+    new = [a.at - moved_at for a in answers if a.version == target]
+    if not new:
+        raise ModelcycleError(
+            f"the service still answered with v{serving} {SWITCH_SECONDS:.0f} s after the "
+            f"rollback to v{target}"
+        )
+    until = f"until {max(old):+.1f} s" if old else "no more"
+    console.print(
+        f"{len(answers):,} requests while rolling back, {failed} failed: v{serving} answered "
+        f"{until}, v{target} from {min(new):+.1f} s after the rollback flow moved the champion "
+        f"alias (the service re-reads it every {DEMO_POLL_SECONDS:g} s)"
+    )
+
+
+def _show_retired_route(service: _Service, model: str, version: int, row: dict[str, Any]) -> None:
+    with service.client() as client:
+        answer = _post_rows(client, model, [row], version=version)
+    console.print(
+        f"POST /v1/models/{model}/versions/{version}/predict now answers HTTP {answer.status} "
+        "(retired)"
+    )

@@ -1,4 +1,5 @@
-"""Run modelcycle as a service with Prefect's own commands: server, work pool, deployments, worker.
+"""Run modelcycle as a service with Prefect's own commands: server, work pool, deployments, worker
+(and, when asked, `modelcycle serve`, the prediction service).
 
 A convenience, not a replacement: every step is a `prefect ...` command that is printed before
 it runs, so it can be copied, run by hand or put in a unit file. The server and the worker run
@@ -27,6 +28,9 @@ POOL = "modelcycle-process"
 CRASH_AUTOMATION = "modelcycle-crash-silent-runs"
 CRASH_AUTOMATION_FILE = "automations/crash-silent-runs.yaml"
 OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+# Background processes `up` may start, in the order `down` stops them: the prediction service
+# first (it drains and seals its log), the Prefect server last.
+PROCESSES = ("serve", "worker", "server")
 
 
 class ServiceError(ModelcycleError):
@@ -89,9 +93,13 @@ def _prefect() -> str:
     return str(Path(sys.executable).parent / "prefect")
 
 
+def _modelcycle() -> str:
+    return str(Path(sys.executable).parent / "modelcycle")
+
+
 def _shown(args: list[str], env: Mapping[str, str], keys: tuple[str, ...]) -> str:
     prefix = " ".join(f"{k}={shlex.quote(env[k])}" for k in keys if k in env)
-    return f"{prefix} {shlex.join(['prefect', *args[1:]])}".strip()
+    return f"{prefix} {shlex.join([Path(args[0]).name, *args[1:]])}".strip()
 
 
 def _run(args: list[str], env: dict[str, str], say: Say, check: bool = True) -> int:
@@ -184,9 +192,64 @@ def _wait_healthy(service: Service, pid: int, timeout: float = 120) -> None:
     raise ServiceError(f"the Prefect server did not answer within {timeout:.0f} s")
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What `up` passes on to `modelcycle serve`; what is left out keeps the service's own
+    defaults (its settings, MODELCYCLE_SERVE_* in the environment)."""
+
+    port: int | None = None
+    models: tuple[str, ...] = ()
+
+    def args(self) -> list[str]:
+        args = [_modelcycle(), "serve"]
+        for model in self.models:
+            args += ["--model", model]
+        return args + (["--port", str(self.port)] if self.port is not None else [])
+
+
+def start_serving(
+    service: Service, serving: Serving, base_env: Mapping[str, str], say: Say
+) -> None:
+    """`modelcycle serve` in the background, beside the server and worker; waits until it
+    answers its liveness probe (readiness also needs a champion, which a fresh clone lacks)."""
+    from modelcycle.serving import read_settings
+
+    settings = read_settings(port=serving.port, models=list(serving.models) or None)
+    url = f"http://127.0.0.1:{settings.port}"
+    service.folder.mkdir(parents=True, exist_ok=True)
+    pid = recorded_pid(service, "serve")
+    if pid is not None:
+        say(f"prediction service: already running here (pid {pid})")
+    else:
+        env = {**base_env, **OFFLINE}
+        pid = _start(service, "serve", serving.args(), env, say)
+        _wait_serving(service, pid, url)
+    tokens = (
+        "MODELCYCLE_SERVE_TOKENS"
+        if settings.tokens is not None or settings.insecure_no_auth
+        else str(settings.token_file)
+    )
+    say(f"prediction service: {url} (API docs {url}/docs; bearer token: {tokens})")
+
+
+def _wait_serving(service: Service, pid: int, url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_running(pid):
+            tail = service.log_file("serve").read_text(errors="replace")[-2000:]
+            raise ServiceError(f"modelcycle serve exited; its log ends:\n{tail}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise ServiceError(f"modelcycle serve did not answer {url}/healthz within {timeout:.0f} s")
+
+
 def down(service: Service, say: Say) -> None:
-    """Stop the recorded worker, then the server: their process groups, by id."""
-    for name in ("worker", "server"):
+    """Stop the recorded prediction service, worker and server: their process groups, by id."""
+    for name in PROCESSES:
         pid = recorded_pid(service, name)
         if pid is None:
             say(f"{name}: not running")

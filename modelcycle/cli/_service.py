@@ -42,14 +42,35 @@ def _say(line: str) -> None:
 def service_up(
     port: PortOption = DEFAULT_PORT,
     worker: Annotated[bool, typer.Option(help="Also start a process worker.")] = True,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            help="Also start the prediction service (`modelcycle serve`); `service down` "
+            "stops it too."
+        ),
+    ] = False,
+    serve_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the prediction service [default: `modelcycle serve`'s]."),
+    ] = None,
+    serve_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Model the prediction service serves (repeat for several) [default: every "
+            "model with a champion]."
+        ),
+    ] = None,
 ) -> None:
     """Start a Prefect server (its home under the state folder), create the work pool and the
-    crash automation, deploy everything in prefect.yaml, and start a worker."""
-    from modelcycle.cli._server import up
+    crash automation, deploy everything in prefect.yaml, start a worker and, with --serve, the
+    prediction service."""
+    from modelcycle.cli._server import Serving, start_serving, up
 
     service = _service(port)
     try:
         up(service, os.environ, _say, worker)
+        if serve:
+            start_serving(service, Serving(serve_port, tuple(serve_model or ())), os.environ, _say)
     except ModelcycleError as exc:
         fail(str(exc))
     console.print(f"logs and process ids: {service.folder}", highlight=False)
@@ -58,7 +79,7 @@ def service_up(
 @service_app.command("status")
 def service_status(port: PortOption = DEFAULT_PORT) -> None:
     """Is the server (PREFECT_API_URL, or the local one on PORT) answering; are ours running?"""
-    from modelcycle.cli._server import check_server, recorded_pid
+    from modelcycle.cli._server import PROCESSES, check_server, recorded_pid
 
     service = _service(port)
     api_url = os.environ.get("PREFECT_API_URL") or service.api_url
@@ -67,14 +88,15 @@ def service_status(port: PortOption = DEFAULT_PORT) -> None:
     except ModelcycleError as exc:
         fail(str(exc))
     console.print(f"Prefect server at {api_url}: healthy", highlight=False)
-    for name in ("server", "worker"):
+    for name in reversed(PROCESSES):
         pid = recorded_pid(service, name)
         console.print(f"{name} started here: {f'pid {pid}' if pid else 'not running'}")
 
 
 @service_app.command("down")
 def service_down(port: PortOption = DEFAULT_PORT) -> None:
-    """Stop the worker and the server that `service up` started (by their process ids)."""
+    """Stop the prediction service, the worker and the server that `service up` started (by
+    their process ids)."""
     from modelcycle.cli._server import down
 
     down(_service(port), _say)
