@@ -110,4 +110,5 @@ def collect_monitoring_run(
         prediction=prediction,
         quality=quality,
         html=html,
+        retrain_overrides=champion.config.monitoring.retrain_overrides(),
     )

@@ -5,6 +5,7 @@ Fast (no server): the real-server proof is tests/test_service_e2e.py.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -110,17 +111,31 @@ def test_drift_trigger_maps_the_event_payload_to_training_parameters(monkeypatch
     assert trigger.parameters["config_path"] == "{{ event.payload.config_path }}"
     assert trigger.parameters["mode"] == "{{ event.payload.retrain_mode }}"
 
-    # What the server renders for an event in the documented shape must pass the flow's schema.
+    assert trigger.parameters["overrides"] == (
+        "{{ event.payload.retrain_overrides | default({}) }}"
+    )
+
+    # What the server renders for an event in the documented shape must pass the flow's schema:
+    # rendered by Prefect's own trigger code (single expressions keep their JSON type).
     monkeypatch.chdir(REPO)
     flow = load_flow_from_entrypoint(retraining["entrypoint"])
-    payload = {"config_path": "configs/demo.yaml", "retrain_mode": "fine_tune"}
-    rendered = {
-        key: value.replace("{{ event.payload.config_path }}", payload["config_path"])
-        .replace("{{ event.payload.retrain_mode }}", payload["retrain_mode"])
-        .replace("{{ event.payload.model_name }}", "gss-income")
-        for key, value in trigger.parameters.items()
-    }
-    assert str(flow.validate_parameters(rendered)["mode"]) == "fine_tune"
+    base = {"config_path": "configs/demo.yaml", "retrain_mode": "fine_tune", "model_name": "m"}
+    log = {"prediction_log": {"only": True}}
+    for payload in (base, {**base, "retrain_overrides": {}}, {**base, "retrain_overrides": log}):
+        validated = flow.validate_parameters(_render(trigger.parameters, payload))
+        assert str(validated["mode"]) == "fine_tune"
+        expected = payload.get("retrain_overrides") or {}
+        assert validated["overrides"].model_dump(exclude_defaults=True) == expected
+
+
+def _render(parameters: dict, payload: dict) -> dict:
+    from prefect.server.events.actions import RunDeployment
+    from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
+
+    upgraded = copy.deepcopy(parameters)
+    RunDeployment._upgrade_v1_templates(upgraded)
+    context = HydrationContext(render_jinja=True, jinja_context={"event": {"payload": payload}})
+    return hydrate(upgraded, context)
 
 
 def test_the_crash_automation_file_is_a_valid_automation() -> None:
