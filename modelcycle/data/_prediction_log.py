@@ -255,6 +255,8 @@ def _training_rows(joined: pd.DataFrame, config: PipelineConfig, where: str) -> 
             columns[name] = joined[inputs[name]].reset_index(drop=True)
         elif name == config.time_column:
             columns[name] = _log_time(joined, config, where)
+        else:  # context a client did not send (a sensitive or slice column): missing
+            columns[name] = pd.Series([None] * len(joined), dtype=object)
     columns[config.target] = _labels(joined["label"].reset_index(drop=True), config, where)
     return pd.DataFrame(columns)
 
