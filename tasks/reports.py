@@ -104,11 +104,11 @@ def collect_monitoring_run(
         window=window.facts(),
         config_path=champion.reference.meta["config_path"],
         retrain_mode=champion.config.monitoring.retrain_mode,
+        retrain_overrides=champion.config.monitoring.retrain_overrides(),
         decision=decision,
         findings=findings,
         features=features,
         prediction=prediction,
         quality=quality,
         html=html,
-        retrain_overrides=champion.config.monitoring.retrain_overrides(),
     )
