@@ -129,6 +129,8 @@ def test_labelled_rows_are_the_logged_inputs_with_their_labels(
             check_dtype=False,
         )
     assert log.table["high_income"].tolist() == expected["high_income"].astype(int).tolist()
+    # As the file's integer column loads: a float target would turn the classes into 0.0/1.0.
+    assert log.table["high_income"].dtype == expected["high_income"].dtype == "int64"
     assert "respondent_id" not in log.table.columns  # PII is never a log column
     assert len(ids) == 600
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -229,7 +230,9 @@ def _read_kind(
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}).assign(
             time=pd.Series(dtype="datetime64[ns, UTC]")
         )
-    frame = pd.concat(frames, ignore_index=True)
+    with warnings.catch_warnings():  # parts where an input was never sent: all-missing
+        warnings.simplefilter("ignore", FutureWarning)
+        frame = pd.concat(frames, ignore_index=True)
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return frame
 
@@ -295,11 +298,14 @@ def _labels(labels: pd.Series, config: PipelineConfig, where: str) -> pd.Series:
                 f"{where}: feedback label(s) {sorted(map(str, bad.unique()))[:5]} are not numbers, "
                 f"but target {config.target!r} is declared {schema.type}"
             )
-        if schema.type is ColumnType.integer and (numbers.dropna() % 1 != 0).any():
+        if schema.type is ColumnType.integer and (numbers % 1 != 0).any():
             raise DataError(
                 f"{where}: target {config.target!r} is declared integer; labels are not"
             )
-        return numbers.astype("Int64") if schema.type is ColumnType.integer else numbers
+        # Labels are never missing (the log refuses a null one). A plain int64, as a file's
+        # integer column loads: a float or nullable target would make a fine-tuned model's
+        # classes 0.0/1.0, and its answers and feedback keys change with them.
+        return numbers.astype("int64" if schema.type is ColumnType.integer else "float64")
     return labels
 
 
