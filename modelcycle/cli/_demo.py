@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -571,9 +572,11 @@ def _print_log_quality(model: str, root: str, since: Any, role: str) -> None:
 
     from modelcycle.serving import read_feedback, read_predictions
 
-    predictions = read_predictions(root, model, since=since)
+    with warnings.catch_warnings():  # pandas on parts where an input was never sent
+        warnings.simplefilter("ignore", FutureWarning)
+        predictions = read_predictions(root, model, since=since)
+        labels = read_feedback(root, model)[["id", "label"]]
     predictions = predictions[predictions["role"] == role]
-    labels = read_feedback(root, model)[["id", "label"]]
     joined = predictions.merge(labels, on="id")
     score = "output.probabilities.1"
     for (year, version), rows in joined.groupby(["input.year", "version"]):
