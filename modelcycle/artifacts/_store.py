@@ -269,11 +269,21 @@ class ArtifactStore:
             if run_id in registered:
                 self.confirm_registered(model, run_id)
                 confirmed.append(run_id)
-            elif marker.get("state") == "pending" and _age(marker, now) > self.stale_after:
+            elif marker.get("state") == "pending" and self._marker_age(model, run_id, now) > (
+                self.stale_after
+            ):
                 self._mark_orphaned(model, run_id, marker, now)
                 orphaned.append(run_id)
         removed = self.remove_stale_staging(model, now)
         return Reconciliation(tuple(confirmed), tuple(orphaned), tuple(removed))
+
+    def _marker_age(self, model: str, run_id: str, now: float) -> float:
+        """Seconds since the marker was written; unknown counts as new (never stale)."""
+        try:
+            changed = _timestamp(self.fs.info(self._marker_path(model, run_id)))
+        except FileNotFoundError:
+            return 0.0
+        return 0.0 if changed is None else now - changed
 
     def _mark_orphaned(self, model: str, run_id: str, marker: dict[str, Any], now: float) -> None:
         updated = {
@@ -710,15 +720,6 @@ def _newest_change(fs: fsspec.AbstractFileSystem, folder: str) -> float | None:
         return None
     times = [t for t in (_timestamp(info) for info in entries.values()) if t is not None]
     return max(times) if times else None
-
-
-def _age(marker: Mapping[str, Any], now: float) -> float:
-    """Seconds since the marker's commit; an unreadable time counts as new (never stale)."""
-    try:
-        committed = datetime.fromisoformat(str(marker.get("committed_at")))
-    except ValueError:
-        return 0.0
-    return now - committed.timestamp()
 
 
 def _list_files(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, str]:

@@ -48,14 +48,26 @@ def check_configured_server() -> None:
 
 
 def embedded_server_settings() -> AbstractContextManager[Any]:
-    """Heartbeats let a real server mark dead runs as crashed; a temporary server dies with
-    this process, so they only cost a thread join of up to 1 s per run (measured)."""
+    """Without a configured server, flows run on this process's temporary server
+    (`_runtime.temporary_server`: it dies with this process and marks what it left unfinished
+    Crashed). Heartbeats let a real server mark dead runs as crashed; the temporary server does
+    that itself, so they would only cost a thread join of up to 1 s per run (measured)."""
     from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         temporary_settings,
     )
 
+    from modelcycle.cli._runtime import temporary_server
+
     if PREFECT_API_URL.value():
         return nullcontext()
-    return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    server = temporary_server()
+    return temporary_settings(
+        {
+            PREFECT_API_URL: server.api_url,
+            PREFECT_API_AUTH_STRING: server.auth_string,
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+        }
+    )
