@@ -40,6 +40,10 @@ OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 AUTH_ENV = "PREFECT_API_AUTH_STRING"
 SERVER_AUTH_ENV = "PREFECT_SERVER_API_AUTH_STRING"
 CREDENTIAL_USER = "modelcycle"
+# Every client of the service beats: the worker's flow runs inherit it (the pool's template
+# gives runs no environment of their own), and so does `modelcycle train` against the service.
+# 30 s is Prefect's minimum; automations/crash-silent-runs.yaml crashes a run silent for 60 s.
+CLIENT_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
 
 
 class ServiceError(ModelcycleError):
@@ -170,7 +174,7 @@ class Service:
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
         """Every client's environment: this server, its credential, Prefect's home here."""
-        env = {**base, **OFFLINE, "PREFECT_HOME": str(self.prefect_home)}
+        env = {**CLIENT_ENV, **base, **OFFLINE, "PREFECT_HOME": str(self.prefect_home)}
         env["PREFECT_API_URL"] = self.api_url
         env[AUTH_ENV] = self.credential(base)
         return env
@@ -206,6 +210,7 @@ def _shown(args: list[str], env: Mapping[str, str], keys: tuple[str, ...], secre
 
 
 CLIENT_KEYS = ("PREFECT_API_URL", AUTH_ENV)
+WORKER_KEYS = (*CLIENT_KEYS, *CLIENT_ENV)
 SERVER_KEYS = (
     "PREFECT_HOME",
     "PREFECT_SERVER_API_HOST",
@@ -308,7 +313,7 @@ def up(service: Service, base_env: Mapping[str, str], say: Say, worker: bool = T
     _run([prefect, "--no-prompt", "deploy", "--all"], env, say, secret=secret)
     if worker and recorded_pid(service, "worker") is None:
         args = [prefect, "worker", "start", "--pool", POOL]
-        _start(service, "worker", args, env, say, CLIENT_KEYS, secret)
+        _start(service, "worker", args, env, say, WORKER_KEYS, secret)
     say(f"UI: {service.url} (log in with the password {secret})")
     say(
         f"point the prefect CLI at it: export PREFECT_API_URL={service.api_url} {AUTH_ENV}={secret}"
