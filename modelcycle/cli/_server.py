@@ -314,7 +314,7 @@ def up(service: Service, base_env: Mapping[str, str], say: Say, worker: bool = T
     if worker and recorded_pid(service, "worker") is None:
         args = [prefect, "worker", "start", "--pool", POOL]
         _start(service, "worker", args, env, say, WORKER_KEYS, secret)
-    say(f"UI: {service.url} (log in with the password {secret})")
+    say(f"UI: {service.url} (its login page takes the whole credential: {secret})")
     say(
         f"point the prefect CLI at it: export PREFECT_API_URL={service.api_url} {AUTH_ENV}={secret}"
     )
