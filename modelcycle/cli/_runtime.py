@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -90,15 +91,21 @@ def _start_temporary_server(attempts: int = 3) -> TemporaryServer:
     }
     for key in ("PREFECT_API_URL", AUTH_ENV):
         env.pop(key, None)
+    # Its errors go to a log, not to this command's stderr: it outlives the command by up to
+    # SHUTDOWN_GRACE_SECONDS, and would hold a caller's pipe open and write after the prompt.
+    log_path = Path(get_current_settings().home) / "temporary-server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     last = ""
     for _ in range(attempts):
         port = _free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "modelcycle.cli._temporary_server", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-        )
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "modelcycle.cli._temporary_server", str(port)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         api_url = f"http://127.0.0.1:{port}/api"
         if _wait_healthy(process, api_url, timeout):
             return TemporaryServer(api_url, auth_string, process.pid)
@@ -107,8 +114,8 @@ def _start_temporary_server(attempts: int = 3) -> TemporaryServer:
             process.kill()
             process.wait()
     raise ServiceError(
-        f"the temporary Prefect server did not start ({last} after {timeout:.0f} s); "
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS raises the wait"
+        f"the temporary Prefect server did not start ({last} after {timeout:.0f} s; its log: "
+        f"{log_path}); PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS raises the wait"
     )
 
 
