@@ -7,6 +7,7 @@ tests/test_service_e2e.py; a killed command's temporary server in tests/test_cra
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,6 @@ def test_commands_send_the_stored_credential_to_loopback_only(
     monkeypatch.setenv("PREFECT_API_URL", api_url)
     monkeypatch.delenv(AUTH_ENV, raising=False)  # restored (removed) after the test
     prepare_prefect_env()
-    import os
-
     assert (os.environ.get(AUTH_ENV) == credential) is sent
 
 
