@@ -16,6 +16,7 @@ from modelcycle.cli._demo import demo
 from modelcycle.cli._incidents import incidents_app
 from modelcycle.cli._models import models_app
 from modelcycle.cli._monitor import monitor
+from modelcycle.cli._serve import serve
 from modelcycle.cli._service import service_app
 from modelcycle.cli._train import train
 from modelcycle.errors import ModelcycleError
@@ -30,6 +31,7 @@ app.add_typer(incidents_app, name="incidents")
 app.command("monitor")(monitor)
 app.command("demo")(demo)
 app.command("train")(train)
+app.command("serve")(serve)
 
 
 def main() -> None:

@@ -1,7 +1,13 @@
-"""Serving: the prediction service and its durable prediction log."""
+"""Serving: the prediction service (the champion behind an HTTP API, a new champion picked up
+without a restart) and its durable prediction log."""
 
-from ._compact import CompactionReport, compact
-from ._log import (
+from modelcycle.serving._app import API_VERSION, Service, create_app, decode_json
+from modelcycle.serving._auth import ensure_token_file, load_tokens, token_matches
+from modelcycle.serving._batcher import MicroBatcher
+from modelcycle.serving._catalog import Catalog, Slot
+from modelcycle.serving._compact import CompactionReport, compact
+from modelcycle.serving._ids import ID_PATTERN, IdFactory, id_millis
+from modelcycle.serving._log import (
     LogClosedError,
     LogOverloaded,
     LogWriteError,
@@ -9,18 +15,80 @@ from ._log import (
     read_feedback,
     read_predictions,
 )
-from ._records import LogRecordError
-from ._segments import CorruptSegmentError
+from modelcycle.serving._metrics import MULTIPROC_ENV, Metrics, create_metrics, render_metrics
+from modelcycle.serving._model import Predictions, ServedModel, load_served
+from modelcycle.serving._records import LogRecordError
+from modelcycle.serving._schema import (
+    Batch,
+    Feature,
+    InputSchema,
+    NonFinite,
+    RequestRefused,
+    build_schema,
+    learned_categories,
+)
+from modelcycle.serving._segments import CorruptSegmentError
+from modelcycle.serving._server import (
+    APP_FACTORY,
+    THREAD_ENV,
+    announce,
+    check_models,
+    prepare_environment,
+    serve,
+)
+from modelcycle.serving._settings import (
+    ENV_PREFIX,
+    TOKENS_ENV,
+    ServeSettings,
+    read_settings,
+)
 
 __all__ = [
+    "API_VERSION",
+    "APP_FACTORY",
+    "ENV_PREFIX",
+    "ID_PATTERN",
+    "MULTIPROC_ENV",
+    "THREAD_ENV",
+    "TOKENS_ENV",
+    "Batch",
+    "Catalog",
     "CompactionReport",
     "CorruptSegmentError",
+    "Feature",
+    "IdFactory",
+    "InputSchema",
     "LogClosedError",
     "LogOverloaded",
     "LogRecordError",
     "LogWriteError",
+    "Metrics",
+    "MicroBatcher",
+    "NonFinite",
     "PredictionLog",
+    "Predictions",
+    "RequestRefused",
+    "ServeSettings",
+    "ServedModel",
+    "Service",
+    "Slot",
+    "announce",
+    "build_schema",
+    "check_models",
     "compact",
+    "create_app",
+    "create_metrics",
+    "decode_json",
+    "ensure_token_file",
+    "id_millis",
+    "learned_categories",
+    "load_served",
+    "load_tokens",
+    "prepare_environment",
     "read_feedback",
     "read_predictions",
+    "read_settings",
+    "render_metrics",
+    "serve",
+    "token_matches",
 ]
