@@ -84,9 +84,9 @@ def training(
     config = load_pipeline_config(config_path, overrides)
     champion = load_champion(config.name, settings.registry_url, fine_tuning)
     parent = champion.version.version if champion else None
-    table, source = load_data(config, settings.data_dir)
-    validate_data(table, config, source)
-    cleaned, cleaning = clean_data(table, config)
+    table, source, duplicated = load_data(config, settings.data_dir)
+    validate_data(table, config, source, duplicated)
+    cleaned, cleaning = clean_data(table, config, duplicated)
     train, holdout = split_data(cleaned, config)
     fingerprints = fingerprint_data(train, holdout)
     profile = profile_data(train, holdout)
@@ -113,8 +113,9 @@ def training(
     comparison = compare_with_champion(
         evaluated.metrics, champion_score.metrics if champion_score else None
     )
+    importance = explain_model(trained.pipeline, holdout, config, threads)
     reference = build_reference_data(
-        train, holdout, trained.pipeline, config, evaluated.metrics, config_path
+        train, holdout, trained.pipeline, config, evaluated.metrics, config_path, importance.table
     )
     lineage = record_lineage(config, fingerprints, source, mode.value, parent, run_id)
     model_file = serialize_model(trained.pipeline)
@@ -128,7 +129,6 @@ def training(
     )
     robustness = assess_robustness(trained.pipeline, holdout, config, threads)
     budgets = measure_budgets(trained.pipeline, holdout, config, len(model_file[0]), threads)
-    importance = explain_model(trained.pipeline, holdout, config, threads)
     gate = judge(evaluated, non_inferiority, fairness, robustness, budgets, config, parent)
     publish_gate_report(config.name, run_id, gate)
     if gate.outcome == "needs_approval":

@@ -6,6 +6,8 @@ Unknown keys are errors, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,6 +16,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -74,6 +77,7 @@ class ColumnType(StrEnum):
     integer = "integer"
     categorical = "categorical"
     boolean = "boolean"
+    datetime = "datetime"
 
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -85,7 +89,15 @@ class ColumnSchema(_Strict):
     type: ColumnType
     min: float | None = Field(None, description="Lowest valid value (numeric, integer).")
     max: float | None = Field(None, description="Highest valid value (numeric, integer).")
-    allowed: list[str] | None = Field(None, description="Allowed categories (categorical).")
+    # Numbers stay numbers: `allowed: [1.0, 2.0]` on a numeric column compares as numbers.
+    allowed: list[str | float] | None = Field(
+        None, description="Allowed categories (categorical), compared with the column's type."
+    )
+    time_format: str | None = Field(
+        None,
+        description="datetime columns stored as text: a strftime format such as '%d/%m/%Y' "
+        "(default: ISO 8601).",
+    )
     max_missing_share: Share = Field(0.0, description="Largest share of missing values allowed.")
     max_invalid_share: Share = Field(
         0.0,
@@ -102,14 +114,118 @@ class ColumnSchema(_Strict):
             raise ValueError(f"min/max apply to numeric columns, not to type {self.type}")
         if self.allowed is not None and self.type is not ColumnType.categorical:
             raise ValueError(f"allowed applies to categorical columns, not to type {self.type}")
+        if self.time_format is not None and self.type is not ColumnType.datetime:
+            raise ValueError(f"time_format applies to datetime columns, not to type {self.type}")
         return self
 
 
-class TimeRange(_Strict):
-    """Rows kept by the time column, both ends included."""
+def _time_bound(value: Any) -> Any:
+    """A bound as its kind: a number (a year, epoch units) or an ISO date or datetime.
 
-    start: float | None = None
-    end: float | None = None
+    Parsed here rather than by pydantic's union, which reads "2000" as 2000 seconds after 1970
+    and "2017-10-01" as a datetime, losing that a date as an end means the whole day.
+    """
+    if value is None or isinstance(value, datetime | date):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a date, a datetime or a number, not a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number (got {value!r})")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+        try:
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ValueError(
+        f"expected an ISO date (2017-10-01), an ISO datetime (2017-10-01T08:00) or a number "
+        f"such as a year (got {value!r})"
+    )
+
+
+# datetime before date: a datetime is a date, and the Prefect UI offers the first format first.
+TimeBound = Annotated[datetime | date | float | None, BeforeValidator(_time_bound)]
+
+
+def bound_kind(bound: datetime | date | float | None) -> str | None:
+    """`time` for dates and datetimes, `number` for numbers: what a column must hold to match."""
+    if bound is None:
+        return None
+    return "time" if isinstance(bound, date) else "number"
+
+
+class TimeRange(_Strict):
+    """Rows kept by the time column, both ends included; a date as `end` includes that day."""
+
+    start: TimeBound = Field(
+        None, description="First time kept: an ISO date or datetime, or a number (e.g. a year)."
+    )
+    end: TimeBound = Field(
+        None,
+        description="Last time kept: a date includes the whole day; a number (e.g. a year) is "
+        "compared as it is.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        kinds = {bound_kind(self.start), bound_kind(self.end)} - {None}
+        if len(kinds) > 1:
+            raise ValueError(
+                f"start ({self.start!r}) and end ({self.end!r}) must both be dates/datetimes "
+                "or both numbers"
+            )
+        if self.start is not None and self.end is not None:
+            try:
+                after = self.first_instant() > self.last_instant()  # type: ignore[operator]
+            except TypeError:  # one has a time zone, the other not
+                raise ValueError(
+                    f"start ({self.start}) and end ({self.end}): give both a time zone or neither"
+                ) from None
+            if after:
+                raise ValueError(f"start ({self.start}) is after end ({self.end})")
+        return self
+
+    def first_instant(self) -> datetime | float | None:
+        """The start as a comparable value: a date is its midnight."""
+        start = self.start
+        if isinstance(start, date) and not isinstance(start, datetime):
+            return datetime(start.year, start.month, start.day)
+        return start
+
+    def last_instant(self) -> datetime | float | None:
+        """The end as an exclusive limit for dates (the next midnight), inclusive otherwise."""
+        end = self.end
+        if isinstance(end, date) and not isinstance(end, datetime):
+            return datetime(end.year, end.month, end.day) + timedelta(days=1)
+        return end
+
+    @property
+    def kind(self) -> str | None:
+        return bound_kind(self.start) or bound_kind(self.end)
+
+    def describe(self) -> str:
+        """For people: `2002 to 2006`, `from 2017-10-01`, `up to 2000`."""
+        start, end = _bound_text(self.start), _bound_text(self.end)
+        if start and end:
+            return f"{start} to {end}"
+        return f"from {start}" if start else (f"up to {end}" if end else "all rows")
+
+
+def _bound_text(bound: datetime | date | float | None) -> str:
+    if bound is None:
+        return ""
+    if isinstance(bound, date):
+        return bound.isoformat()
+    return f"{bound:g}" if bound != int(bound) else str(int(bound))
 
 
 class DataSource(_Strict):
@@ -137,9 +253,22 @@ class Features(_Strict):
 
 
 class Cleaning(_Strict):
-    """The declared missing-value and invalid-value policy."""
+    """The declared missing-value, invalid-value and duplicate policy."""
 
-    drop_duplicates: bool = True
+    drop_duplicates: bool = Field(
+        False,
+        description="Drop rows equal to an earlier row on every column of the source file "
+        "(or on `duplicate_key`). Off by default: different people can share every value.",
+    )
+    duplicate_key: list[str] | None = Field(
+        None,
+        description="Columns of the source file that identify a row (default: all of them).",
+    )
+    max_duplicate_share: Share = Field(
+        0.01,
+        description="Validation fails when drop_duplicates would drop more than this share of "
+        "the rows; raise it when duplicates are expected.",
+    )
     missing_target: Literal["drop", "error"] = "drop"
     invalid_values: Literal["set_missing", "drop_row"] = Field(
         "set_missing", description="What happens to values the schema calls invalid."
@@ -302,10 +431,22 @@ class Robustness(_Strict):
     )
     max_counterfactual_flip_rate: Gap = Field(
         0.05,
-        description="Largest share of predictions that change when only a sensitive column "
-        "changes (for sensitive columns used as features).",
+        description="For sensitive columns used as features, when only that column changes: "
+        "classification, the largest share of predictions that change; regression, the largest "
+        "mean absolute change of predictions in target standard deviations.",
     )
     seed: int = 0
+
+
+class DegeneratePredictions(_Strict):
+    """A classifier that answers (almost) one class for every row fails on its own, and its
+    fairness figures are not judged: gaps between groups of a constant answer mean nothing."""
+
+    max_class_share: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.99,
+        description="Classification: the largest share of holdout rows one class may be "
+        "predicted for.",
+    )
 
 
 class Budgets(_Strict):
@@ -315,7 +456,15 @@ class Budgets(_Strict):
     max_model_mb: float | None = Field(None, gt=0.0, description="Model file size, in MB.")
 
 
-CheckKind = Literal["floors", "non_inferiority", "slices", "fairness", "robustness", "budgets"]
+CheckKind = Literal[
+    "floors",
+    "non_inferiority",
+    "slices",
+    "fairness",
+    "robustness",
+    "budgets",
+    "degenerate_predictions",
+]
 
 
 class Approval(_Strict):
@@ -349,6 +498,7 @@ class Gate(_Strict):
     fairness: Fairness = Field(default_factory=Fairness)
     robustness: Robustness = Field(default_factory=Robustness)
     budgets: Budgets = Field(default_factory=Budgets)
+    degenerate_predictions: DegeneratePredictions = Field(default_factory=DegeneratePredictions)
     approval: Approval = Field(default_factory=Approval)
 
 
@@ -366,6 +516,38 @@ class ColumnDriftRule(_Strict):
     threshold: float | None = Field(
         None, gt=0.0, description="Distance at or above which (p-value below which) it drifts."
     )
+    critical: bool = Field(
+        False, description="Drift in this column alone makes the status `drift`."
+    )
+
+
+class QualityThreshold(_Strict):
+    """How much worse than on the holdout a realised metric may be before it counts."""
+
+    max_drop: float = Field(
+        ge=0.0,
+        description="Largest accepted loss against the holdout figure: in metric units, or a "
+        "fraction of the holdout figure when `relative`.",
+    )
+    relative: bool | None = Field(
+        None,
+        description="Read max_drop as a fraction of the holdout figure; default: true for "
+        "error metrics (log_loss, brier, rmse, mae, median_absolute_error), false otherwise.",
+    )
+
+
+class QualityInterval(_Strict):
+    """The bootstrap interval of each realised metric (the gate's engine)."""
+
+    resamples: int = Field(1000, ge=10, le=100_000, description="Bootstrap resamples.")
+    confidence: Confidence = Field(0.95, description="Two-sided confidence level, in (0, 1).")
+    max_rows: int = Field(
+        20_000,
+        ge=100,
+        description="Larger labelled windows are resampled from a random sample of this many "
+        "rows and the interval scaled to the window's size (sqrt(sample / rows)).",
+    )
+    seed: int = Field(0, description="Seed of the resampling.")
 
 
 class Monitoring(_Strict):
@@ -383,11 +565,28 @@ class Monitoring(_Strict):
     prediction_drift: Literal["ignore", "warning", "drift"] = Field(
         "warning", description="What a drift of the champion's predicted scores makes the status."
     )
+    drift_share_weighted: Share | None = Field(
+        0.5,
+        description="Status `drift` when the drifted features carry at least this share of the "
+        "model's permutation importance (recorded with the reference); null turns it off.",
+    )
     max_quality_drop: float = Field(
         0.05,
         ge=0.0,
-        description="Status `warning` when a realised metric is worse than the holdout figure "
-        "by more than this; below a gate floor it is `drift` and a quality incident.",
+        description="The quality threshold of every realised metric not listed in `quality`: "
+        "its max_drop (relative for error metrics).",
+    )
+    quality: dict[str, QualityThreshold] = Field(
+        default_factory=dict,
+        description="Metric -> threshold. A quality incident (status `drift`) opens only when "
+        "the whole bootstrap interval of the realised metric is past the threshold or a gate "
+        "floor; a point estimate past it inside the interval is reported as within noise.",
+    )
+    quality_interval: QualityInterval = Field(default_factory=QualityInterval)
+    min_label_coverage: Share = Field(
+        0.0,
+        description="Realised quality is judged only when at least this share of the window's "
+        "rows have labels (it is always reported).",
     )
     columns: dict[str, ColumnDriftRule] = Field(
         default_factory=dict, description="Per-column test or threshold overrides."
@@ -409,6 +608,17 @@ class Monitoring(_Strict):
     retrain_mode: TrainingMode = Field(
         TrainingMode.scratch, description="How the drift event asks for the model to be retrained."
     )
+
+    def quality_threshold(self, metric: str) -> tuple[float, bool]:
+        """(max_drop, relative) for one metric: its own entry, else `max_quality_drop`.
+
+        Relative by default for error metrics: an absolute 0.05 means nothing on a target in
+        thousands (a regression's MAE) and a lot on a log loss of 0.3.
+        """
+        spec = self.quality.get(metric)
+        max_drop = self.max_quality_drop if spec is None else spec.max_drop
+        relative = spec.relative if spec is not None and spec.relative is not None else None
+        return max_drop, (not higher_is_better(metric)) if relative is None else relative
 
 
 class PipelineConfig(_Strict):
@@ -485,11 +695,27 @@ class PipelineConfig(_Strict):
             )
         if self.data.time_range is not None and not self.time_column:
             problems.append("data.time_range needs time_column")
+        problems += self._time_range_problems()
         if self.model.balance.classes and not self.task.is_classification:
             problems.append("model.balance.classes needs a classification task")
         if self.model.balance.sensitive_groups and not self.sensitive_columns:
             problems.append("model.balance.sensitive_groups needs sensitive_columns")
         return problems
+
+    def _time_range_problems(self) -> list[str]:
+        """A range whose kind the declared time column cannot hold; the data checks the rest."""
+        window, schema = self.data.time_range, self.columns.get(self.time_column or "")
+        if window is None or window.kind is None or schema is None:
+            return []
+        holds = "time" if schema.type is ColumnType.datetime else "number"
+        if schema.type in (ColumnType.categorical, ColumnType.boolean):
+            return [f"time_column {self.time_column!r}: declared {schema.type}, not a time"]
+        if holds != window.kind:
+            return [
+                f"data.time_range: {window.describe()} is a {_kind_name(window.kind)} range but "
+                f"time_column {self.time_column!r} is declared {schema.type}"
+            ]
+        return []
 
     def _monitoring_problems(self) -> list[str]:
         problems = []
@@ -503,6 +729,18 @@ class PipelineConfig(_Strict):
                 )
         if self.monitoring.warning_share > self.monitoring.drift_share:
             problems.append("monitoring: warning_share is greater than drift_share")
+        for metric in self.monitoring.quality:
+            tasks = METRICS.get(metric, ((), True))[0]
+            if self.task.value not in tasks:
+                valid = sorted(m for m, (ts, _) in METRICS.items() if self.task.value in ts)
+                problems.append(
+                    f"monitoring.quality: {metric!r} is not a {self.task} metric (one of {valid})"
+                )
+            elif metric not in self.metrics:
+                problems.append(
+                    f"monitoring.quality: {metric!r} is not measured: add it to "
+                    "evaluation.extra_metrics"
+                )
         return problems
 
     def _named_metrics(self) -> list[tuple[str, str]]:
@@ -536,6 +774,10 @@ class PipelineConfig(_Strict):
         if self.evaluation.direction is not None:
             return self.evaluation.direction == "maximize"
         return METRICS[self.evaluation.primary_metric][1]
+
+
+def _kind_name(kind: str) -> str:
+    return "date/datetime" if kind == "time" else "numeric"
 
 
 def higher_is_better(metric: str) -> bool:
@@ -710,3 +952,29 @@ def apply_overrides(
     if overrides.skip_search:
         raw["model"].pop("search", None)
     return parse_config(raw, path)
+
+
+def load_monitoring_section(path: str | Path, model: str) -> Monitoring:
+    """Monitoring thresholds from a file: a whole pipeline config of this model, or a file
+    holding only a `monitoring:` section, so thresholds can be tuned without a copied config."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if isinstance(raw, dict) and set(raw) == {"monitoring"}:
+        section = raw["monitoring"] if raw["monitoring"] is not None else {}
+        try:
+            return Monitoring.model_validate(section)
+        except ValidationError as exc:
+            lines = [
+                _format_error(str(path), {**err, "loc": ("monitoring", *err["loc"])})
+                for err in exc.errors()
+            ]
+            raise ConfigError("\n".join(lines)) from None
+    if isinstance(raw, dict) and "monitoring" not in raw and "name" not in raw:
+        raise ConfigError(
+            f"{path}: expected a `monitoring:` section (alone, or in a pipeline config); "
+            f"found keys {sorted(map(str, raw))}"
+        )
+    config = load_config(path)
+    if config.name != model:
+        raise ConfigError(f"{path}: is the config of {config.name!r}, not of {model!r}")
+    return config.monitoring

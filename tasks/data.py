@@ -27,23 +27,36 @@ def load_pipeline_config(
 
 
 @task(name="load-data", **TASK_OPTIONS)
-def load_data(config: PipelineConfig, data_dir: Path) -> tuple[pd.DataFrame, str]:
-    """The declared columns of the source (PII already dropped) and where they came from."""
+def load_data(config: PipelineConfig, data_dir: Path) -> tuple[pd.DataFrame, str, pd.Series | None]:
+    """The declared columns of the source in the period (PII already dropped), where they came
+    from, and which rows repeat an earlier row of the file (when duplicates are dropped)."""
     source = data.resolve_source(config, data_dir)
-    table = data.load_table(config, source)
+    loaded = data.load_source(config, source)
+    table = loaded.table
     get_run_logger().info("Loaded %d rows x %d columns from %s", *table.shape, source)
-    return table, str(source)
+    if config.data.time_range is not None:
+        get_run_logger().info(
+            "Time range %s on %s", config.data.time_range.describe(), config.time_column
+        )
+    return table, str(source), loaded.duplicated
 
 
 @task(name="validate-data", **TASK_OPTIONS)
-def validate_data(table: pd.DataFrame, config: PipelineConfig, source: str) -> None:
-    data.validate(table, config, source)
+def validate_data(
+    table: pd.DataFrame, config: PipelineConfig, source: str, duplicated: pd.Series | None = None
+) -> None:
+    data.validate(table, config, source, duplicated)
 
 
 @task(name="clean-data", **TASK_OPTIONS)
-def clean_data(table: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, CleaningReport]:
-    cleaned, report = data.clean(table, config)
-    get_run_logger().info("Cleaning kept %d of %d rows", report.rows_out, report.rows_in)
+def clean_data(
+    table: pd.DataFrame, config: PipelineConfig, duplicated: pd.Series | None = None
+) -> tuple[pd.DataFrame, CleaningReport]:
+    cleaned, report = data.clean(table, config, duplicated)
+    logger = get_run_logger()
+    logger.info("Cleaning kept %d of %d rows", report.rows_out, report.rows_in)
+    if report.duplicates_on is not None:
+        logger.info("Dropped %d duplicate rows", report.dropped_duplicates)
     return cleaned, report
 
 

@@ -99,11 +99,13 @@ def judge(
     champion_version: int | None,
 ) -> gate.GateDecision:
     """Every check of the policy, then promote / reject / needs_approval."""
+    degenerate = gate.degenerate_check(evaluated.outputs, config)
     checks = [
         *gate.floor_checks(evaluated.metrics, config),
         gate.non_inferiority_check(non_inferiority, config, champion_version),
+        *([degenerate] if degenerate is not None else []),
         *gate.slice_checks(evaluated.slices, config),
-        *gate.fairness_checks(fairness, config),
+        *gate.fairness_checks(fairness, config, degenerate),
         *gate.robustness_checks(robustness, config),
         *gate.budget_checks(budgets, config),
     ]

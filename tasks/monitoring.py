@@ -17,8 +17,14 @@ from threadpoolctl import threadpool_limits
 
 from modelcycle import monitoring
 from modelcycle.artifacts import ArtifactStore, RunFolder, load_model
-from modelcycle.config import Monitoring, PipelineConfig, TimeRange, load_config, parse_config
-from modelcycle.errors import ConfigError, RegistryError
+from modelcycle.config import (
+    Monitoring,
+    PipelineConfig,
+    TimeRange,
+    load_monitoring_section,
+    parse_config,
+)
+from modelcycle.errors import RegistryError
 from modelcycle.monitoring import (
     DRIFT_EVENT,
     ColumnDrift,
@@ -47,10 +53,12 @@ def build_reference_data(
     config: PipelineConfig,
     holdout_metrics: dict[str, float],
     config_path: str,
+    importance: pd.DataFrame | None = None,
 ) -> dict[str, bytes]:
-    """The files monitoring will compare windows with, stored in the version's run folder."""
+    """The files monitoring will compare windows with, stored in the version's run folder,
+    with the permutation importance that weighs drift by what the model uses."""
     reference = monitoring.build_reference(
-        train, holdout, pipeline, config, holdout_metrics, config_path
+        train, holdout, pipeline, config, holdout_metrics, config_path, importance
     )
     get_run_logger().info(
         "Monitoring reference: %d of %d training rows", len(reference.data), len(train)
@@ -72,10 +80,7 @@ class Monitored:
 
 
 def _monitoring_section(path: str, model: str) -> Monitoring:
-    config = load_config(path)
-    if config.name != model:
-        raise ConfigError(f"{path}: is the config of {config.name!r}, not of {model!r}")
-    return config.monitoring
+    return load_monitoring_section(path, model)
 
 
 @task(name="load-monitored-champion", **TASK_OPTIONS)
@@ -164,11 +169,13 @@ def measure_feature_drift(
     reference: Reference, inputs: pd.DataFrame, config: PipelineConfig
 ) -> DriftResult:
     result = monitoring.feature_drift(reference, inputs, config)
+    weighted = result.weighted_share
     get_run_logger().info(
-        "Feature drift: %d of %d drifted %s",
+        "Feature drift: %d of %d drifted %s (%s of the importance)",
         len(result.drifted_columns),
         len(result.tested),
         result.drifted_columns,
+        "not recorded" if weighted is None else f"{weighted:.1%}",
     )
     return result
 
@@ -264,7 +271,9 @@ def record_incidents(
     summary = "; ".join(decision.reasons)
     recorded = []
     for kind in decision.incident_kinds:
-        severity = Severity.CRITICAL if kind == "quality" else Severity.HIGH
+        # A gate floor crossed in production is critical; a drift or a drop beyond what the
+        # monitoring policy allows is high.
+        severity = Severity(decision.severities.get(kind, Severity.HIGH))
         result = log.record(
             model_name=version.model_name,
             version=version.version,

@@ -118,8 +118,9 @@ def test_config_validate_prints_the_same_resolved_config() -> None:
     shown = CliRunner().invoke(app, ["config", "show", str(DEMO)])
     validated = CliRunner().invoke(app, ["config", "validate", str(DEMO)])
     assert validated.exit_code == 0, validated.output
-    first, _, rest = validated.stdout.partition("\n")
+    first, second, rest = validated.stdout.split("\n", 2)
     assert first == f"{DEMO}: valid (gss-income, binary_classification)"
+    assert second.startswith("data: ")
     assert rest == shown.stdout
 
 
@@ -192,3 +193,154 @@ def test_cli_modules_import_no_private_name_and_no_circle() -> None:
 
     circles = [module for module in graph if reaches(module, module)]
     assert not circles, f"import circle through {circles}"
+
+
+# --- the small things: gate table, plain tables, thresholds-only files ----------------------
+
+GATE = {
+    "decision": "reject",
+    "passed": False,
+    "checks": [
+        {
+            "name": "floor:roc_auc",
+            "value": 0.8123,
+            "limit": 0.75,
+            "comparison": ">=",
+            "passed": True,
+            "judged": True,
+        },
+        {
+            "name": "robustness:noise",
+            "value": 0.0731,
+            "limit": 0.05,
+            "comparison": "<=",
+            "passed": False,
+            "judged": True,
+        },
+        {
+            "name": "non_inferiority:roc_auc",
+            "value": None,
+            "limit": None,
+            "comparison": ">",
+            "passed": True,
+            "judged": False,
+        },
+    ],
+}
+
+
+def test_train_prints_the_gate_table(state, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry(state.registry_url)
+    try:
+        registration = Registration(
+            model_name="churn",
+            owner="o",
+            description="d",
+            run_id="run-1",
+            artifact_uri="/a/churn/run-1",
+            model_file="model.skops",
+            model_sha256="cd" * 32,
+            data_fingerprint="fp",
+            config_hash="h",
+            code_version="c",
+            package_versions={},
+            parent_version=None,
+            metrics={"roc_auc": 0.8123},
+            gate=GATE,
+        )
+        registry.register_version(
+            registration, status=VersionStatus.REJECTED, actor="t", reason="gate"
+        )
+    finally:
+        registry.close()
+    outcome = {
+        "model": "churn",
+        "version": 1,
+        "status": "rejected",
+        "gate": "reject",
+        "primary_metric": "roc_auc",
+        "metrics": {"roc_auc": 0.8123},
+        "champion_metrics": None,
+        "run_folder": "/a/churn/run-1",
+    }
+    monkeypatch.setattr("modelcycle.cli._train.run_training", lambda *a: outcome)
+    result = CliRunner().invoke(app, ["train", str(DEMO)])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in _lines(result)[1:5]}
+    assert rows["check"] == ["value", "limit", "result"]
+    assert rows["robustness:noise"] == ["0.0731", "<=", "0.05", "FAIL"]
+    assert rows["non_inferiority:roc_auc"] == ["n/a", "-", "not", "judged"]
+    assert "gate decision: reject" in result.output
+
+
+def test_tables_are_plain_columns_when_piped(state) -> None:
+    _register(state.registry_url, "a-model-with-a-rather-long-name-that-would-wrap-at-eighty")
+    result = CliRunner().invoke(app, ["models", "list"])  # not a terminal
+    assert result.exit_code == 0, result.output
+    header, row = _lines(result)
+    assert header.split() == ["model", "owner", "versions", "champion", "latest"]
+    assert row.split()[0] == "a-model-with-a-rather-long-name-that-would-wrap-at-eighty"
+    assert len(row) > 80 and "│" not in row  # one line, no box, not cut at 80 columns
+    assert row.index("risk-team") == header.index("owner")  # aligned columns
+
+
+def test_table_cells_are_never_read_as_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from modelcycle.cli import _console
+
+    terminal = Console(force_terminal=True, width=120, record=True)
+    monkeypatch.setattr(_console, "console", terminal)
+    table = Table("reason")
+    table.add_row("[bold red]not markup[/]")
+    _console.print_table(table)
+    assert "[bold red]not markup[/]" in terminal.export_text()
+
+
+def test_monitor_takes_a_file_with_only_a_monitoring_section(
+    state, monitored, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    passed: list[Any] = []
+    monkeypatch.setattr(
+        "modelcycle.cli._monitor.run_monitoring",
+        lambda model, window, **kw: (
+            passed.append(kw["config_path"])
+            or {
+                "model": model,
+                "version": 1,
+                "status": "ok",
+                "share_drifted": 0.0,
+                "drifted_columns": [],
+                "reasons": [],
+            }
+        ),
+    )
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text("monitoring:\n  drift_share: 0.3\n  warning_share: 0.1\n")
+    args = ["monitor", "w.parquet", "--model", "churn", "--thresholds", str(thresholds)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert passed == [str(thresholds)]
+    from modelcycle.config import load_monitoring_section
+
+    section = load_monitoring_section(thresholds, "churn")
+    assert (section.drift_share, section.warning_share) == (0.3, 0.1)
+
+
+def test_a_wrong_threshold_is_refused_before_any_run(state, monitored, tmp_path: Path) -> None:
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text("monitoring:\n  drift_sahre: 0.3\n")
+    result = CliRunner().invoke(
+        app, ["monitor", "w.parquet", "--model", "churn", "--thresholds", str(thresholds)]
+    )
+    assert result.exit_code == 1 and monitored == []
+    assert f"{thresholds}: unknown key 'monitoring.drift_sahre'" in result.output
+
+
+def test_a_whole_config_of_another_model_is_refused_as_thresholds(state, monitored) -> None:
+    result = CliRunner().invoke(
+        app, ["monitor", "w.parquet", "--model", "churn", "--thresholds", str(DEMO)]
+    )
+    assert result.exit_code == 1 and monitored == []
+    assert "is the config of 'gss-income', not of 'churn'" in result.output

@@ -75,11 +75,19 @@ def test_open_ended_time_range(small_parquet: Path) -> None:
     assert len(table) == int((raw["year"] >= 1996).sum())
 
 
-def test_time_range_that_keeps_nothing_is_a_violation(small_parquet: Path) -> None:
+def test_time_range_that_keeps_nothing_names_the_range_and_how_to_change_it(
+    small_parquet: Path,
+) -> None:
     config = _config(small_parquet, data={"time_range": {"start": 2050}})
-    table = data.load_table(config, small_parquet)
-    assert table.empty
-    violations = data.validation_violations(table, config)
+    with pytest.raises(DataError) as caught:
+        data.load_table(config, small_parquet)
+    message = str(caught.value)
+    assert str(small_parquet) in message and "from 2050" in message
+    assert "--start/--end" in message
+
+
+def test_an_empty_table_is_a_violation(table: pd.DataFrame, config: PipelineConfig) -> None:
+    violations = data.validation_violations(table.head(0), config)
     assert any("no rows" in v for v in violations)
 
 
@@ -220,7 +228,8 @@ def _expected_rows(frame: pd.DataFrame) -> int:
     return len(kept.astype(str).drop_duplicates())
 
 
-def test_clean_sets_invalid_values_missing(table: pd.DataFrame, config: PipelineConfig) -> None:
+def test_clean_sets_invalid_values_missing(table: pd.DataFrame, small_parquet: Path) -> None:
+    config = _config(small_parquet, cleaning={"drop_duplicates": True})
     dirty, rows = _dirty(table)
     before = dirty.copy()
     cleaned, report = data.clean(dirty, config)
@@ -250,7 +259,9 @@ def test_clean_sets_invalid_values_missing(table: pd.DataFrame, config: Pipeline
 def test_clean_drop_row_policy_removes_rows_with_invalid_values(
     table: pd.DataFrame, small_parquet: Path
 ) -> None:
-    config = _config(small_parquet, cleaning={"invalid_values": "drop_row"})
+    config = _config(
+        small_parquet, cleaning={"invalid_values": "drop_row", "drop_duplicates": True}
+    )
     dirty, rows = _dirty(table)
     cleaned, report = data.clean(dirty, config)
 

@@ -333,3 +333,109 @@ def test_multiclass_fairness_takes_the_worst_class() -> None:
         "fairness:gender:selection_rate_gap": True,
         "fairness:gender:tpr_gap": True,
     }
+
+
+# --- checks that say when they cannot judge ------------------------------------------------
+
+
+def test_a_one_class_slice_is_not_judged_and_says_why() -> None:
+    """Slice X holds only positives: ROC AUC has no meaning there, and recall has no meaning
+    on slice Z, which holds no positive at all; neither may fail (or pass) the gate."""
+    config = _config([], slices={"floors": {"roc_auc": 0.7, "recall": 0.5}})
+    config = config.model_copy(
+        update={
+            "evaluation": config.evaluation.model_copy(
+                update={"slices": ["site"], "extra_metrics": ["recall"]}
+            )
+        }
+    )
+    rng = np.random.default_rng(0)
+    n = 300
+    site = np.repeat(["X", "Y", "Z"], n)
+    y = np.concatenate([np.ones(n, int), rng.integers(0, 2, n), np.zeros(n, int)])
+    score = np.clip(0.5 * y + 0.5 * rng.random(3 * n), 0, 1)
+    outputs = Outputs((score > 0.5).astype(int), np.c_[1 - score, score], np.array([0, 1]))
+    holdout = pd.DataFrame({"site": site, "y": y})
+    from modelcycle.evaluation import slice_metrics
+
+    checks = {c.name: c for c in gate.slice_checks(slice_metrics(holdout, outputs, config), config)}
+    one_class = checks["slice:site=X:roc_auc"]
+    assert not one_class.judged and not one_class.failed
+    assert "only one class of 'y' (1)" in one_class.detail and "not judged" in one_class.detail
+    no_positives = checks["slice:site=Z:recall"]
+    assert not no_positives.judged and "no rows of the positive class 1" in no_positives.detail
+    # The mixed slice is judged as before, and the one-class slice's recall (all positives) is.
+    assert checks["slice:site=Y:roc_auc"].judged and checks["slice:site=Y:roc_auc"].passed
+    assert checks["slice:site=X:recall"].judged
+
+
+def _rare_positives(n: int, seed: int) -> pd.DataFrame:
+    """One positive in 200, barely related to x1: any sane fit predicts 0 for everyone."""
+    rng = np.random.default_rng(seed)
+    frame = _people(n, seed)
+    y = (rng.random(n) < 0.005 + 0.003 * (frame["x1"] > 2)).astype(int)
+    return frame.assign(y=y)
+
+
+def test_a_degenerate_model_fails_its_own_check_and_its_fairness_is_not_meaningful() -> None:
+    config = _config(["gender"], **FAIR_LIMITS)
+    holdout = _rare_positives(3000, 5)
+    model = _fit(config, _rare_positives(6000, 4))
+    outputs = predict_outputs(model, holdout[config.features.all], config)
+    assert (outputs.pred == 0).mean() > 0.99  # the construction did what it says
+
+    degenerate = gate.degenerate_check(outputs, config)
+    assert degenerate is not None and degenerate.name == "degenerate_predictions"
+    assert degenerate.failed and degenerate.value > 0.99 and degenerate.limit == 0.99
+    assert "most frequent class '0'" in degenerate.detail
+
+    evidence = fairness_evidence(holdout, outputs, config)
+    fairness = gate.fairness_checks(evidence, config, degenerate)
+    assert fairness and all(not c.judged and "not meaningful" in c.detail for c in fairness)
+    decision = gate.decide([degenerate, *fairness], config)
+    assert decision.outcome == "reject"
+    assert decision.reasons == [degenerate.detail]
+
+
+def test_a_model_that_uses_both_classes_passes_the_degenerate_check() -> None:
+    config = _config([], **FAIR_LIMITS)
+    holdout = _people(2000, 2)
+    model = _fit(config, _people(4000, 1))
+    outputs = predict_outputs(model, holdout[config.features.all], config)
+    check = gate.degenerate_check(outputs, config)
+    assert check is not None and check.judged and check.passed
+    assert 0.4 < check.value < 0.6  # merit is symmetric around 0 by construction
+    # Judged the usual way when the model is not degenerate.
+    evidence = fairness_evidence(holdout, outputs, config)
+    assert all(c.judged for c in gate.fairness_checks(evidence, config, check))
+
+
+def test_regression_counterfactual_says_it_measures_target_standard_deviations() -> None:
+    config = parse_config(
+        {
+            "name": "prices",
+            "owner": "t",
+            "description": "generated",
+            "intended_use": "tests",
+            "task": "regression",
+            "data": {"source": "unused.csv"},
+            "target": "y",
+            "features": {"numeric": ["x1"], "categorical": ["gender"]},
+            "sensitive_columns": ["gender"],
+            "split": {"strategy": "random"},
+            "model": {"estimator": "sklearn.linear_model.LinearRegression"},
+            "evaluation": {"primary_metric": "rmse"},
+        }
+    )
+    frame = _people(1500, 9)
+    # y moves by 1.0 between the groups and has a std near 1.1: the change is about 0.9 std.
+    frame = frame.assign(y=frame["x1"] * 0.5 + (frame["gender"] == "Male") * 1.0)
+    model = train(config, frame[config.features.all], frame["y"]).pipeline
+    evidence = robustness_evidence(model, frame, config)
+    counterfactual = evidence["counterfactual"]["gender"]
+    assert counterfactual["measure"] == "mean_change_in_target_std"
+    expected = 1.0 / frame["y"].std()
+    assert counterfactual["change_rate"] == pytest.approx(expected, rel=0.05)
+    (check,) = [c for c in gate.robustness_checks(evidence, config) if "counterfactual" in c.name]
+    assert "in target standard deviations" in check.detail and "share" not in check.detail
+    assert check.failed  # 0.9 std is far above the 0.05 default

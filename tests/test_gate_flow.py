@@ -38,6 +38,8 @@ def _only_the_comparison_decides(raw: dict) -> None:
     raw["gate"]["floors"] = {}
     raw["gate"]["slices"] = {"floors": {}}
     raw["gate"]["robustness"]["max_flip_rate"] = 1.0
+    # Three stumps answer "no" for every respondent: the degenerate check would fail them too.
+    raw["gate"]["degenerate_predictions"] = {"max_class_share": 1.0}
 
 
 def test_a_significantly_worse_challenger_is_never_promoted(small_config, state, tmp_path):

@@ -70,4 +70,8 @@ def test_legacy_champion_monitors_a_window(
     assert outcome["version"] == 1
     assert outcome["status"] in {"ok", "warning", "drift"}
     assert outcome["drifted_columns"], "2010 drifts from 1974-2000 on the full model as well"
+    # Recorded before importance was kept with the reference: the plain share decides, and
+    # the run says so.
+    assert outcome["weighted_share"] is None
+    assert any("records no permutation importance" in r for r in outcome["reasons"])
     assert Path(outcome["run_folder"]).is_dir()

@@ -14,6 +14,7 @@ from modelcycle.cli._config import config_app
 from modelcycle.cli._console import errors
 from modelcycle.cli._demo import demo
 from modelcycle.cli._incidents import incidents_app
+from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
 from modelcycle.cli._monitor import monitor
 from modelcycle.cli._serve import serve
@@ -31,6 +32,7 @@ app.add_typer(incidents_app, name="incidents")
 app.command("monitor")(monitor)
 app.command("demo")(demo)
 app.command("train")(train)
+app.command("init")(init)
 app.command("serve")(serve)
 
 

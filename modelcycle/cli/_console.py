@@ -13,12 +13,41 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from modelcycle.registry import Registry
 
 console = Console(soft_wrap=True)  # long paths and hashes stay whole
 errors = Console(stderr=True, soft_wrap=True)
+
+
+def print_table(table: Table) -> None:
+    """A boxed table on a terminal (as wide as the terminal); plain aligned columns when the
+    output is piped or redirected, where rich would wrap every cell at 80 characters."""
+    columns = [[_plain(c.header), *(_plain(cell) for cell in c.cells)] for c in table.columns]
+    if console.is_terminal:
+        boxed = Table(*columns_headers(table), title=table.title)
+        for row in zip(*(cells[1:] for cells in columns), strict=True):
+            boxed.add_row(*(Text(cell) for cell in row))  # Text: never read as markup
+        console.print(boxed)
+        return
+    widths = [max(map(len, cells)) for cells in columns]
+    for row in zip(*columns, strict=True):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        console.out("  ".join(cells).rstrip(), highlight=False)
+
+
+def columns_headers(table: Table) -> list[str]:
+    return [_plain(c.header) for c in table.columns]
+
+
+def _plain(cell: object) -> str:
+    """Cell text without styling; a plain string is shown as given, never read as markup."""
+    if isinstance(cell, Text):
+        return cell.plain
+    return str(cell).replace("\n", " ")
 
 
 def fail(message: str) -> NoReturn:

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from modelcycle.cli._console import console, fail, open_registry
+from modelcycle.cli._console import console, fail
 from modelcycle.cli._incidents import list_incidents
 from modelcycle.cli._models import audit, card_text, list_models, run_governance_flow
 from modelcycle.cli._monitor import print_monitoring_outcome, run_monitoring
@@ -46,7 +45,6 @@ def demo(
             config, TrainingMode.fine_tune, {"time_range": {"start": start, "end": end}}
         )
         print_training_outcome(second)
-        _print_checks(second["model"], second["version"])
         model = second["model"]
         if second["status"] == "champion":
             console.rule("3. roll back to the first champion, then retire the challenger")
@@ -80,18 +78,6 @@ def demo(
             _monitor_unseen_years(model)
         except ModelcycleError as exc:
             fail(str(exc))
-
-
-def _print_checks(model: str, version: int) -> None:
-    record = open_registry().get_version(model, version)
-    table = Table("check", "value", "limit", "result")
-    for c in record.gate["checks"]:
-        limit = f"{c['comparison']} {c['limit']:g}" if c["limit"] is not None else "-"
-        value = f"{c['value']:.4f}" if c["value"] is not None else "n/a"
-        result = ("pass" if c["passed"] else "FAIL") if c["judged"] else "not judged"
-        table.add_row(c["name"], value, limit, result)
-    console.print(table)
-    console.print(f"gate decision: {record.gate['decision']}", highlight=False)
 
 
 def _write_card(name: str, version: int) -> Path:

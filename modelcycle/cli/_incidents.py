@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from modelcycle.cli._console import console, fail
+from modelcycle.cli._console import console, fail, print_table
 from modelcycle.errors import ModelcycleError
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def list_incidents(
             str(i.occurrences),
             i.opened_at.strftime("%Y-%m-%d %H:%M"),
         )
-    console.print(table)
+    print_table(table)
 
 
 @incidents_app.command("show")

@@ -18,6 +18,7 @@ from modelcycle.cli._console import (
     embedded_server_settings,
     fail,
     open_registry,
+    print_table,
 )
 from modelcycle.errors import ModelcycleError
 
@@ -94,7 +95,7 @@ def list_models(
     table = Table("model", "owner", "versions", "champion", "latest")
     for row in rows:
         table.add_row(*(str(row[k]) if row[k] is not None else "-" for k in row))
-    console.print(table)
+    print_table(table)
 
 
 @models_app.command("show")
@@ -126,7 +127,7 @@ def show_model(
                 metrics,
                 r.code_version,
             )
-        console.print(table)
+        print_table(table)
         return
     for key, value in records[0].to_dict().items():
         shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
@@ -226,7 +227,7 @@ def audit(
             str(e.version) if e.version is not None else "-",
             e.reason,
         )
-    console.print(table)
+    print_table(table)
 
 
 @models_app.command("card")

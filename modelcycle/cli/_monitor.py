@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -71,22 +72,61 @@ def monitor(
         typer.Option(help="Model whose champion is monitored (default: the registry's only one)."),
     ] = None,
     latest_only: Annotated[bool, typer.Option(help="Only the newest matching file.")] = False,
-    start: Annotated[float | None, typer.Option(help="Time column from (inclusive).")] = None,
-    end: Annotated[float | None, typer.Option(help="Time column up to (inclusive).")] = None,
-    config: Annotated[str | None, typer.Option(help="Take `monitoring` from this config.")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Time column from (inclusive): ISO date/datetime or number.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Time column up to (inclusive; a date includes its day).")
+    ] = None,
+    thresholds: Annotated[
+        str | None,
+        typer.Option(
+            "--thresholds",
+            "--config",
+            help="Take the `monitoring` thresholds from this YAML: a file with only a "
+            "`monitoring:` section, or a pipeline config of the model.",
+        ),
+    ] = None,
 ) -> None:
     """Run the monitoring flow on one window."""
-    from modelcycle.config import TimeRange
-
-    time_range = None if start is None and end is None else TimeRange(start=start, end=end)
     try:
+        time_range = _time_range(start, end)
+        if thresholds is not None:
+            _check_thresholds(thresholds, model)
         outcome = run_monitoring(
             monitored_model(model),
             window,
             time_range=time_range,
             latest_only=latest_only,
-            config_path=config,
+            config_path=thresholds,
         )
     except ModelcycleError as exc:
         fail(str(exc))
     print_monitoring_outcome(outcome)
+
+
+def _time_range(start: str | None, end: str | None) -> Any:
+    """The typed range, or one line naming the option that is wrong."""
+    from pydantic import ValidationError
+
+    from modelcycle.config import TimeRange
+
+    if start is None and end is None:
+        return None
+    try:
+        return TimeRange(start=start, end=end)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = {"start": "--start", "end": "--end"}.get(str(err["loc"][0]) if err["loc"] else "")
+        raise ModelcycleError(
+            f"{option or '--start/--end'}: {err['msg'].removeprefix('Value error, ')}"
+        ) from None
+
+
+def _check_thresholds(path: str, model: str | None) -> None:
+    """A thresholds file is read before any run, so a typo in it starts nothing."""
+    from modelcycle.config import load_monitoring_section, read_yaml
+
+    raw = read_yaml(Path(path))
+    name = raw.get("name") if isinstance(raw, dict) else None
+    load_monitoring_section(path, model or name or "")

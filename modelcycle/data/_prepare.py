@@ -6,7 +6,9 @@ violation in one error so a person fixes a file once, not once per column.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from modelcycle.config import ColumnSchema, ColumnType, PipelineConfig
+from modelcycle.config import ColumnSchema, ColumnType, PipelineConfig, TimeRange
 from modelcycle.data._demo import ensure_demo_file
 from modelcycle.errors import DataError, DataValidationError
 
@@ -41,13 +43,62 @@ def _read(path: Path, fmt: str) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read as {kind}: {exc}") from None
 
 
-def load_table(config: PipelineConfig, path: Path) -> pd.DataFrame:
-    """Read the source, drop PII at once, keep the declared columns, apply the time range."""
+@dataclass(frozen=True)
+class SourceTable:
+    """The declared columns of a source file's rows in the period, and which rows repeat.
+
+    Duplicates are found on every column of the file (or the declared key) before anything is
+    dropped, so rows that merely share their used columns' values are never called duplicates.
+    """
+
+    table: pd.DataFrame
+    duplicated: pd.Series | None  # True for a row equal to an earlier one; None when not asked
+
+
+def load_source(config: PipelineConfig, path: Path) -> SourceTable:
+    """Read the source, parse the time column, keep the period, mark duplicates, drop PII and
+    every column the pipeline does not use."""
     raw = _read(path, config.data.format)
+    column = config.time_column
+    if column and column in raw.columns:
+        raw = raw.assign(**{column: time_values(raw[column], column, _time_format(config))})
+    rows_read = len(raw)
+    raw = _apply_time_range(raw, config)
+    if raw.empty and rows_read and config.data.time_range is not None:
+        raise DataError(_empty_period(path, config, rows_read))
+    duplicated = _duplicated(raw, config, path) if config.cleaning.drop_duplicates else None
     kept = [c for c in config.used_columns if c in raw.columns and c not in config.pii_columns]
     table = raw[kept]
     del raw  # PII never outlives this function
-    return _apply_time_range(table, config)
+    return SourceTable(table=table, duplicated=duplicated)
+
+
+def load_table(config: PipelineConfig, path: Path) -> pd.DataFrame:
+    """The declared columns of the source in the period (PII dropped), duplicates kept."""
+    return load_source(config, path).table
+
+
+def _time_format(config: PipelineConfig) -> str | None:
+    schema = config.columns.get(config.time_column or "")
+    return schema.time_format if schema is not None else None
+
+
+def _duplicated(raw: pd.DataFrame, config: PipelineConfig, path: Path) -> pd.Series:
+    key = config.cleaning.duplicate_key or list(raw.columns)
+    missing = [c for c in key if c not in raw.columns]
+    if missing:
+        raise DataError(f"{path}: cleaning.duplicate_key names columns not in the file: {missing}")
+    return raw.duplicated(subset=key, keep="first")
+
+
+def _empty_period(path: Path, config: PipelineConfig, rows_read: int) -> str:
+    window = config.data.time_range
+    assert window is not None and config.time_column is not None
+    return (
+        f"{path}: none of its {rows_read} rows has {config.time_column} in the time range "
+        f"{window.describe()} (data.time_range); set the period for this run with "
+        "`train --start/--end` (TrainingOverrides.time_range)"
+    )
 
 
 def _apply_time_range(table: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
@@ -57,18 +108,127 @@ def _apply_time_range(table: pd.DataFrame, config: PipelineConfig) -> pd.DataFra
     return rows_between(table, config.time_column, window.start, window.end)
 
 
+def time_values(values: pd.Series, column: str, time_format: str | None = None) -> pd.Series:
+    """A time column as timestamps (in UTC when the file gives a zone) or as numbers.
+
+    Text is parsed as ISO 8601 unless `time_format` is declared; a value that does not parse is
+    an error naming the column, so a range never silently selects nothing.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return _in_utc(values)
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return values
+    present = values.dropna()
+    if present.empty:
+        return values
+    if present.map(lambda v: isinstance(v, date)).all():  # Parquet dates, Python datetimes
+        return _in_utc(pd.to_datetime(values, utc=_has_zone(present)))
+    parsed = _parse_text(values.astype("string"), time_format)
+    bad = values.notna() & parsed.isna()
+    if bad.any():
+        examples = ", ".join(repr(v) for v in values[bad].drop_duplicates().head(3).tolist())
+        expected = f"time_format {time_format!r}" if time_format else "ISO 8601 (2017-10-01)"
+        raise DataError(
+            f"time column {column!r}: {int(bad.sum())} of {len(values)} values are not "
+            f"timestamps in {expected} (e.g. {examples}); declare "
+            f"columns.{column}.time_format (a strftime format such as '%d/%m/%Y')"
+        )
+    return parsed
+
+
+def _has_zone(present: pd.Series) -> bool:
+    return bool(present.map(lambda v: isinstance(v, datetime) and v.tzinfo is not None).any())
+
+
+def _parse_text(values: pd.Series, time_format: str | None) -> pd.Series:
+    """One pass; a second in UTC when the text mixes offsets (pandas cannot hold several)."""
+    fmt = time_format or "ISO8601"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the mixed-offset warning; handled below
+        try:
+            parsed = pd.to_datetime(values, format=fmt, errors="coerce")
+        except ValueError:
+            parsed = None
+    if parsed is None or not pd.api.types.is_datetime64_any_dtype(parsed):
+        parsed = pd.to_datetime(values, format=fmt, errors="coerce", utc=True)
+    return _in_utc(parsed)
+
+
+def _in_utc(values: pd.Series) -> pd.Series:
+    """Zoned timestamps in UTC; naive ones are left as written (no zone is assumed)."""
+    if getattr(values.dt, "tz", None) is not None:
+        return values.dt.tz_convert("UTC")
+    return values
+
+
+def time_zone_of(values: pd.Series) -> str | None:
+    """`UTC` for zoned timestamps (converted on load), None when the file gives no zone."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        tz = values.dt.tz
+        return str(tz) if tz is not None else None
+    return None
+
+
 def rows_between(
-    table: pd.DataFrame, column: str, start: float | None, end: float | None
+    table: pd.DataFrame,
+    column: str,
+    start: date | float | None,
+    end: date | float | None,
+    time_format: str | None = None,
 ) -> pd.DataFrame:
-    """Rows whose `column` lies in [start, end] (either bound may be open); shared by training's
-    `data.time_range` and monitoring's window range, so both cut the same way."""
-    time = pd.to_numeric(table[column], errors="coerce")
+    """Rows whose `column` lies in [start, end] (either bound may be open; a date as `end`
+    includes that day); shared by training's `data.time_range` and monitoring's window range,
+    so both cut the same way. A bound whose kind the column cannot hold is refused."""
+    window = TimeRange(start=start, end=end)
+    time = time_values(table[column], column, time_format)
     keep = pd.Series(True, index=table.index)
-    if start is not None:
-        keep &= time >= start
-    if end is not None:
-        keep &= time <= end
-    return table.loc[keep].reset_index(drop=True)
+    first, last = _bounds_for(time, column, window)
+    if first is not None:
+        keep &= time >= first
+    if last is not None:
+        whole_day = isinstance(window.end, date) and not isinstance(window.end, datetime)
+        keep &= (time < last) if whole_day else (time <= last)
+    return table.loc[keep.fillna(False).astype(bool)].reset_index(drop=True)
+
+
+def _bounds_for(time: pd.Series, column: str, window: TimeRange) -> tuple[Any, Any]:
+    """The range's limits as values the column compares with, or a refusal naming both."""
+    is_time = pd.api.types.is_datetime64_any_dtype(time)
+    is_number = not is_time and (
+        pd.api.types.is_numeric_dtype(time) or pd.api.types.is_bool_dtype(time)
+    )
+    example = time.dropna().head(1).tolist()
+    shown = f" (e.g. {example[0]})" if example else ""
+    if not (is_time or is_number):
+        raise DataError(f"time column {column!r} holds neither numbers nor timestamps{shown}")
+    holds = "time" if is_time else "number"
+    if window.kind is not None and window.kind != holds:
+        given = "date/datetime" if window.kind == "time" else "numeric"
+        has = "timestamps" if is_time else "numbers"
+        hint = " such as 2017-10-01" if is_time else " such as a year"
+        raise DataError(
+            f"time range {window.describe()} is {given}, but time column {column!r} holds "
+            f"{has}{shown}: give bounds of the column's kind{hint}"
+        )
+    first, last = window.first_instant(), window.last_instant()
+    if not is_time:
+        return first, last
+    return _as_column_time(first, time, column), _as_column_time(last, time, column)
+
+
+def _as_column_time(bound: Any, time: pd.Series, column: str) -> pd.Timestamp | None:
+    """Naive bounds are read in the column's zone; a zoned bound needs a zoned column."""
+    if bound is None:
+        return None
+    stamp, zone = pd.Timestamp(bound), time.dt.tz
+    if zone is None and stamp.tzinfo is not None:
+        raise DataError(
+            f"time range bound {bound} has a time zone but time column {column!r} has none "
+            "(its timestamps are compared as written): give the bound without a zone"
+        )
+    if zone is not None:
+        return stamp.tz_localize(zone) if stamp.tzinfo is None else stamp.tz_convert(zone)
+    return stamp
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -132,10 +292,37 @@ def _invalid_masks(values: pd.Series, schema: ColumnSchema) -> dict[str, pd.Seri
     if schema.type is ColumnType.boolean:
         ok = values.isin([True, False, 0, 1, "true", "false", "True", "False"])
         return {"wrong_type": present & ~ok, "out_of_range": none, "not_allowed": none}
+    if schema.type is ColumnType.datetime:
+        return {
+            "wrong_type": present & _unparsed(values, schema),
+            "out_of_range": none,
+            "not_allowed": none,
+        }
     if schema.allowed is not None:
-        allowed = present & ~_as_text(values).isin(schema.allowed)
+        allowed = present & ~_in_allowed(values, schema.allowed)
         return {"wrong_type": none, "out_of_range": none, "not_allowed": allowed}
     return {"wrong_type": none, "out_of_range": none, "not_allowed": none}
+
+
+def _unparsed(values: pd.Series, schema: ColumnSchema) -> pd.Series:
+    """Values of a datetime column that are not timestamps (text is parsed as on load)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return pd.Series(False, index=values.index)
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return values.notna()
+    as_dates = values.map(lambda v: isinstance(v, date))
+    parsed = _parse_text(values.where(~as_dates).astype("string"), schema.time_format)
+    return ~as_dates & parsed.isna()
+
+
+def _in_allowed(values: pd.Series, allowed: list[str | float]) -> pd.Series:
+    """Categories compared with the column's type: on a numeric column 1, 1.0 and "1" are one
+    value; on a text column "1.0" is "1.0" (and a number in the list is also its text)."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = pd.to_numeric(pd.Series(allowed, dtype=object), errors="coerce").dropna()
+        return values.astype("float64").isin(numbers.astype("float64").tolist())
+    texts = {str(a) for a in allowed} | {f"{a:g}" for a in allowed if isinstance(a, float)}
+    return _as_text(values).isin(texts)
 
 
 def column_findings(values: pd.Series, schema: ColumnSchema) -> ColumnFindings:
@@ -208,8 +395,10 @@ def _target_violations(table: pd.DataFrame, config: PipelineConfig) -> list[str]
     return []
 
 
-def validation_violations(table: pd.DataFrame, config: PipelineConfig) -> list[str]:
-    """Every schema violation in the batch, in column order."""
+def validation_violations(
+    table: pd.DataFrame, config: PipelineConfig, duplicated: pd.Series | None = None
+) -> list[str]:
+    """Every schema violation in the batch, in column order, then the duplicate share."""
     missing = [c for c in config.used_columns if c not in table.columns]
     violations = [f"missing required column {c!r}" for c in missing]
     if table.empty:
@@ -217,11 +406,31 @@ def validation_violations(table: pd.DataFrame, config: PipelineConfig) -> list[s
     for column in config.used_columns:
         if column in table.columns:
             violations += _column_violations(column, table[column], config)
-    return violations + _target_violations(table, config)
+    return (
+        violations + _target_violations(table, config) + _duplicate_violations(duplicated, config)
+    )
 
 
-def validate(table: pd.DataFrame, config: PipelineConfig, source: str) -> None:
-    violations = validation_violations(table, config)
+def _duplicate_violations(duplicated: pd.Series | None, config: PipelineConfig) -> list[str]:
+    if duplicated is None or not config.cleaning.drop_duplicates or duplicated.empty:
+        return []
+    count, rows = int(duplicated.sum()), len(duplicated)
+    limit = config.cleaning.max_duplicate_share
+    if count / rows <= limit:
+        return []
+    key = config.cleaning.duplicate_key
+    on = f"on duplicate_key {key}" if key else "on every column of the source file"
+    return [
+        f"cleaning.drop_duplicates: {count} of {rows} rows ({count / rows:.2%}) repeat an "
+        f"earlier row {on}, more than cleaning.max_duplicate_share {limit:.2%}; raise it if "
+        "these duplicates are expected"
+    ]
+
+
+def validate(
+    table: pd.DataFrame, config: PipelineConfig, source: str, duplicated: pd.Series | None = None
+) -> None:
+    violations = validation_violations(table, config, duplicated)
     if violations:
         raise DataValidationError(source, violations)
 
@@ -231,19 +440,41 @@ def validate(table: pd.DataFrame, config: PipelineConfig, source: str) -> None:
 
 @dataclass(frozen=True)
 class CleaningReport:
+    """What cleaning did, for the run folder, the card and the run summary; `time` is the time
+    column's kind, zone and span, so a reader knows which clock the periods were read on."""
+
     rows_in: int
     rows_out: int
     dropped_missing_target: int
     dropped_invalid: int
     dropped_duplicates: int
     values_set_missing: dict[str, int]
+    duplicates_on: list[str] | None = None  # None: not looked for; []: every column of the file
+    time: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def _time_facts(table: pd.DataFrame, config: PipelineConfig) -> dict[str, Any] | None:
+    column = config.time_column
+    if not column or column not in table.columns:
+        return None
+    values = table[column].dropna()
+    is_time = pd.api.types.is_datetime64_any_dtype(values)
+    shown = (lambda v: v.isoformat()) if is_time else (lambda v: float(v))
+    return {
+        "column": column,
+        "kind": "timestamps" if is_time else "numbers",
+        "time_zone": time_zone_of(values) if is_time else None,
+        "first": shown(values.min()) if len(values) else None,
+        "last": shown(values.max()) if len(values) else None,
+    }
+
+
 def _typed(values: pd.Series, schema: ColumnSchema | None) -> pd.Series:
-    """Numbers as float64 and categories as object with NaN: what scikit-learn handles best."""
+    """Numbers as float64 and categories as object with NaN: what scikit-learn handles best.
+    Times keep the type `load_source` parsed them to."""
     if schema is not None and schema.type in (ColumnType.numeric, ColumnType.integer):
         return _as_number(values).astype("float64")
     if schema is not None and schema.type is ColumnType.categorical:
@@ -252,8 +483,14 @@ def _typed(values: pd.Series, schema: ColumnSchema | None) -> pd.Series:
     return values
 
 
-def clean(table: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, CleaningReport]:
-    """Apply the declared policy; the target keeps its own type."""
+def clean(
+    table: pd.DataFrame, config: PipelineConfig, duplicated: pd.Series | None = None
+) -> tuple[pd.DataFrame, CleaningReport]:
+    """Apply the declared policy; the target keeps its own type.
+
+    `duplicated` marks rows equal to an earlier one on the whole source file (`load_source`);
+    without it, and with `drop_duplicates` on, rows repeat when equal on every column given.
+    """
     rows_in = len(table)
     target = table[config.target]
     keep = target.notna()
@@ -279,17 +516,24 @@ def clean(table: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, Cl
         dropped_invalid = int((invalid_rows & keep).sum())
         keep &= ~invalid_rows
         set_missing = {}
-    cleaned = cleaned.loc[keep]
-    before_dedup = len(cleaned)
+    dropped_duplicates = 0
     if config.cleaning.drop_duplicates:
-        cleaned = cleaned.drop_duplicates()
+        repeats = table.duplicated() if duplicated is None else duplicated.reindex(table.index)
+        repeats = repeats.fillna(False).astype(bool)
+        dropped_duplicates = int((repeats & keep).sum())
+        keep &= ~repeats
+    cleaned = cleaned.loc[keep]
     report = CleaningReport(
         rows_in=rows_in,
         rows_out=len(cleaned),
         dropped_missing_target=int((~target.notna()).sum()),
         dropped_invalid=dropped_invalid,
-        dropped_duplicates=before_dedup - len(cleaned),
+        dropped_duplicates=dropped_duplicates,
         values_set_missing=set_missing,
+        duplicates_on=(config.cleaning.duplicate_key or [])
+        if config.cleaning.drop_duplicates
+        else None,
+        time=_time_facts(cleaned, config),
     )
     if cleaned.empty:
         raise DataError("no rows left after cleaning (missing targets, invalid values)")

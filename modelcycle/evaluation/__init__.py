@@ -15,6 +15,7 @@ from modelcycle.evaluation._metrics import (
     predict_outputs,
     scorer,
     slice_metrics,
+    undefined_reason,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "predict_outputs",
     "scorer",
     "slice_metrics",
+    "undefined_reason",
 ]

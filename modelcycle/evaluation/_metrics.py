@@ -115,6 +115,42 @@ def metric_value(metric: str, y_true: Any, outputs: Outputs, config: PipelineCon
     return _classification(metric, y, outputs)
 
 
+_RANKING = frozenset({"roc_auc", "average_precision", "roc_auc_ovr"})
+
+
+def undefined_reason(
+    metric: str, y_true: Any, outputs: Outputs, config: PipelineConfig
+) -> str | None:
+    """Why `metric` has no meaning on these rows, or None when it has one.
+
+    scikit-learn answers 0 for a recall without positives (`zero_division`) and a finite r2
+    for a constant target; a gate must not judge those numbers, so the cases are named here.
+    """
+    y = np.asarray(y_true)
+    if len(y) == 0:
+        return "no rows"
+    if not config.task.is_classification:
+        values = y.astype("float64")
+        if metric == "r2" and (len(values) < 2 or np.all(values == values[0])):
+            return f"the target {config.target!r} is constant on these rows"
+        return None
+    present = np.unique(y)
+    if metric in _RANKING and len(present) < 2:
+        return f"only one class of {config.target!r} ({present[0]}) on these rows"
+    if config.task.value != "binary_classification" or metric not in ("recall", "precision", "f1"):
+        return None
+    assert outputs.classes is not None
+    pos = positive_class(config, outputs.classes)
+    positives, said = int((y == pos).sum()), int((outputs.pred == pos).sum())
+    if metric == "recall" and positives == 0:
+        return f"no rows of the positive class {pos!r}"
+    if metric == "precision" and said == 0:
+        return f"no row predicted as the positive class {pos!r}"
+    if metric == "f1" and positives == 0 and said == 0:
+        return f"no row of, or predicted as, the positive class {pos!r}"
+    return None
+
+
 def scorer(config: PipelineConfig) -> Callable[[Pipeline, pd.DataFrame, pd.Series], float]:
     """The primary metric as a CV scorer, signed so that larger is always better."""
     metric = config.evaluation.primary_metric
@@ -142,13 +178,16 @@ def slice_metrics(
         for value in sorted(set(values.tolist())):
             mask = values == value
             n = int(mask.sum())
+            sub = outputs.subset(mask)
+            undefined = {m: undefined_reason(m, y[mask], sub, config) for m in config.metrics}
             rows.append(
                 {
                     "column": column,
                     "value": value,
                     "rows": n,
                     "enough_rows": n >= config.evaluation.min_slice_rows,
-                    **compute_metrics(y[mask], outputs.subset(mask), config),
+                    **compute_metrics(y[mask], sub, config),
+                    "undefined": {m: why for m, why in undefined.items() if why},
                 }
             )
     return rows

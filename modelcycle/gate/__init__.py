@@ -14,12 +14,14 @@ from modelcycle.gate._bootstrap import (
     weighted_average_precision,
 )
 from modelcycle.gate._checks import (
+    DEGENERATE,
     EVIDENCE,
     GateCheck,
     GateDecision,
     Outcome,
     budget_checks,
     decide,
+    degenerate_check,
     fairness_checks,
     floor_check,
     floor_checks,
@@ -39,6 +41,7 @@ from modelcycle.gate._robustness import (
 )
 
 __all__ = [
+    "DEGENERATE",
     "EVIDENCE",
     "UNSEEN",
     "GateCheck",
@@ -51,6 +54,7 @@ __all__ = [
     "budget_checks",
     "budget_evidence",
     "decide",
+    "degenerate_check",
     "edge_cases",
     "fairness_checks",
     "fairness_evidence",

@@ -12,7 +12,10 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from modelcycle.config import PipelineConfig, higher_is_better
+from modelcycle.evaluation import Outputs
 from modelcycle.gate._bootstrap import PairedInterval
 
 Outcome = Literal["promote", "reject", "needs_approval"]
@@ -24,7 +27,9 @@ EVIDENCE = {
     "fairness": "gate/fairness.json",
     "robustness": "gate/robustness.json",
     "budgets": "gate/budgets.json",
+    "degenerate_predictions": "gate.json",
 }
+DEGENERATE = "degenerate_predictions"
 
 
 @dataclass(frozen=True)
@@ -188,7 +193,13 @@ def non_inferiority_check(
     )
 
 
+def _not_judged(check: GateCheck, detail: str) -> GateCheck:
+    return replace(check, passed=True, judged=False, detail=detail)
+
+
 def slice_checks(slices: list[dict[str, Any]], config: PipelineConfig) -> list[GateCheck]:
+    """Every slice against the slice floors; a slice too small, or on which the metric has no
+    meaning (one class only), is recorded with the reason and not judged."""
     checks = []
     for metric, limit in config.gate.slices.floors.items():
         comparison = ">=" if higher_is_better(metric) else "<="
@@ -196,20 +207,52 @@ def slice_checks(slices: list[dict[str, Any]], config: PipelineConfig) -> list[G
             name = f"slice:{s['column']}={s['value']}:{metric}"
             what = f"{metric} on slice {s['column']}={s['value']} ({s['rows']} rows)"
             check = _limit_check(name, "slices", s.get(metric), limit, comparison, what)
+            undefined = (s.get("undefined") or {}).get(metric)
+            if undefined is None and not _defined(s.get(metric)):
+                undefined = "the metric has no value on this slice"
             if not s["enough_rows"]:
-                check = replace(
+                check = _not_judged(
                     check,
-                    passed=True,
-                    judged=False,
-                    detail=f"{what}: fewer than {config.evaluation.min_slice_rows} rows, "
+                    f"{what}: fewer than {config.evaluation.min_slice_rows} rows, "
                     "reported, not judged",
                 )
+            elif undefined is not None:
+                check = _not_judged(check, f"{what}: undefined ({undefined}), not judged")
             checks.append(check)
     return checks
 
 
-def fairness_checks(evidence: dict[str, dict[str, Any]], config: PipelineConfig) -> list[GateCheck]:
+def degenerate_check(outputs: Outputs, config: PipelineConfig) -> GateCheck | None:
+    """Fails a classifier that predicts one class for more than `max_class_share` of the
+    holdout rows; None for regression, which has no classes to collapse onto."""
+    if not config.task.is_classification:
+        return None
+    labels, counts = np.unique(np.asarray(outputs.pred).astype(str), return_counts=True)
+    rows = int(counts.sum())
+    top = int(np.argmax(counts)) if rows else 0
+    share = float(counts[top] / rows) if rows else math.nan
+    limit = config.gate.degenerate_predictions.max_class_share
+    shares = ", ".join(
+        f"{label}: {count / rows:.1%}" for label, count in zip(labels, counts, strict=True)
+    )
+    most = repr(str(labels[top])) if rows else "-"
+    what = (
+        f"share of the {rows} holdout rows predicted as the most frequent class {most} "
+        f"(predicted: {shares or 'none'})"
+    )
+    return _limit_check(DEGENERATE, DEGENERATE, share, limit, "<=", what)
+
+
+def fairness_checks(
+    evidence: dict[str, dict[str, Any]],
+    config: PipelineConfig,
+    degenerate: GateCheck | None = None,
+) -> list[GateCheck]:
+    """Each limit across the groups of each sensitive column. When the model is degenerate
+    (one class for almost every row) the gaps are recorded as not meaningful, not judged: a
+    near-constant answer looks fair by construction and its gaps are noise."""
     spec = config.gate.fairness
+    meaningless = degenerate is not None and degenerate.failed
     if config.task.is_classification:
         limits = [
             ("selection_rate_gap", spec.max_selection_rate_gap, "<=", "selection-rate gap"),
@@ -226,12 +269,15 @@ def fairness_checks(evidence: dict[str, dict[str, Any]], config: PipelineConfig)
             check = _limit_check(
                 f"fairness:{column}:{key}", "fairness", value, limit, comparison, what
             )
-            if value is None:
-                check = replace(
+            if meaningless:
+                assert degenerate is not None
+                check = _not_judged(
+                    check, f"{what}: not meaningful, the model is degenerate ({degenerate.detail})"
+                )
+            elif value is None:
+                check = _not_judged(
                     check,
-                    passed=True,
-                    judged=False,
-                    detail=f"{what}: fewer than two groups with {spec.min_group_rows}+ rows, "
+                    f"{what}: fewer than two groups with {spec.min_group_rows}+ rows, "
                     "reported, not judged",
                 )
             checks.append(check)
@@ -280,6 +326,12 @@ def robustness_checks(evidence: dict[str, Any], config: PipelineConfig) -> list[
                 )
             )
             continue
+        measured = (
+            f"share of predictions changed by changing only {column}"
+            if classification
+            else "mean absolute change of predictions, in target standard deviations, when "
+            f"only {column} changes"
+        )
         checks.append(
             _limit_check(
                 name,
@@ -287,7 +339,7 @@ def robustness_checks(evidence: dict[str, Any], config: PipelineConfig) -> list[
                 result["change_rate"],
                 spec.max_counterfactual_flip_rate,
                 "<=",
-                f"share of predictions changed by changing only {column}",
+                measured,
             )
         )
     return checks

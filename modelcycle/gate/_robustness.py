@@ -106,6 +106,11 @@ def _try_predict(pipeline: Pipeline, rows: pd.DataFrame, config: PipelineConfig)
     return {"rows": len(rows), "predicted": len(rows) - bad, "failed": bad, "errors": errors}
 
 
+def _measure(config: PipelineConfig) -> str:
+    """What `_changed` returns: a share of labels, or a mean change in target std units."""
+    return "flip_rate" if config.task.is_classification else "mean_change_in_target_std"
+
+
 def _counterfactual(
     pipeline: Pipeline,
     sample: pd.DataFrame,
@@ -115,14 +120,20 @@ def _counterfactual(
     target_std: float,
 ) -> dict[str, Any]:
     report: dict[str, Any] = {}
+    measure = _measure(config)
     for column in config.sensitive_columns:
         if column not in config.features.all:
-            report[column] = {"used_as_feature": False, "change_rate": 0.0}
+            report[column] = {"used_as_feature": False, "change_rate": 0.0, "measure": measure}
             continue
         labels = group_labels(sample[column])
         groups = sorted(g for g in set(labels.tolist()) if g != MISSING_GROUP)
         if len(groups) < 2:
-            report[column] = {"used_as_feature": True, "change_rate": None, "groups": groups}
+            report[column] = {
+                "used_as_feature": True,
+                "change_rate": None,
+                "groups": groups,
+                "measure": measure,
+            }
             continue
         swap = {g: groups[(i + 1) % len(groups)] for i, g in enumerate(groups)}
         swapped = pd.Series([swap.get(v, v) for v in labels], index=X.index)
@@ -136,6 +147,7 @@ def _counterfactual(
             "used_as_feature": True,
             "change_rate": _changed(base, flipped, config.task.is_classification, target_std),
             "groups": groups,
+            "measure": measure,
         }
     return report
 
@@ -159,7 +171,7 @@ def robustness_evidence(
         "rows": len(sample),
         "noise": {
             "scale_in_std": spec.noise,
-            "measure": "flip_rate" if classification else "mean_change_in_target_std",
+            "measure": _measure(config),
             "value": _changed(base, noisy, classification, target_std),
         },
         "edge_cases": edge,

@@ -138,6 +138,8 @@ class DriftResult:
     columns: list[ColumnDrift]
     drift_share: float
     untested: list[str] = field(default_factory=list)
+    # Feature -> the model's permutation importance (>= 0), when the reference records it.
+    weights: dict[str, float] | None = None
 
     @property
     def tested(self) -> list[ColumnDrift]:
@@ -156,6 +158,18 @@ class DriftResult:
     def dataset_drift(self) -> bool:
         return bool(self.tested) and self.share_drifted >= self.drift_share
 
+    @property
+    def weighted_share(self) -> float | None:
+        """The share of the tested features' importance that sits in drifted features; None
+        without weights or when no tested feature carries any."""
+        if self.weights is None:
+            return None
+        tested = self.tested
+        total = sum(self.weights.get(c.column, 0.0) for c in tested)
+        if total <= 0:
+            return None
+        return sum(self.weights.get(c.column, 0.0) for c in tested if c.drifted) / total
+
     def by_column(self) -> dict[str, ColumnDrift]:
         return {c.column: c for c in self.columns}
 
@@ -166,6 +180,8 @@ class DriftResult:
             "share_drifted": self.share_drifted,
             "dataset_drift": self.dataset_drift,
             "drifted_columns": self.drifted_columns,
+            "importance_weights": self.weights,
+            "weighted_share": self.weighted_share,
         }
 
 

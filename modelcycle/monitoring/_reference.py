@@ -41,6 +41,13 @@ class Reference:
         raw = self.meta.get("calibration")
         return Calibration.from_dict(raw) if raw else None
 
+    @property
+    def importance(self) -> dict[str, float] | None:
+        """Feature -> mean permutation importance at training time; None for a reference
+        recorded before importance was stored with it."""
+        raw = self.meta.get("importance")
+        return {str(k): float(v) for k, v in raw["mean"].items()} if raw else None
+
     def files(self) -> dict[str, bytes]:
         """File name in the run folder -> bytes."""
         return {
@@ -109,6 +116,19 @@ def prediction_kind(config: PipelineConfig) -> tuple[str, ColumnKind]:
     return PREDICTION_COLUMN, ColumnKind.numeric
 
 
+def _importance_meta(table: pd.DataFrame | None) -> dict[str, Any] | None:
+    if table is None or table.empty:
+        return None
+    first = table.iloc[0]
+    return {
+        "metric": str(first["metric"]),
+        "rows": int(first["rows"]),
+        "repeats": int(first["repeats"]),
+        "mean": {str(r.feature): float(r.importance_mean) for r in table.itertuples()},
+        "std": {str(r.feature): float(r.importance_std) for r in table.itertuples()},
+    }
+
+
 def build_reference(
     train: pd.DataFrame,
     holdout: pd.DataFrame,
@@ -116,11 +136,14 @@ def build_reference(
     config: PipelineConfig,
     holdout_metrics: dict[str, float],
     config_path: str,
+    importance: pd.DataFrame | None = None,
 ) -> Reference:
     """A bounded random sample of the training rows, with the model's outputs on it.
 
     For a binary classifier the holdout also fits the calibration map that label-free
-    performance estimation needs (see `_performance`).
+    performance estimation needs (see `_performance`). The permutation importance of the
+    version (`evaluation.importance_table`) is kept so that monitoring can weigh drift by
+    what the model uses.
     """
     limit = config.monitoring.reference_rows
     columns = [*config.features.all, config.target]
@@ -146,5 +169,6 @@ def build_reference(
         "config_path": str(Path(config_path).resolve()),
         "retrain_mode": config.monitoring.retrain_mode,
         "calibration": calibration.to_dict() if calibration else None,
+        "importance": _importance_meta(importance),
     }
     return Reference(sample, predictions, meta)

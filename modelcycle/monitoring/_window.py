@@ -49,7 +49,7 @@ class Window:
     files: list[str]
     rows_read: int
     unexpected_columns: list[str]
-    time_range: dict[str, float | None] | None
+    time_range: dict[str, float | str | None] | None
 
     def facts(self) -> dict[str, Any]:
         """What was read, for the evidence folder and the report (not the rows)."""
@@ -84,7 +84,7 @@ def read_window(
     if time_range is not None:
         table = _in_range(table, config, time_range, where)
     if table.empty:
-        extra = f" in time range {time_range.model_dump()}" if time_range else ""
+        extra = f" in time range {time_range.describe()}" if time_range else ""
         raise DataError(f"window {where}: no rows{extra}")
     return Window(
         table=table,
@@ -92,7 +92,7 @@ def read_window(
         files=[str(f) for f in files],
         rows_read=rows_read,
         unexpected_columns=sorted(unexpected),
-        time_range=time_range.model_dump() if time_range else None,
+        time_range=time_range.model_dump(mode="json") if time_range else None,
     )
 
 
@@ -102,7 +102,9 @@ def _in_range(table: pd.DataFrame, config: PipelineConfig, window: TimeRange, wh
         raise DataError("time_range given but the config declares no time_column")
     if column not in table.columns:
         raise DataError(f"window {where}: time_range needs column {column!r}, which is missing")
-    return data.rows_between(table, column, window.start, window.end)
+    schema = config.columns.get(column)
+    time_format = schema.time_format if schema is not None else None
+    return data.rows_between(table, column, window.start, window.end, time_format)
 
 
 @dataclass(frozen=True)

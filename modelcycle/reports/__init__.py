@@ -3,6 +3,7 @@ record per run they are derived from."""
 
 from modelcycle.reports._card import (
     card_facts,
+    cleaning_lines,
     gate_report,
     gate_table,
     read_card_facts,
@@ -36,6 +37,7 @@ __all__ = [
     "RunContents",
     "TrainingRun",
     "card_facts",
+    "cleaning_lines",
     "drift_table",
     "gate_report",
     "gate_table",

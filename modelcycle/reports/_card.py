@@ -40,6 +40,7 @@ def card_facts(
     budgets: dict[str, Any],
     importance: list[dict[str, Any]],
     gate: dict[str, Any],
+    cleaning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "model": config.name,
@@ -58,8 +59,10 @@ def card_facts(
         "data": {
             "source": lineage.get("data_source"),
             "time_range": (config.data.time_range.model_dump() if config.data.time_range else None),
+            "period": config.data.time_range.describe() if config.data.time_range else None,
             "fingerprints": fingerprints,
             "rows": rows,
+            "cleaning": cleaning,
         },
         "training": {
             "mode": mode,
@@ -105,6 +108,43 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
     return [*lines, ""]
+
+
+def _period(data: dict[str, Any]) -> str:
+    """Cards written before periods were described show the recorded mapping."""
+    if data.get("period"):
+        return str(data["period"])
+    return "all rows" if data.get("time_range") is None else str(data["time_range"])
+
+
+def cleaning_lines(cleaning: dict[str, Any] | None) -> list[str]:
+    """What cleaning removed and which clock the periods were read on, as Markdown bullets."""
+    if not cleaning:
+        return []
+    on = cleaning.get("duplicates_on")
+    if on is None:
+        duplicates = "duplicates kept (cleaning.drop_duplicates is off)"
+    else:
+        key = f"on {', '.join(on)}" if on else "on every column of the file"
+        duplicates = f"{cleaning['dropped_duplicates']} duplicate rows dropped ({key})"
+    lines = [
+        f"- cleaning: {cleaning['rows_in']} rows in, {cleaning['rows_out']} kept; "
+        f"{cleaning['dropped_missing_target']} without a target and "
+        f"{cleaning['dropped_invalid']} with invalid values dropped; {duplicates}"
+    ]
+    time = cleaning.get("time")
+    if time:
+        zone = time.get("time_zone") or "no time zone (compared as written)"
+        zone_text = f", {zone}" if time["kind"] == "timestamps" else ""
+        lines.append(
+            f"- time column `{time['column']}` ({time['kind']}{zone_text}): "
+            f"{_moment(time['first'])} to {_moment(time['last'])}"
+        )
+    return lines
+
+
+def _moment(value: Any) -> str:
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
 def gate_table(gate: dict[str, Any]) -> list[str]:
@@ -206,7 +246,8 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
         f"- **Task:** {facts['task']}, target `{facts['target']}`",
         "",
         "## Data",
-        f"- source: `{facts['data']['source']}`; time range: {facts['data']['time_range']}",
+        f"- source: `{facts['data']['source']}`; time range: {_period(facts['data'])}",
+        *cleaning_lines(facts["data"].get("cleaning")),
         f"- rows: training {facts['data']['rows']['train']}, holdout "
         f"{facts['data']['rows']['holdout']}",
         f"- fingerprints: training `{facts['data']['fingerprints']['train']}`, holdout "
@@ -245,17 +286,12 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
         *_table(
             ["column", "value", "rows", primary, "judged"],
             [
-                [
-                    s["column"],
-                    s["value"],
-                    s["rows"],
-                    s.get(primary),
-                    "yes" if s["enough_rows"] else "no",
-                ]
+                [s["column"], s["value"], s["rows"], s.get(primary), _slice_judged(s, primary)]
                 for s in facts["slices"]
             ],
         ),
         "## Fairness",
+        *_degenerate_lines(gate),
         *_table(
             ["model", "column", "measure", "value", "groups judged"],
             _fairness_rows(facts["fairness"], "this version")
@@ -323,6 +359,27 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
     return "\n".join(lines)
 
 
+def _slice_judged(s: dict[str, Any], metric: str) -> str:
+    if not s["enough_rows"]:
+        return "no (too few rows)"
+    undefined = (s.get("undefined") or {}).get(metric)
+    return f"no (undefined: {undefined})" if undefined else "yes"
+
+
+def _degenerate_lines(gate: dict[str, Any]) -> list[str]:
+    """A model that answers one class for almost every row makes every group gap look small."""
+    failed = [
+        c for c in gate["checks"] if c["name"] == "degenerate_predictions" and c.get("judged", True)
+    ]
+    if not failed or failed[0]["passed"]:
+        return []
+    return [
+        f"**Not meaningful:** the model is degenerate ({failed[0]['detail']}), so the fairness "
+        "figures below are reported, not judged.",
+        "",
+    ]
+
+
 def _sensitive_used(facts: dict[str, Any]) -> bool:
     features = set(facts["features"]["numeric"]) | set(facts["features"]["categorical"])
     return bool(features & set(facts["sensitive_columns"]))
@@ -342,7 +399,12 @@ def _robustness_lines(evidence: dict[str, Any]) -> list[str]:
     for kind, r in evidence["edge_cases"].items():
         lines.append(f"- {kind.replace('_', ' ')}: {r['predicted']} of {r['rows']} rows predicted")
     for column, r in evidence["counterfactual"].items():
-        if r["used_as_feature"]:
+        if r["used_as_feature"] and r.get("measure") == "mean_change_in_target_std":
+            lines.append(
+                f"- changing only {column}: predictions move by {_fmt(r['change_rate'])} target "
+                "standard deviations on average"
+            )
+        elif r["used_as_feature"]:
             lines.append(
                 f"- changing only {column}: {_fmt(r['change_rate'])} of predictions change"
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from modelcycle.reports._card import gate_table
+from modelcycle.reports._card import cleaning_lines, gate_table
 
 
 def _fmt(value: Any) -> str:
@@ -56,6 +56,8 @@ def training_summary(
     run_uri: str,
     code_version: str,
     config_hash: str,
+    cleaning: dict[str, Any] | None = None,
+    period: str | None = None,
 ) -> str:
     champion_line = (
         f"compared with champion v{parent_version} on the same {rows['holdout']} holdout rows"
@@ -85,7 +87,9 @@ def training_summary(
             _table(slice_rows),
             "## Lineage",
             f"- run folder: `{run_uri}`",
-            f"- training rows: {rows['train']}, holdout rows: {rows['holdout']}",
+            f"- training rows: {rows['train']}, holdout rows: {rows['holdout']}; time range: "
+            f"{period or 'all rows'}",
+            *cleaning_lines(cleaning),
             f"- data fingerprints: train `{fingerprints['train'][:16]}…`, "
             f"holdout `{fingerprints['holdout'][:16]}…`",
             f"- code version: `{code_version}`; config hash `{config_hash[:16]}…`",

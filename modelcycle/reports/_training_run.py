@@ -111,6 +111,7 @@ class TrainingRun:
                 budgets=self.budgets,
                 importance=self.importance.to_dict(orient="records"),
                 gate=self.gate.to_dict(),
+                cleaning=self.cleaning.to_dict(),
             )
         )
 
@@ -189,6 +190,8 @@ class TrainingRun:
             run_uri=run_uri,
             code_version=self.lineage["code_version"],
             config_hash=self.lineage["config_hash"],
+            cleaning=self.cleaning.to_dict(),
+            period=self.config.data.time_range.describe() if self.config.data.time_range else None,
         )
 
     def outcome(self, version: ModelVersion, run_uri: str) -> dict[str, Any]:
