@@ -6,7 +6,6 @@ Fast (no server): the real-server proof is tests/test_service_e2e.py.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
