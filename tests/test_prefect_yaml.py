@@ -6,6 +6,7 @@ Fast (no server): the real-server proof is tests/test_service_e2e.py.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,41 @@ def test_every_deployment_uses_the_aliased_pool_and_the_pull_step() -> None:
     assert all(d["work_pool"] == pool for d in _deployments())
     step = project["pull"][0]["prefect.deployments.steps.set_working_directory"]
     assert step["directory"]
-    assert "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in pool["job_variables"]["env"]
+    # The pool's locked template refuses job variables other than name, labels, stream_output.
+    assert "job_variables" not in pool
+    assert all("job_variables" not in d for d in _deployments())
+
+
+POOL_TEMPLATE = REPO / "work-pools" / "modelcycle-process.json"
+
+
+def test_pool_template_fixes_command_env_and_working_dir() -> None:
+    template = json.loads(POOL_TEMPLATE.read_text())
+    variables = template["variables"]
+    assert variables["additionalProperties"] is False
+    assert set(variables["properties"]) == {"name", "labels", "stream_output"}
+    config = template["job_configuration"]
+    # No fixed `env` mapping either: Prefect merges an `env` override into one.
+    assert set(config) == {"name", "labels", "stream_output"}
+
+
+def test_a_command_job_variable_does_not_reach_the_process_worker() -> None:
+    """Even if a server accepted them, Prefect's process worker would not see the overrides
+    (the server refusing them is tested against a real one in tests/test_service_e2e.py)."""
+    import asyncio
+
+    from prefect.workers.process import ProcessJobConfiguration
+
+    template = json.loads(POOL_TEMPLATE.read_text())
+    overrides = {
+        "command": "touch /tmp/pwned",
+        "env": {"LD_PRELOAD": "/tmp/x.so"},
+        "working_dir": "/tmp",
+    }
+    config = asyncio.run(ProcessJobConfiguration.from_template_and_values(template, overrides))
+    assert config.command is None  # the worker falls back to `python -m prefect.engine`
+    assert config.env == {}  # the worker's own environment, nothing from the run
+    assert config.working_dir is None
 
 
 def test_schedules_come_from_the_definitions() -> None:
