@@ -1,0 +1,149 @@
+"""Experiments and deprecations in the registry: each start, look and end audited in the hash
+chain, bad input refused with nothing written, one running experiment per model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from registry_runs import write_run
+
+from modelcycle.errors import RegistryError
+from modelcycle.registry import (
+    ExperimentMode,
+    ExperimentStatus,
+    Registration,
+    Registry,
+    Rollouts,
+    VersionStatus,
+)
+
+MODEL = "churn"
+
+
+def _register(registry: Registry, store: Path, index: int, status: VersionStatus) -> None:
+    registration = Registration(
+        model_name=MODEL,
+        owner="risk-team",
+        description="churn classifier",
+        run_id=f"run-{index}",
+        **write_run(store, MODEL, f"run-{index}").fields(),
+        data_fingerprint="data-fp",
+        code_version="abc123",
+        package_versions={},
+        parent_version=None,
+        metrics={"accuracy": 0.8},
+        gate={"passed": status is not VersionStatus.REJECTED},
+    )
+    registry.register_version(registration, status=status, actor="trainer", reason="fixture")
+
+
+@pytest.fixture
+def rollouts(tmp_path: Path) -> Rollouts:
+    """v1 champion, v2 candidate, v3 rejected, v4 candidate."""
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    registry = Registry(url)
+    for i, status in enumerate(
+        [VersionStatus.CANDIDATE, VersionStatus.CANDIDATE, VersionStatus.REJECTED]
+        + [VersionStatus.CANDIDATE],
+        start=1,
+    ):
+        _register(registry, tmp_path / "store", i, status)
+    registry.promote(MODEL, 1, actor="test", reason="first champion")
+    return Rollouts(url)
+
+
+def _chain(rollouts: Rollouts) -> list[tuple[str, int | None]]:
+    return [(e.action, e.version) for e in rollouts.registry.audit_log(MODEL)]
+
+
+def test_shadow_then_canary_replaces_the_running_experiment_and_audits_both(
+    rollouts: Rollouts,
+) -> None:
+    shadow = rollouts.start(MODEL, 2, mode=ExperimentMode.SHADOW, actor="ann", reason="try v2")
+    assert shadow.experiment.champion == 1 and shadow.experiment.paired
+    canary = rollouts.start(
+        MODEL, 2, mode=ExperimentMode.CANARY, share=0.1, actor="ann", reason="more"
+    )
+    assert canary.entry.details["replaced"] == {
+        "experiment": shadow.experiment.id,
+        "mode": "shadow",
+    }
+    assert canary.entry.details["share"] == 0.1
+    assert rollouts.get(shadow.experiment.id).status is ExperimentStatus.REPLACED
+    running = rollouts.running(MODEL)
+    assert running is not None and running.mode is ExperimentMode.CANARY
+    assert _chain(rollouts)[-2:] == [("shadow", 2), ("canary", 2)]
+    assert all(r.intact for r in rollouts.registry.verify_audit(MODEL))
+
+
+def test_looks_are_counted_and_the_end_keeps_its_evidence(rollouts: Rollouts) -> None:
+    started = rollouts.start(MODEL, 2, mode="shadow", actor="ann", reason="try")
+    eid = started.experiment.id
+    for look in range(3):
+        moved = rollouts.record_look(
+            eid, evidence={"interval": [-0.1, 0.2 - look / 100]}, actor="flow", reason="continue"
+        )
+    assert moved.experiment.looks == 3
+    assert moved.entry.details["look"] == 3
+    ended = rollouts.finish(
+        eid,
+        ExperimentStatus.STOPPED,
+        evidence={"guardrail": "latency_p99_ratio", "value": 3.2},
+        actor="flow",
+        reason="latency guardrail breached",
+    )
+    assert ended.experiment.status is ExperimentStatus.STOPPED
+    assert ended.entry.action == "experiment-stop"
+    assert ended.entry.details["looks"] == 3 and ended.entry.details["value"] == 3.2
+    assert rollouts.running(MODEL) is None
+    with pytest.raises(RegistryError, match="not running"):
+        rollouts.record_look(eid, evidence={}, actor="flow", reason="late")
+
+
+@pytest.mark.parametrize(
+    ("version", "mode", "share", "message"),
+    [
+        (9, "shadow", 0.0, "no version 9|version 9"),
+        (3, "shadow", 0.0, "did not pass the gate"),
+        (1, "shadow", 0.0, "is the champion"),
+        (2, "canary", 0.0, r"share: expected a number in \(0, 1\)"),
+        (2, "canary", 1.0, r"share: expected a number in \(0, 1\)"),
+        (2, "canary", float("nan"), "share"),
+    ],
+)
+def test_bad_challengers_are_refused_and_nothing_is_written(
+    rollouts: Rollouts, version: int, mode: str, share: float, message: str
+) -> None:
+    before = _chain(rollouts)
+    with pytest.raises(RegistryError, match=message):
+        rollouts.start(MODEL, version, mode=mode, share=share, actor="ann", reason="x")
+    assert _chain(rollouts) == before
+    assert rollouts.running(MODEL) is None
+
+
+def test_deprecation_records_sunset_and_successor_and_refuses_bad_dates(
+    rollouts: Rollouts,
+) -> None:
+    sunset = datetime.now(UTC) + timedelta(days=30)
+    notice, entry = rollouts.deprecate(
+        MODEL, 1, sunset=sunset, successor=2, actor="ann", reason="v2 is better"
+    )
+    assert notice.successor == 2 and abs(notice.sunset - sunset) < timedelta(seconds=1)
+    assert entry.action == "deprecate" and entry.details["successor"] == 2
+    assert rollouts.deprecations(MODEL)[1].successor == 2
+    before = _chain(rollouts)
+    bad: list[dict[str, Any]] = [
+        {"sunset": datetime.now(UTC) - timedelta(days=1), "successor": None},
+        {"sunset": datetime(2030, 1, 1), "successor": None},  # no offset
+        {"sunset": sunset, "successor": 1},
+        {"sunset": sunset, "successor": 3},  # rejected
+        {"sunset": sunset, "successor": 99},
+    ]
+    messages = ["in the past", "UTC offset", "succeed itself", "rejected", "successor"]
+    for kwargs, message in zip(bad, messages, strict=True):
+        with pytest.raises(RegistryError, match=message):
+            rollouts.deprecate(MODEL, 1, actor="ann", reason="x", **kwargs)
+    assert _chain(rollouts) == before
