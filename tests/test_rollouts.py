@@ -45,11 +45,8 @@ def rollouts(tmp_path: Path) -> Rollouts:
     """v1 champion, v2 candidate, v3 rejected, v4 candidate."""
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     registry = Registry(url)
-    for i, status in enumerate(
-        [VersionStatus.CANDIDATE, VersionStatus.CANDIDATE, VersionStatus.REJECTED]
-        + [VersionStatus.CANDIDATE],
-        start=1,
-    ):
+    statuses = [VersionStatus.CANDIDATE] * 2 + [VersionStatus.REJECTED, VersionStatus.CANDIDATE]
+    for i, status in enumerate(statuses, start=1):
         _register(registry, tmp_path / "store", i, status)
     registry.promote(MODEL, 1, actor="test", reason="first champion")
     return Rollouts(url)
