@@ -12,13 +12,36 @@ from modelcycle.config import Experiment as ExperimentConfig
 from modelcycle.config import TaskType, load_config, parse_config
 from modelcycle.registry import (
     Experiment,
+    ExperimentMode,
     ExperimentMove,
     ExperimentStatus,
+    ModelVersion,
     Rollouts,
     open_run,
 )
 from modelcycle.serving import Analysis, analyse, read_feedback, read_predictions
 from tasks.common import TASK_OPTIONS
+
+
+@task(name="start-shadow", **TASK_OPTIONS)
+def start_shadow(registry_url: str, version: ModelVersion, actor: str) -> ExperimentMove:
+    """The gate policy `after_pass: shadow`: the passed candidate meets live traffic beside
+    the champion before anything promotes it."""
+    move = Rollouts(registry_url).start(
+        version.model_name,
+        version.version,
+        mode=ExperimentMode.SHADOW,
+        actor=actor,
+        reason="passed the gate; gate.after_pass is shadow: the experiment flow decides",
+    )
+    get_run_logger().info(
+        "%s v%d in shadow beside champion v%d (experiment %d)",
+        version.model_name,
+        version.version,
+        move.experiment.champion,
+        move.experiment.id,
+    )
+    return move
 
 
 @task(name="read-running-experiment", **TASK_OPTIONS)

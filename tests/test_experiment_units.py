@@ -197,6 +197,19 @@ def test_rows_before_the_experiment_started_are_not_counted() -> None:
     assert look.rows["champion"] == 300
 
 
+def test_an_empty_log_continues_and_says_what_it_waits_for() -> None:
+    for mode in ExperimentMode:
+        look = analyse(
+            _experiment(mode),
+            ExperimentConfig(),
+            TaskType.binary_classification,
+            pd.DataFrame(),
+            pd.DataFrame(),
+        )
+        assert look.outcome == "continue" and "waiting for enough rows" in look.reason
+        assert look.evidence()["interval"] == [None, None]
+
+
 def test_canary_buckets_are_uniform_stable_and_keyed_by_entity() -> None:
     buckets = np.array([canary_bucket(3, f"request=r{i}") for i in range(20000)])
     assert abs((buckets < 0.1).mean() - 0.1) < 0.01

@@ -107,10 +107,10 @@ def analyse(
     champion = rows[(rows["role"] == "champion") & (rows["version"] == experiment.champion)]
     role = "shadow" if experiment.mode is ExperimentMode.SHADOW else "canary"
     challenger_all = rows[(rows["role"] == role) & (rows["version"] == experiment.challenger)]
-    failed = challenger_all["flags"].map(
-        lambda f: ERROR_FLAG in list(f) if f is not None else False
+    failed = np.array(
+        [f is not None and ERROR_FLAG in list(f) for f in challenger_all["flags"]], dtype=bool
     )
-    challenger = challenger_all[~failed]
+    challenger = challenger_all.loc[~failed]
     labels = _labels(feedback)
     if experiment.paired:
         a, b = _paired_values(champion, challenger, labels, metric)
@@ -153,21 +153,30 @@ def _decide(
         return "stop", "the champion is better, and the interval excludes no difference"
     if look >= max_looks:
         return "stop", f"no decision after {look} looks (max_looks); the champion stays"
+    if not math.isfinite(bound.low):
+        return "continue", (
+            f"waiting for enough rows with feedback (champion {bound.champion_rows}, "
+            f"challenger {bound.challenger_rows})"
+        )
     return "continue", "the interval still contains no difference"
 
 
 # -- rows and metrics ------------------------------------------------------------------------
 
 
+_BASE = ("id", "time", "version", "role", "latency_ms", "flags", "output.label")
+
+
 def _since(predictions: pd.DataFrame, experiment: Experiment) -> pd.DataFrame:
+    """Rows logged since the experiment started; an empty log still has the columns read."""
     if predictions.empty:
-        return predictions.assign(role=[], version=[], flags=[], id=[], latency_ms=[])
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in _BASE})
     times = pd.to_datetime(predictions["time"], utc=True)
     return predictions[times >= pd.Timestamp(experiment.started_at)]
 
 
 def _labels(feedback: pd.DataFrame) -> dict[str, Any]:
-    if feedback.empty:
+    if feedback.empty or "id" not in feedback:
         return {}
     return dict(zip(feedback["id"], feedback["label"], strict=True))
 
