@@ -4,12 +4,14 @@ no traffic yet continues, counted and audited, with its artifact."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from modelcycle.registry import ExperimentMode, Registry, Rollouts, VersionStatus
+from modelcycle.reports import read_card_facts, registry_view, render_card
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -47,6 +49,15 @@ def test_a_passed_candidate_goes_to_shadow_and_the_flow_waits_for_traffic(
     entries = registry.audit_log("gss-income")
     assert [e.action for e in entries[-3:]] == ["shadow", "experiment-look", "experiment-look"]
     assert entries[-1].details["look"] == 2 and "guardrails" in entries[-1].details
+    # A deprecation notice shows on the version's model card, with its sunset and successor.
+    sunset = datetime.now(UTC) + timedelta(days=90)
+    Rollouts(state.registry_url).deprecate(
+        "gss-income", 1, sunset=sunset, successor=2, actor="test", reason="v2 replaces it"
+    )
+    v1 = registry.get_version("gss-income", 1)
+    card = render_card(read_card_facts(v1), registry_view(v1, registry.audit_log("gss-income")))
+    assert "## Deprecation" in card
+    assert f"- sunset: {sunset.isoformat()}" in card and "- successor: version 2" in card
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts()
     keys = {a.key for a in artifact}
