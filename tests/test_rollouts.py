@@ -144,3 +144,74 @@ def test_deprecation_records_sunset_and_successor_and_refuses_bad_dates(
         with pytest.raises(RegistryError, match=message):
             rollouts.deprecate(MODEL, 1, actor="ann", reason="x", **kwargs)
     assert _chain(rollouts) == before
+
+
+# --- the command line: one line for every refusal, nothing written ---------------------------
+
+
+@pytest.fixture
+def cli_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Rollouts:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("MODELCYCLE_HOME", str(home))
+    url = f"sqlite:///{home / 'registry.db'}"
+    registry = Registry(url)
+    statuses = [VersionStatus.CANDIDATE] * 2 + [VersionStatus.REJECTED]
+    for i, status in enumerate(statuses, start=1):
+        _register(registry, tmp_path / "store", i, status)
+    registry.promote(MODEL, 1, actor="test", reason="first champion")
+    return Rollouts(url)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["shadow", MODEL, "9"], "version 9"),
+        (["shadow", MODEL, "3"], "did not pass the gate"),
+        (["shadow", "nobody", "2"], "nobody"),
+        (["canary", MODEL, "2", "--share", "1.5"], "share: expected a number in (0, 1)"),
+        (["canary", MODEL, "2", "--share", "0"], "share: expected a number in (0, 1)"),
+        (["deprecate", MODEL, "2", "--sunset", "2020-01-01"], "is in the past"),
+        (["deprecate", MODEL, "2", "--sunset", "next week"], "--sunset: expected a date"),
+        (["deprecate", MODEL, "2", "--sunset", "2030-01-01T00:00:00"], "with an offset"),
+        (["deprecate", MODEL, "1", "--sunset", "2099-01-01", "--successor", "3"], "rejected"),
+        (["shadow", MODEL, "2", "--reason", " "], "--reason: expected a non-empty reason"),
+    ],
+)
+def test_cli_refusals_are_one_line_and_write_nothing(
+    cli_state: Rollouts, args: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from modelcycle.cli import app
+
+    before = _chain(cli_state)
+    result = CliRunner().invoke(app, ["models", *args])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert message in lines[0]
+    assert _chain(cli_state) == before
+    assert cli_state.running(MODEL) is None and cli_state.deprecations(MODEL) == {}
+
+
+def test_cli_moves_are_audited_and_listed(cli_state: Rollouts) -> None:
+    from typer.testing import CliRunner
+
+    from modelcycle.cli import app
+
+    runner = CliRunner()
+    shadow = runner.invoke(app, ["models", "shadow", MODEL, "2", "--reason", "try it"])
+    assert shadow.exit_code == 0 and "v2 in shadow beside champion v1" in shadow.output
+    canary = runner.invoke(app, ["models", "canary", MODEL, "2", "--share", "0.25"])
+    assert canary.exit_code == 0 and "25.0% of requests" in canary.output
+    notice = runner.invoke(
+        app, ["models", "deprecate", MODEL, "1", "--sunset", "2099-12-31", "--successor", "2"]
+    )
+    assert notice.exit_code == 0 and "sunset 2099-12-31T00:00:00+00:00" in notice.output
+    listed = runner.invoke(app, ["models", "experiments", MODEL, "--json"])
+    history = [
+        (e["mode"], e["status"], e["share"]) for e in __import__("json").loads(listed.output)
+    ]
+    assert history == [("shadow", "replaced", 0.0), ("canary", "running", 0.25)]
+    assert _chain(cli_state)[-3:] == [("shadow", 2), ("canary", 2), ("deprecate", 1)]
