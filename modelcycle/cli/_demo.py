@@ -196,6 +196,10 @@ def _serving_chapter(model: str, config: str, challenger: int, promoted: bool) -
         if promoted:
             console.rule("4. roll back while the service answers, then retire the challenger")
             _live_rollback(service, model, champion.version, rows)
+            from modelcycle.cli._demo_experiment import experiment_chapter
+
+            experiment_chapter(service, model, config, challenger)
+            console.rule("6. retire the challenger")
         else:
             console.rule("4. the challenger was rejected; retire it")
         _retire(model, challenger)
