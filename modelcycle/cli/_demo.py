@@ -460,7 +460,14 @@ def _show_retired_route(service: _Service, model: str, version: int, row: dict[s
 # -- chapter 5: an online experiment ------------------------------------------------------
 
 # (survey year replayed, how the challenger meets it, canary share)
-EXPERIMENT_LOOKS = ((2010, "shadow", 0.0), (2012, "canary", 0.5))
+# The canary keeps running over three years: the interval narrows look by look, and the test
+# stays valid however many looks it takes.
+EXPERIMENT_LOOKS = (
+    (2010, "shadow", 0.0),
+    (2012, "canary", 0.5),
+    (2014, "canary", 0.5),
+    (2016, "canary", 0.5),
+)
 
 
 def experiment_chapter(service: _Service, model: str, config: str, challenger: int) -> None:
@@ -480,18 +487,20 @@ def experiment_chapter(service: _Service, model: str, config: str, challenger: i
     )
     rollouts = Rollouts(get_settings().registry_url)
     for year, mode, share in EXPERIMENT_LOOKS:
-        moved = rollouts.start(
-            model, challenger, mode=mode, share=share, actor="demo", reason=f"demo: {mode}"
-        )
-        how = "scores every request in shadow" if mode == "shadow" else f"answers {share:.0%}"
-        console.print(
-            f"+ modelcycle models {mode} {model} {challenger}"
-            + (f" --share {share:g}" if share else "")
-            + f"   # v{challenger} {how} beside champion v{moved.experiment.champion} "
-            f"(experiment {moved.experiment.id})",
-            highlight=False,
-        )
-        time.sleep(2.5 * DEMO_POLL_SECONDS)  # the worker polls the registry and loads v2
+        running = rollouts.running(model)
+        if running is None or running.mode.value != mode:
+            moved = rollouts.start(
+                model, challenger, mode=mode, share=share, actor="demo", reason=f"demo: {mode}"
+            )
+            how = "scores every request in shadow" if mode == "shadow" else f"answers {share:.0%}"
+            console.print(
+                f"+ modelcycle models {mode} {model} {challenger}"
+                + (f" --share {share:g}" if share else "")
+                + f"   # v{challenger} {how} beside champion v{moved.experiment.champion} "
+                f"(experiment {moved.experiment.id})",
+                highlight=False,
+            )
+            time.sleep(2.5 * DEMO_POLL_SECONDS)  # the worker polls the registry, loads v2
         rows, labels = _survey_year(config, year)
         answers = _replay_year(service, model, rows)
         by_version: dict[int, int] = {}
@@ -522,7 +531,7 @@ def experiment_chapter(service: _Service, model: str, config: str, challenger: i
             ExperimentStatus.STOPPED,
             evidence=running.last_evidence,
             actor="demo",
-            reason="demo: no decision within the demo's two looks; the champion keeps all traffic",
+            reason="demo: no decision within the demo's looks; the champion keeps all traffic",
         )
         console.print(
             f"no decision after {running.looks} looks: the test would keep looking (it stays "
