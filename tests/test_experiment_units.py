@@ -220,6 +220,19 @@ def test_canary_buckets_are_uniform_stable_and_keyed_by_entity() -> None:
     assert routing_key({"rows": [{"customer": 42}]}, None, "r1") == "request=r1"
 
 
+def test_a_full_shadow_queue_skips_requests_instead_of_holding_them() -> None:
+    from types import SimpleNamespace
+
+    from modelcycle.serving import ShadowScorer, create_metrics
+
+    service = SimpleNamespace(metrics=create_metrics())
+    scorer = ShadowScorer(service, max_rows=5)
+    model = SimpleNamespace(name="m")
+    for _ in range(3):
+        scorer.offer(model, {"rows": [{}, {}]}, ["a", "b"], "r", "t")  # two rows each
+    assert scorer.dropped == 1  # 2 + 2 queued, the third would make 6 > 5
+
+
 def test_deprecation_headers_follow_the_rfcs_and_sunset_means_410() -> None:
     announced = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     sunset = datetime(2026, 6, 30, 23, 59, 59, tzinfo=UTC)

@@ -7,7 +7,7 @@ challenger is loaded and verified the way a champion is; one that fails verifica
 used, and the champion keeps all traffic.
 
 Shadow scoring never touches the response path: the request hands its decoded body to a
-bounded queue (a put that cannot wait) and returns; one consumer task parses it with the
+queue bounded in rows (a put that cannot wait) and returns; one consumer task parses it with the
 challenger's own schema, predicts in a thread of its own and writes the rows to the log with
 role `shadow`, each id the champion row's id plus `.shadow`, so feedback given for the
 champion's answer scores both versions. When the queue is full the request is not shadowed
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("modelcycle.serving")
 
 SHADOW_SUFFIX = ".shadow"
+# Rows waiting for the shadow at most; beyond, requests are answered but not shadowed. Bounds
+# the memory held by queued bodies (up to max_rows_per_request rows each) whatever the load.
+SHADOW_MAX_ROWS = 20_000
 ERROR_FLAG = "error"
 
 
@@ -211,9 +214,11 @@ class _ShadowItem:
 class ShadowScorer:
     """A bounded queue of answered requests, scored by the shadow version in the background."""
 
-    def __init__(self, service: Any, max_pending: int = 1000) -> None:
+    def __init__(self, service: Any, max_rows: int = SHADOW_MAX_ROWS) -> None:
         self.service = service
-        self._queue: asyncio.Queue[_ShadowItem] = asyncio.Queue(maxsize=max_pending)
+        self.max_rows = max_rows
+        self._rows = 0  # rows queued and not yet scored: what bounds the memory held
+        self._queue: asyncio.Queue[_ShadowItem] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.dropped = 0
@@ -240,11 +245,12 @@ class ShadowScorer:
 
     def offer(self, model: ServedModel, payload: Any, ids: list[str], request_id: str, time: str):
         """Queue one answered request; never waits (full queue: the request is not shadowed)."""
-        try:
-            self._queue.put_nowait(_ShadowItem(model, payload, ids, request_id, time))
-        except asyncio.QueueFull:
+        if self._rows + len(ids) > self.max_rows:
             self.dropped += 1
             self.service.metrics.errors.labels(model.name, "shadow_dropped").inc()
+            return
+        self._rows += len(ids)
+        self._queue.put_nowait(_ShadowItem(model, payload, ids, request_id, time))
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every queued request was scored (tests, orderly shutdown)."""
@@ -262,6 +268,7 @@ class ShadowScorer:
                     "shadow scoring failed for %s v%d", item.model.name, item.model.version
                 )
             finally:
+                self._rows -= len(item.ids)
                 self._queue.task_done()
 
     def _predict(self, item: _ShadowItem) -> tuple[Any, Any]:
