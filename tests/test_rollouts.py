@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import registry_runs
 from registry_runs import write_run
 
 from modelcycle.errors import RegistryError
@@ -21,6 +22,7 @@ from modelcycle.registry import (
 )
 
 MODEL = "churn"
+registry_url = registry_runs.registry_url  # the fixture: SQLite, and PostgreSQL when set
 
 
 def _register(registry: Registry, store: Path, index: int, status: VersionStatus) -> None:
@@ -41,9 +43,9 @@ def _register(registry: Registry, store: Path, index: int, status: VersionStatus
 
 
 @pytest.fixture
-def rollouts(tmp_path: Path) -> Rollouts:
+def rollouts(tmp_path: Path, registry_url: str) -> Rollouts:
     """v1 champion, v2 candidate, v3 rejected, v4 candidate."""
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    url = registry_url
     registry = Registry(url)
     statuses = [VersionStatus.CANDIDATE] * 2 + [VersionStatus.REJECTED, VersionStatus.CANDIDATE]
     for i, status in enumerate(statuses, start=1):
