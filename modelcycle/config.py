@@ -543,6 +543,12 @@ class Gate(_Strict):
     budgets: Budgets = Field(default_factory=Budgets)
     degenerate_predictions: DegeneratePredictions = Field(default_factory=DegeneratePredictions)
     approval: Approval = Field(default_factory=Approval)
+    after_pass: Literal["promote", "shadow"] = Field(
+        "promote",
+        description="What a training run does with a candidate that passed: `promote` it to "
+        "champion, or put it in `shadow` (scored on live traffic beside the champion) for the "
+        "`experiment` flow to promote or stop.",
+    )
 
 
 DriftMethod = Literal["wasserstein", "jensenshannon", "ks", "chisquare", "z", "chi2_contingency"]
@@ -664,6 +670,72 @@ class Monitoring(_Strict):
         return max_drop, (not higher_is_better(metric)) if relative is None else relative
 
 
+ExperimentMetric = Literal["accuracy", "brier", "log_loss", "absolute_error", "squared_error"]
+
+
+class Guardrails(_Strict):
+    """Limits on the challenger that stop an experiment at the first look that breaches one,
+    whatever the primary metric says."""
+
+    max_latency_p99_ratio: float = Field(
+        1.5,
+        gt=0.0,
+        description="Challenger latency p99 / champion latency p99, from the prediction log.",
+    )
+    max_error_rate: Share = Field(
+        0.01,
+        description="Share of challenger answers that failed (the champion answered instead).",
+    )
+    max_prediction_shift: Share = Field(
+        0.2,
+        description="Distance between the two versions' predictions: total variation of the "
+        "predicted labels (classification) or the Kolmogorov-Smirnov statistic (regression).",
+    )
+    min_rows: int = Field(
+        50, ge=1, description="Challenger rows needed before the guardrails are judged."
+    )
+
+
+class Experiment(_Strict):
+    """How the `experiment` flow compares a shadow or canary challenger with the champion on
+    logged traffic (see modelcycle.evaluation._sequential for the test)."""
+
+    metric: ExperimentMetric | None = Field(
+        None,
+        description="Per-row primary metric on rows with feedback; default `accuracy` for "
+        "classification, `absolute_error` for regression.",
+    )
+    alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = Field(
+        0.05,
+        description="False-positive level, valid however many times the flow looks.",
+    )
+    effect_sd: float = Field(
+        0.1,
+        gt=0.0,
+        description="Scale of the mixture prior on the effect, in standard deviations of the "
+        "per-row metric: where the test is most powerful (never its validity).",
+    )
+    min_rows: int = Field(
+        200, ge=2, description="Rows with feedback per version before any decision."
+    )
+    max_looks: int = Field(
+        60,
+        ge=1,
+        description="Looks after which an undecided experiment stops and the champion stays.",
+    )
+    entity_key: str | None = Field(
+        None,
+        description="Request field hashed to pick canary traffic, so an entity always meets "
+        "the same version; else the request id.",
+    )
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+
+    def resolved_metric(self, task: TaskType) -> ExperimentMetric:
+        if self.metric is not None:
+            return self.metric
+        return "accuracy" if task.is_classification else "absolute_error"
+
+
 class PipelineConfig(_Strict):
     """One model pipeline: what to learn, from which data, and what counts as good enough."""
 
@@ -688,6 +760,7 @@ class PipelineConfig(_Strict):
     evaluation: Evaluation
     gate: Gate = Field(default_factory=Gate)
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    experiment: Experiment = Field(default_factory=Experiment)
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
@@ -696,6 +769,7 @@ class PipelineConfig(_Strict):
             *self._metric_problems(),
             *self._split_problems(),
             *self._monitoring_problems(),
+            *self._experiment_problems(),
         ]
         if problems:
             raise ValueError("; ".join(problems))
@@ -726,6 +800,24 @@ class PipelineConfig(_Strict):
             if self.task.value not in tasks:
                 valid = sorted(m for m, (ts, _) in METRICS.items() if self.task.value in ts)
                 problems.append(f"{where}: {metric!r} is not a {self.task} metric (one of {valid})")
+        return problems
+
+    def _experiment_problems(self) -> list[str]:
+        metric = self.experiment.metric
+        problems = []
+        if metric is not None:
+            regression = metric in ("absolute_error", "squared_error")
+            if regression == self.task.is_classification:
+                problems.append(f"experiment.metric: {metric!r} does not apply to {self.task}")
+        key = self.experiment.entity_key
+        sent = [*self.features.all, *self.sensitive_columns, *self.evaluation.slices]
+        if self.time_column:
+            sent.append(self.time_column)
+        if key is not None and key not in sent:
+            problems.append(
+                f"experiment.entity_key {key!r} is not a column a request carries (a feature, "
+                "sensitive column, slice or the time column; PII is never read)"
+            )
         return problems
 
     def _split_problems(self) -> list[str]:

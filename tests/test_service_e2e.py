@@ -32,11 +32,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 MODEL = "gss-income"
 DRIFT_EVENT = "modelcycle.model.drift-detected"
-SCHEDULED = {"retraining": "0 3 * * 1", "monitoring": "30 2 * * *"}
+SCHEDULED = {"retraining": "0 3 * * 1", "monitoring": "30 2 * * *", "experiment": "15 * * * *"}
 DEPLOYMENTS = {
     "training/training",
     "training/retraining",
     "monitoring/monitoring",
+    "experiment/experiment",
     "promotion/promotion",
     "rollback/rollback",
     "retirement/retirement",

@@ -16,6 +16,7 @@ from modelcycle.cli._audit import audit_app
 from modelcycle.cli._config import config_app
 from modelcycle.cli._console import fail, set_verbose
 from modelcycle.cli._demo import demo
+from modelcycle.cli._experiments import canary, deprecate, experiment, experiments, shadow
 from modelcycle.cli._incidents import incidents_app
 from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
@@ -70,6 +71,11 @@ app.command("demo")(demo)
 app.command("train")(train)
 app.command("init")(init)
 app.command("serve")(serve)
+app.command("experiment")(experiment)
+models_app.command("shadow")(shadow)
+models_app.command("canary")(canary)
+models_app.command("deprecate")(deprecate)
+models_app.command("experiments")(experiments)
 
 
 @app.callback()
