@@ -23,6 +23,7 @@ from modelcycle.cli._monitor import monitor
 from modelcycle.cli._runlog import reset as reset_run_log
 from modelcycle.cli._serve import serve
 from modelcycle.cli._service import service_app
+from modelcycle.cli._trace import trace
 from modelcycle.cli._train import train
 from modelcycle.errors import ModelcycleError
 
@@ -70,6 +71,7 @@ app.command("demo")(demo)
 app.command("train")(train)
 app.command("init")(init)
 app.command("serve")(serve)
+app.command("trace")(trace)
 
 
 @app.callback()

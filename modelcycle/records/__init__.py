@@ -1,0 +1,22 @@
+"""What an auditor asks that crosses the records: trace a prediction, export the event log,
+keep logs only as long as the retention settings say, erase a person."""
+
+from modelcycle.records._trace import (
+    Hop,
+    HopStatus,
+    Trace,
+    find_prediction,
+    recompute_fingerprints,
+    trace_prediction,
+    trace_version,
+)
+
+__all__ = [
+    "Hop",
+    "HopStatus",
+    "Trace",
+    "find_prediction",
+    "recompute_fingerprints",
+    "trace_prediction",
+    "trace_version",
+]

@@ -1,0 +1,98 @@
+"""What an auditor asks, answered from the records of a model trained by the real training
+flow and served by a real service: trace a prediction, reproduce a version, the technical
+documentation, the ML Test Score, the CycloneDX export, the event log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from audit_support import MODEL, AuditedWorld, build_world, cli, cli_json
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory, small_parquet: Path, prefect_harness: None
+) -> Iterator[AuditedWorld]:
+    yield from build_world(tmp_path_factory.mktemp("audited"), small_parquet)
+
+
+def _hops(trace: dict) -> dict[str, dict]:
+    return {h["hop"]: h for h in trace["hops"]}
+
+
+def test_trace_walks_every_hop_of_a_served_prediction(world: AuditedWorld) -> None:
+    trace = cli_json("trace", world.feedback_id, "--json")
+    hops = _hops(trace)
+    assert list(hops) == [
+        "prediction",
+        "version",
+        "run folder",
+        "config",
+        "data",
+        "code",
+        "packages",
+        "parents",
+        "gate",
+        "approvals",
+        "audit",
+    ]
+    # The fine-tuned v2 was champion when the service answered.
+    assert trace["model"] == MODEL and trace["version"] == 2
+    assert hops["prediction"]["feedback"] == 1
+    assert hops["parents"]["parents"][0]["version"] == 1
+    assert hops["data"]["recomputed"] == hops["data"]["fingerprints"]
+    gate = hops["gate"]
+    assert gate["decision"] == "promote" and len(gate["checks"]) > 5
+    actions = [e["action"] for e in hops["audit"]["entries"]]
+    assert "register" in actions and "promote" in actions
+    for name in ("prediction", "version", "run folder", "config", "data", "packages", "gate"):
+        assert hops[name]["status"] == "verified", hops[name]
+
+
+def test_trace_names_the_break_when_a_run_file_was_altered(world: AuditedWorld) -> None:
+    from modelcycle.registry import Registry
+
+    version = Registry(world.registry_url).get_version(MODEL, 2)
+    altered = Path(version.artifact_uri) / "slices.json"
+    original = altered.read_bytes()
+    altered.write_bytes(original.replace(b"0.", b"0.9", 1))
+    try:
+        code, output = cli("trace", world.feedback_id)
+    finally:
+        altered.write_bytes(original)
+    assert code == 1
+    broken = [line for line in output.splitlines() if line.strip().startswith("broken")]
+    assert len(broken) == 1 and "run folder" in broken[0] and "slices.json" in broken[0]
+
+
+def test_trace_names_the_break_when_the_training_data_changed(world: AuditedWorld) -> None:
+    import pandas as pd
+
+    original = world.source.read_bytes()
+    frame = pd.read_parquet(world.source)
+    frame.loc[frame.index[0], "age"] = frame["age"].max()
+    frame.to_parquet(world.source, index=False)
+    try:
+        trace = cli_json_allowing_failure("trace", world.prediction_ids[1], "--json")
+    finally:
+        world.source.write_bytes(original)
+    data = _hops(trace)["data"]
+    assert data["status"] == "broken" and "data source changed" in data["detail"]
+    assert _hops(trace)["run folder"]["status"] == "verified"
+
+
+def test_trace_of_an_unknown_id_says_it_is_missing(world: AuditedWorld) -> None:
+    code, output = cli("trace", "01a22e5c-3926-70d3-9ab7-25624df1cc81")
+    assert code == 1 and "missing" in output and "no prediction with id" in output
+
+
+def cli_json_allowing_failure(*args: str) -> dict:
+    import json
+
+    code, output = cli(*args)
+    assert code in (0, 1), output
+    return json.loads(output)
