@@ -91,13 +91,14 @@ def _rows(source: Path, raw: dict[str, Any], n: int) -> list[dict[str, Any]]:
 
 
 def cli(*args: str) -> tuple[int, str]:
-    """Run the command in this process (the world's MODELCYCLE_HOME); exit code and output."""
+    """Run the command in this process (the world's MODELCYCLE_HOME); exit code and standard
+    output (Prefect's log of a flow the command runs goes to standard error)."""
     from typer.testing import CliRunner
 
     from modelcycle.cli._app import app
 
     result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout
 
 
 def cli_json(*args: str) -> Any:

@@ -96,3 +96,36 @@ def cli_json_allowing_failure(*args: str) -> dict:
     code, output = cli(*args)
     assert code in (0, 1), output
     return json.loads(output)
+
+
+def test_reproduce_gives_the_same_model_file_for_a_fine_tuned_version(
+    world: AuditedWorld,
+) -> None:
+    from modelcycle.registry import Registry
+
+    recorded = Registry(world.registry_url).get_version(MODEL, 2)
+    result = cli_json("models", "reproduce", MODEL, "2", "--json")
+    assert result["mode"] == "fine_tune"
+    assert result["identical"] is True
+    assert result["reproduced_sha256"] == recorded.model_sha256
+    assert not [d for d in result["differences"] if d["what"].startswith("data")]
+    assert result["reproduced_metrics"] == result["recorded_metrics"]
+    # Only the user's registry holds versions: the re-run's store was temporary.
+    assert [v.version for v in Registry(world.registry_url).list_versions(MODEL)] == [1, 2]
+
+
+def test_reproduce_names_the_data_when_the_source_changed(world: AuditedWorld) -> None:
+    import pandas as pd
+
+    original = world.source.read_bytes()
+    frame = pd.read_parquet(world.source)
+    frame.iloc[::7].to_parquet(world.source, index=False)  # a seventh of the rows left
+    try:
+        result = cli_json_allowing_failure("models", "reproduce", MODEL, "1", "--json")
+    finally:
+        world.source.write_bytes(original)
+    assert result["identical"] is False
+    changed = {d["what"] for d in result["differences"]}
+    assert {"data fingerprint (train)", "data fingerprint (holdout)"} <= changed
+    assert set(result["recorded_metrics"]) == set(result["reproduced_metrics"])
+    assert result["recorded_metrics"] != result["reproduced_metrics"]

@@ -20,6 +20,7 @@ from modelcycle.cli._incidents import incidents_app
 from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
 from modelcycle.cli._monitor import monitor
+from modelcycle.cli._reproduce import reproduce
 from modelcycle.cli._runlog import reset as reset_run_log
 from modelcycle.cli._serve import serve
 from modelcycle.cli._service import service_app
@@ -61,6 +62,7 @@ app = typer.Typer(
     # A traceback's local variables can hold rows of data and credentials.
     pretty_exceptions_show_locals=False,
 )
+models_app.command("reproduce")(reproduce)
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 app.add_typer(service_app, name="service")
