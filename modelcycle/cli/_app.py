@@ -16,6 +16,7 @@ from modelcycle.cli._audit import audit_app
 from modelcycle.cli._config import config_app
 from modelcycle.cli._console import fail, set_verbose
 from modelcycle.cli._demo import demo
+from modelcycle.cli._docs import docs, score
 from modelcycle.cli._incidents import incidents_app
 from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
@@ -63,6 +64,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 models_app.command("reproduce")(reproduce)
+models_app.command("score")(score)
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 app.add_typer(service_app, name="service")
@@ -74,6 +76,7 @@ app.command("train")(train)
 app.command("init")(init)
 app.command("serve")(serve)
 app.command("trace")(trace)
+app.command("docs")(docs)
 
 
 @app.callback()

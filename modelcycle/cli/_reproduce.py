@@ -9,13 +9,17 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 
 from modelcycle.cli._console import MAX_RECORD_ID, console, fail, open_registry, styled
 from modelcycle.errors import ModelcycleError
+
+if TYPE_CHECKING:
+    from modelcycle.records import Reproduction
+    from modelcycle.registry import Registry
 
 
 @contextmanager
@@ -36,6 +40,15 @@ def _scratch_state(folder: Path) -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def reproduce_version(name: str, version: int) -> dict[str, Any]:
@@ -85,7 +98,26 @@ def reproduce_version(name: str, version: int) -> dict[str, Any]:
             again_manifest = open_run(again).manifest
             scratch_registry.close()
         result = compare(original, run.manifest, again, again_manifest, notes)
+    _record(registry, result)
     return result.to_dict()
+
+
+def _record(registry: Registry, result: Reproduction) -> None:
+    """The outcome goes in the audit log: the ML Test Score's "training is reproducible" is
+    scored from it, and an auditor sees when and by whom a version was re-run."""
+    verdict = "identical model file" if result.identical else "a different model file"
+    registry.append_audit(
+        actor=cli_actor(),
+        action="reproduce",
+        model_name=result.model,
+        version=result.version,
+        reason=f"re-ran the recorded training: {verdict}",
+        details={
+            "identical": result.identical,
+            "reproduced_sha256": result.reproduced_sha256,
+            "differences": [d.what for d in result.differences],
+        },
+    )
 
 
 def reproduce(
