@@ -129,3 +129,102 @@ def test_reproduce_names_the_data_when_the_source_changed(world: AuditedWorld) -
     assert {"data fingerprint (train)", "data fingerprint (holdout)"} <= changed
     assert set(result["recorded_metrics"]) == set(result["reproduced_metrics"])
     assert result["recorded_metrics"] != result["reproduced_metrics"]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_docs_have_every_annex_iv_heading_with_citations_whose_hashes_check(
+    world: AuditedWorld,
+) -> None:
+    import re
+
+    from modelcycle.reports import HEADINGS
+
+    code, text = cli("docs", MODEL, "2")
+    assert code == 0, text
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    assert headings == list(HEADINGS)
+    cited = re.findall(r"(/[^ ;\]]+) \(sha256 ([0-9a-f]{64})\)", text)
+    files = {path: sha for path, sha in cited if Path(path).is_file()}
+    assert len(files) >= 8  # manifest, gate, metrics, slices, fairness, robustness, budgets...
+    for path, sha in files.items():
+        assert _sha256(Path(path)) == sha, path
+    assert "UNVERIFIED" not in text
+    assert "Missing from the records:" in text  # what the records cannot show is listed
+
+
+def test_docs_name_an_altered_file_as_unverified(world: AuditedWorld) -> None:
+    from modelcycle.registry import Registry
+
+    version = Registry(world.registry_url).get_version(MODEL, 2)
+    altered = Path(version.artifact_uri) / "slices.json"
+    original = altered.read_bytes()
+    altered.write_bytes(original + b" ")
+    try:
+        code, text = cli("docs", MODEL, "2")
+    finally:
+        altered.write_bytes(original)
+    assert code == 0
+    assert "Records that do not verify" in text and "slices.json" in text
+    assert "slices.json (UNVERIFIED" in text
+
+
+def test_html_docs_escape_recorded_text(world: AuditedWorld) -> None:
+    from modelcycle.registry import Registry
+
+    Registry(world.registry_url).append_audit(
+        actor="test",
+        action="note",
+        model_name=MODEL,
+        version=2,
+        reason="<script>alert('x')</script> & <b>bold</b>",
+    )
+    code, page = cli("docs", MODEL, "2", "--format", "html")
+    assert code == 0
+    assert "<script>" not in page and "<b>bold</b>" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
+
+
+def test_ml_test_score_of_the_champion_cites_evidence_for_every_point(
+    world: AuditedWorld,
+) -> None:
+    score = cli_json("models", "score", MODEL, "--json")
+    tests = score["tests"]
+    assert len(tests) == 28
+    for section in ("data", "model", "infrastructure", "monitoring"):
+        mine = [t for t in tests if t["test"].startswith(section + "-")]
+        assert len(mine) == 7
+        assert score["sections"][section] == sum(t["score"] for t in mine)
+    assert score["final"] == min(score["sections"].values())
+    for t in tests:
+        assert t["score"] in (0, 0.5, 1)
+        if t["score"]:
+            assert t["evidence"] and all(e["verified"] for e in t["evidence"]), t
+        else:
+            assert t["how"].startswith("not recorded")
+    by_key = {t["test"]: t for t in tests}
+    assert by_key["model-6"]["score"] == 1  # slice floors judged by the gate
+    assert by_key["data-3"]["score"] == 0  # per-feature cost is not measured
+    # v2 was reproduced by hand earlier in this module: documented, not automated.
+    assert by_key["infrastructure-1"]["score"] == 0.5
+
+
+def test_a_test_whose_evidence_is_missing_scores_zero(world: AuditedWorld) -> None:
+    from modelcycle.registry import Registry
+    from modelcycle.reports import collect_records, ml_test_score
+
+    registry = Registry(world.registry_url)
+    version = registry.get_version(MODEL, 2)
+    records = collect_records(
+        version, registry.audit_log(MODEL), registry.verify_audit(MODEL)[0], []
+    )
+    before = {t.key: t.score for t in ml_test_score(records).tests}
+    assert before["data-2"] == 1 and before["infrastructure-5"] == 1
+    del records.files["importance.csv"]
+    after = {t.key: t for t in ml_test_score(records).tests}
+    assert after["data-2"].score == 0 and after["infrastructure-5"].score == 0
+    assert after["model-6"].score == 1  # the others stand
