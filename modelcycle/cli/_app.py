@@ -16,7 +16,7 @@ from modelcycle.cli._audit import audit_app
 from modelcycle.cli._config import config_app
 from modelcycle.cli._console import fail, set_verbose
 from modelcycle.cli._demo import demo
-from modelcycle.cli._docs import docs, score
+from modelcycle.cli._docs import bom, docs, score
 from modelcycle.cli._incidents import incidents_app
 from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
@@ -65,6 +65,7 @@ app = typer.Typer(
 )
 models_app.command("reproduce")(reproduce)
 models_app.command("score")(score)
+models_app.command("bom")(bom)
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 app.add_typer(service_app, name="service")

@@ -113,3 +113,27 @@ def score(
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print("\n".join(test_score_markdown(result)))
+
+
+def bom(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int | None, _VERSION] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of printing.")
+    ] = None,
+) -> None:
+    """The model card as a CycloneDX 1.6 ML-BOM (JSON): a machine-learning-model component
+    with its modelCard and file hash, and the recorded package versions as components."""
+    from modelcycle.reports import cyclonedx_bom, ml_test_score
+
+    try:
+        records = version_records(name, version)
+        document = cyclonedx_bom(records, ml_test_score(records))
+    except ModelcycleError as exc:
+        fail(str(exc))
+    text = json.dumps(document, indent=2)
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        console.print(f"written: {output}", highlight=False)

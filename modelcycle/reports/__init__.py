@@ -1,6 +1,7 @@
 """Reports for people (the model card, the training and monitoring summaries) and the one
 record per run they are derived from."""
 
+from modelcycle.reports._bom import SPEC_VERSION, cyclonedx_bom
 from modelcycle.reports._card import (
     card_facts,
     cleaning_lines,
@@ -55,6 +56,7 @@ __all__ = [
     "MODEL_FILE",
     "PROMOTION_REASON",
     "RUBRIC",
+    "SPEC_VERSION",
     "Document",
     "Evidence",
     "MonitoringRecord",
@@ -67,6 +69,7 @@ __all__ = [
     "card_facts",
     "cleaning_lines",
     "collect_records",
+    "cyclonedx_bom",
     "drift_table",
     "gate_report",
     "gate_table",
