@@ -17,6 +17,10 @@ ARTIFACT_STORE_ENV = "MODELCYCLE_ARTIFACT_STORE"
 TRAINING_THREADS_ENV = "MODELCYCLE_TRAINING_THREADS"
 ESTIMATOR_PACKAGES_ENV = "MODELCYCLE_ESTIMATOR_PACKAGES"
 DEBUG_ENV = "MODELCYCLE_DEBUG"
+LOG_RETENTION_ENV = "MODELCYCLE_LOG_RETENTION_DAYS"
+# Six months: the EU AI Act (Article 19) asks providers to keep automatically generated logs
+# for at least six months; a longer period is a setting, a shorter one is refused below it.
+DEFAULT_LOG_RETENTION_DAYS = 183
 # `model.estimator` names a class to import; importing runs a module's code, so only these
 # packages (and the ones ESTIMATOR_PACKAGES_ENV adds) are ever imported for it.
 DEFAULT_ESTIMATOR_PACKAGES = ("sklearn",)
@@ -34,6 +38,7 @@ class Settings:
     artifact_store: str
     training_threads: int
     estimator_packages: tuple[str, ...] = DEFAULT_ESTIMATOR_PACKAGES
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
 
     @property
     def prefect_home(self) -> Path:
@@ -55,7 +60,22 @@ def get_settings() -> Settings:
         artifact_store=artifact_store,
         training_threads=_training_threads(),
         estimator_packages=_estimator_packages(),
+        log_retention_days=_log_retention_days(),
     )
+
+
+def _log_retention_days() -> int:
+    """Days the prediction log (predictions and feedback) is kept before the retention flow
+    removes it: at least six months, the EU AI Act's floor for such logs."""
+    raw = os.environ.get(LOG_RETENTION_ENV)
+    if not raw:
+        return DEFAULT_LOG_RETENTION_DAYS
+    if not raw.isdigit() or int(raw) < DEFAULT_LOG_RETENTION_DAYS:
+        raise ConfigError(
+            f"{LOG_RETENTION_ENV}={raw!r}: expected a whole number of days >= "
+            f"{DEFAULT_LOG_RETENTION_DAYS} (six months)"
+        )
+    return int(raw)
 
 
 def _training_threads() -> int:

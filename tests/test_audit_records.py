@@ -263,3 +263,28 @@ def test_cyclonedx_ml_bom_validates_against_the_cyclonedx_schema(world: AuditedW
     # The validator is not a rubber stamp: a BOM without its format is refused.
     del bom["bomFormat"]
     assert validator.validate_str(json.dumps(bom)) is not None
+
+
+def test_records_export_holds_every_kind_of_event_in_the_period(world: AuditedWorld) -> None:
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    code, text = cli("records", "export")
+    assert code == 0, text
+    events = [json.loads(line) for line in text.splitlines()]
+    kinds = {e["type"] for e in events}
+    assert {"prediction", "feedback", "usage", "audit"} <= kinds
+    predictions = [e for e in events if e["type"] == "prediction"]
+    assert {e["id"] for e in predictions} == set(world.prediction_ids)
+    assert all(e["version"] == 2 and "inputs" not in e for e in predictions)
+    (usage,) = [e for e in events if e["type"] == "usage"]
+    assert usage["predictions"] == len(world.prediction_ids) and usage["version"] == 2
+    assert [e["id"] for e in events if e["type"] == "feedback"] == [world.feedback_id]
+    times = [e["time"] for e in events]
+    assert times == sorted(times)
+    # A period that ends before anything happened holds nothing.
+    before = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    code, empty = cli("records", "export", "--until", before)
+    assert code == 0 and empty.strip() == ""
+    code, _ = cli("records", "export", "--since", "last tuesday")
+    assert code == 1

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 MODEL = "gss-income"
 DRIFT_EVENT = "modelcycle.model.drift-detected"
-SCHEDULED = {"retraining": "0 3 * * 1", "monitoring": "30 2 * * *"}
+SCHEDULED = {"retraining": "0 3 * * 1", "monitoring": "30 2 * * *", "retention": "15 4 * * *"}
 DEPLOYMENTS = {
     "training/training",
     "training/retraining",
@@ -40,6 +40,7 @@ DEPLOYMENTS = {
     "promotion/promotion",
     "rollback/rollback",
     "retirement/retirement",
+    "retention/retention",
 }
 
 

@@ -1,6 +1,12 @@
 """What an auditor asks that crosses the records: trace a prediction, export the event log,
 keep logs only as long as the retention settings say, erase a person."""
 
+from modelcycle.records._events import (
+    EVENT_TYPES,
+    RetentionReport,
+    apply_retention,
+    export_events,
+)
 from modelcycle.records._reproduce import (
     Difference,
     Reproduction,
@@ -19,12 +25,16 @@ from modelcycle.records._trace import (
 )
 
 __all__ = [
+    "EVENT_TYPES",
     "Difference",
     "Hop",
     "HopStatus",
     "Reproduction",
+    "RetentionReport",
     "Trace",
+    "apply_retention",
     "compare",
+    "export_events",
     "find_prediction",
     "parent_registration",
     "recompute_fingerprints",

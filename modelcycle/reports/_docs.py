@@ -246,7 +246,7 @@ def _risk(s: Section, r: VersionRecords) -> None:
         r.file("gate.json"),
     )
     for incident in r.incidents:
-        notes = "; ".join(f"{n.status}: {n.note}" for n in incident.notes) or "no notes"
+        notes = "; ".join(f"{n.action}: {n.note}" for n in incident.notes) or "no notes"
         s.says(
             f"Incident #{incident.id} ({incident.kind}, {incident.severity}, {incident.status}) "
             f"opened {incident.opened_at:%Y-%m-%d}: {incident.summary}; {notes}",
