@@ -21,6 +21,7 @@ from modelcycle.cli._incidents import incidents_app
 from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
 from modelcycle.cli._monitor import monitor
+from modelcycle.cli._privacy import privacy_app
 from modelcycle.cli._records import records_app
 from modelcycle.cli._reproduce import reproduce
 from modelcycle.cli._runlog import reset as reset_run_log
@@ -73,6 +74,7 @@ app.add_typer(service_app, name="service")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(audit_app, name="audit")
 app.add_typer(records_app, name="records")
+app.add_typer(privacy_app, name="privacy")
 app.command("monitor")(monitor)
 app.command("demo")(demo)
 app.command("train")(train)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 import yaml
 
+from modelcycle.cli._audit import cli_actor
 from modelcycle.cli._console import MAX_RECORD_ID, console, fail, open_registry, styled
 from modelcycle.errors import ModelcycleError
 
@@ -40,15 +41,6 @@ def _scratch_state(folder: Path) -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def cli_actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 def reproduce_version(name: str, version: int) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """What an auditor asks that crosses the records: trace a prediction, export the event log,
 keep logs only as long as the retention settings say, erase a person."""
 
+from modelcycle.records._erasure import ErasureReport, declared_subject_keys, erase_subject
 from modelcycle.records._events import (
     EVENT_TYPES,
     RetentionReport,
@@ -27,6 +28,7 @@ from modelcycle.records._trace import (
 __all__ = [
     "EVENT_TYPES",
     "Difference",
+    "ErasureReport",
     "Hop",
     "HopStatus",
     "Reproduction",
@@ -34,6 +36,8 @@ __all__ = [
     "Trace",
     "apply_retention",
     "compare",
+    "declared_subject_keys",
+    "erase_subject",
     "export_events",
     "find_prediction",
     "parent_registration",
