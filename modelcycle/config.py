@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -695,6 +696,15 @@ class PipelineConfig(_Strict):
     evaluation: Evaluation
     gate: Gate = Field(default_factory=Gate)
     monitoring: Monitoring = Field(default_factory=Monitoring)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_subject_keys(self, handler: Any) -> Any:
+        """A config that declares no subject keys dumps (and hashes) as it did before the
+        field existed, so the config hashes of versions trained before stay the same."""
+        data = handler(self)
+        if isinstance(data, dict) and not self.subject_keys:
+            data.pop("subject_keys", None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
