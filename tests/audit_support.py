@@ -19,6 +19,7 @@ from conftest import small_config_dict, write_config
 from serving_support import start_service
 
 MODEL = "gss-income"
+ERASED = "S-ERASE-ME"
 
 
 @dataclass
@@ -28,6 +29,7 @@ class AuditedWorld:
     source: Path
     prediction_ids: list[str]
     feedback_id: str
+    erase_id: str  # answered for subject ERASED, whose subject key the log pseudonymises
 
     @property
     def registry_url(self) -> str:
@@ -52,6 +54,7 @@ def build_world(folder: Path, small_parquet: Path) -> Iterator[AuditedWorld]:
     raw["gate"]["robustness"]["rows"] = 500
     raw["evaluation"]["importance_repeats"] = 2
     raw["model"].pop("balance")
+    raw["subject_keys"] = ["subject_id"]
     config = write_config(folder, raw)
     previous = os.environ.get("MODELCYCLE_HOME")
     os.environ["MODELCYCLE_HOME"] = str(home)
@@ -59,21 +62,26 @@ def build_world(folder: Path, small_parquet: Path) -> Iterator[AuditedWorld]:
         training(config_path=str(config))
         training(config_path=str(config), mode="fine_tune")
         token = secrets.token_urlsafe(16)
-        service = start_service(home, token)
+        service = start_service(home, token, {"MODELCYCLE_SERVE_PSEUDONYMISE_SUBJECT_KEYS": "true"})
         try:
             service.wait_ready()
-            rows = _rows(source, raw, 3)
+            rows = _rows(source, raw, 4)
+            for i, row in enumerate(rows):
+                row["subject_id"] = ERASED if i == 3 else f"S-{i}"
             with service.client() as client:
-                answer = client.post(f"/v1/models/{MODEL}/predict", json={"rows": rows})
+                answer = client.post(f"/v1/models/{MODEL}/predict", json={"rows": rows[:3]})
                 assert answer.status_code == 200, answer.text
                 ids = [p["id"] for p in answer.json()["predictions"]]
+                other = client.post(f"/v1/models/{MODEL}/predict", json={"rows": rows[3:]})
+                assert other.status_code == 200, other.text
+                erase_id = other.json()["predictions"][0]["id"]
                 sent = client.post(
                     f"/v1/models/{MODEL}/feedback", json=[{"id": ids[0], "label": 1}]
                 )
                 assert sent.status_code in (200, 202), sent.text
         finally:
             service.stop()
-        yield AuditedWorld(home, config, source, ids, ids[0])
+        yield AuditedWorld(home, config, source, ids, ids[0], erase_id)
     finally:
         if previous is None:
             os.environ.pop("MODELCYCLE_HOME", None)
