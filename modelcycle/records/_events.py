@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from modelcycle.artifacts import ArtifactStore
+from modelcycle.artifacts import monitoring_store
 from modelcycle.errors import ModelcycleError
 from modelcycle.registry import Incident, Registry
 from modelcycle.serving import compact, read_feedback, read_predictions
@@ -161,7 +161,7 @@ def _monitoring_events(
     versions = registry.list_versions(model)
     if not versions:
         return []
-    store = ArtifactStore.holding(versions[-1].artifact_uri)
+    store = monitoring_store(versions[-1].artifact_uri)
     found = []
     for run_id in store.list_runs(model):
         try:

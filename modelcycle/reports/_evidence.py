@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from fsspec.core import url_to_fs
 
-from modelcycle.artifacts import MANIFEST_NAME, ArtifactStore, sha256_bytes
+from modelcycle.artifacts import MANIFEST_NAME, monitoring_store, sha256_bytes
 from modelcycle.errors import ArtifactStoreError, IntegrityError, ModelcycleError
 from modelcycle.registry import AuditEntry, ChainReport, Incident, ModelVersion, open_run
 
@@ -164,7 +165,7 @@ def collect_records(
 def _monitoring(version: ModelVersion) -> list[MonitoringRecord]:
     """Monitoring evidence folders of this version, each checked against its own manifest
     (monitoring folders are not registered, so their manifest's hash is cited as read now)."""
-    store = ArtifactStore.holding(version.artifact_uri)
+    store = monitoring_store(version.artifact_uri)
     found = []
     for run_id in store.list_runs(version.model_name):
         try:
@@ -175,9 +176,10 @@ def _monitoring(version: ModelVersion) -> list[MonitoringRecord]:
             continue
         if manifest.get("monitored_version") != version.version:
             continue
-        raw = store.read_bytes(version.model_name, run_id, MANIFEST_NAME)
+        uri = f"{store.run_uri(version.model_name, run_id).rstrip('/')}/{MANIFEST_NAME}"
+        fs, path = url_to_fs(uri)
+        raw = fs.cat_file(path)
         problems = store.verify(version.model_name, run_id)
-        uri = store.file_uri(version.model_name, run_id, MANIFEST_NAME)
         evidence = Evidence(uri, sha256_bytes(raw), not problems, "; ".join(problems) or None)
         docs: dict[str, Any] = {}
         for name in ("decision.json", "quality.json"):
