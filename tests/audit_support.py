@@ -81,6 +81,10 @@ def build_world(folder: Path, small_parquet: Path) -> Iterator[AuditedWorld]:
                 assert sent.status_code in (200, 202), sent.text
         finally:
             service.stop()
+        # One monitoring window of the champion (its own training file: labels included).
+        from flows.monitoring import monitoring
+
+        monitoring(model_name=MODEL, window=str(source), config_path=str(config))
         yield AuditedWorld(home, config, source, ids, ids[0], erase_id)
     finally:
         if previous is None:

@@ -209,6 +209,10 @@ def test_ml_test_score_of_the_champion_cites_evidence_for_every_point(
             assert t["how"].startswith("not recorded")
     by_key = {t["test"]: t for t in tests}
     assert by_key["model-6"]["score"] == 1  # slice floors judged by the gate
+    # The world's monitoring window: schema and skew checked, realised quality judged.
+    for key in ("monitoring-2", "monitoring-3", "monitoring-7", "model-2"):
+        assert by_key[key]["score"] == 1, by_key[key]
+        assert "/monitoring/" in by_key[key]["evidence"][0]["path"]
     assert by_key["data-3"]["score"] == 0  # per-feature cost is not measured
     # A reproduction by hand (the reproduce test above, when it ran) is documented, not
     # automated: half a point, only with an audit entry saying the file was identical.
