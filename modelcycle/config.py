@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -751,6 +752,13 @@ class PipelineConfig(_Strict):
     time_column: str | None = None
     sensitive_columns: list[str] = Field(default_factory=list)
     pii_columns: list[str] = Field(default_factory=list)
+    subject_keys: list[str] = Field(
+        default_factory=list,
+        description="Columns that identify a person (a data subject): the prediction service "
+        "accepts and logs them as context (pseudonymised with a keyed hash when "
+        "MODELCYCLE_SERVE_PSEUDONYMISE_SUBJECT_KEYS is set), and `modelcycle privacy erase "
+        "--where COLUMN=VALUE` erases by them. Never features, never PII columns.",
+    )
     columns: dict[str, ColumnSchema] = Field(
         default_factory=dict, description="Expected schema per column."
     )
@@ -761,6 +769,15 @@ class PipelineConfig(_Strict):
     gate: Gate = Field(default_factory=Gate)
     monitoring: Monitoring = Field(default_factory=Monitoring)
     experiment: Experiment = Field(default_factory=Experiment)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_subject_keys(self, handler: Any) -> Any:
+        """A config that declares no subject keys dumps (and hashes) as it did before the
+        field existed, so the config hashes of versions trained before stay the same."""
+        data = handler(self)
+        if isinstance(data, dict) and not self.subject_keys:
+            data.pop("subject_keys", None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
@@ -788,7 +805,12 @@ class PipelineConfig(_Strict):
         leaked = sorted(set(self.pii_columns) & set(self.used_columns))
         if leaked:
             problems.append(f"pii_columns {leaked} are also used as target/feature/time/slice")
-        unknown = sorted(set(self.columns) - set(self.used_columns))
+        keys = sorted(set(self.subject_keys) & (set(self.used_columns) | set(self.pii_columns)))
+        if keys:
+            problems.append(
+                f"subject_keys {keys} are also used as target/feature/time/slice or declared PII"
+            )
+        unknown = sorted(set(self.columns) - set(self.used_columns) - set(self.subject_keys))
         if unknown:
             problems.append(f"columns: schema for columns the pipeline does not use: {unknown}")
         return problems

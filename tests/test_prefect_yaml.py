@@ -21,6 +21,7 @@ EXPECTED = {
     "promotion",
     "rollback",
     "retirement",
+    "retention",
 }
 DRIFT_EVENT = "modelcycle.model.drift-detected"
 

@@ -32,7 +32,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 MODEL = "gss-income"
 DRIFT_EVENT = "modelcycle.model.drift-detected"
-SCHEDULED = {"retraining": "0 3 * * 1", "monitoring": "30 2 * * *", "experiment": "15 * * * *"}
+SCHEDULED = {
+    "retraining": "0 3 * * 1",
+    "monitoring": "30 2 * * *",
+    "experiment": "15 * * * *",
+    "retention": "15 4 * * *",
+}
 DEPLOYMENTS = {
     "training/training",
     "training/retraining",
@@ -41,6 +46,7 @@ DEPLOYMENTS = {
     "promotion/promotion",
     "rollback/rollback",
     "retirement/retirement",
+    "retention/retention",
 }
 
 

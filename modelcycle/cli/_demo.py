@@ -110,6 +110,10 @@ def demo(
             _monitor_unseen_years(model)
         except ModelcycleError as exc:
             fail(str(exc))
+    try:
+        _auditor_chapter(model)
+    except ModelcycleError as exc:
+        fail(str(exc))
 
 
 def _roll_back(model: str) -> None:
@@ -140,6 +144,55 @@ def _write_card(name: str, version: int) -> Path:
     path = folder / f"{name}-v{version}.md"
     path.write_text(card_text(name, version), encoding="utf-8")
     return path
+
+
+def _auditor_chapter(model: str) -> None:
+    """Answer an auditor from what the demo recorded: trace one served prediction, score the
+    champion on the ML Test Score, write its technical documentation and ML-BOM."""
+    import json
+
+    from modelcycle.cli._docs import version_records
+    from modelcycle.cli._trace import log_root
+    from modelcycle.records import trace_prediction
+    from modelcycle.reports import (
+        cyclonedx_bom,
+        ml_test_score,
+        render_html,
+        render_markdown,
+        technical_documentation,
+    )
+    from modelcycle.serving import read_predictions
+    from modelcycle.settings import get_settings
+
+    console.rule("answer an auditor from the records")
+    registry = open_registry()
+    logged = read_predictions(log_root(), model)
+    if len(logged):
+        first = str(logged["id"].iloc[0])
+        result = trace_prediction(first, registry, log_root(), get_settings().data_dir)
+        hops = ", ".join(f"{h.name} {h.status.value}" for h in result.hops)
+        console.print(f"trace {first} ({model} v{result.version}): {hops}", highlight=False)
+        console.print(f"the whole trace: modelcycle trace {first}", highlight=False)
+    champion = registry.champion(model) or registry.list_versions(model)[-1]
+    records = version_records(model, champion.version)
+    score = ml_test_score(records)
+    sections = ", ".join(f"{k} {v:g}" for k, v in score.sections.items())
+    console.print(
+        f"ML Test Score of v{champion.version}: {score.final:g} ({sections}); every test with "
+        f"its evidence: modelcycle models score {model}",
+        highlight=False,
+    )
+    folder = get_settings().home / "docs"
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = technical_documentation(records, score)
+    stem = folder / f"{model}-v{champion.version}"
+    stem.with_suffix(".md").write_text(render_markdown(doc), encoding="utf-8")
+    stem.with_suffix(".html").write_text(render_html(doc), encoding="utf-8")
+    bom = stem.parent / f"{stem.name}.cdx.json"
+    bom.write_text(json.dumps(cyclonedx_bom(records, score), indent=2) + "\n", encoding="utf-8")
+    console.print(
+        f"technical documentation: {stem}.md and .html; CycloneDX ML-BOM: {bom}", highlight=False
+    )
 
 
 def _monitor_unseen_years(model: str) -> None:

@@ -45,7 +45,8 @@ from modelcycle.serving._routing import (
 )
 from modelcycle.serving._schema import NonFinite, RequestRefused
 from modelcycle.serving._settings import ServeSettings, read_settings
-from modelcycle.settings import get_settings
+from modelcycle.settings import get_settings, privacy_key
+from modelcycle.utils import keyed_hash
 
 logger = logging.getLogger("modelcycle.serving")
 
@@ -125,6 +126,7 @@ class Service:
             settings.max_batch_rows, settings.max_wait_ms, settings.threads, self.metrics
         )
         self.ids = IdFactory()
+        self.privacy_key = privacy_key() if settings.pseudonymise_subject_keys else None
         host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"
         # Unique per live process and across restarts: the log's segment names carry it.
         self.worker_id = f"{host}-{os.getpid()}-{self.ids.new_ids(1)[0][-12:]}"
@@ -241,7 +243,7 @@ class Service:
                     "version": model.version,
                     "request_id": request_id,
                     "role": role,
-                    "inputs": batch.inputs(row),
+                    "inputs": self.logged_inputs(model, batch.inputs(row)),
                     "outputs": outputs,
                     "latency_ms": latency_ms,
                     "flags": batch.flags[row],
@@ -265,6 +267,16 @@ class Service:
         if batch.dropped_pii:
             body["dropped_pii"] = batch.dropped_pii
         return _json(200, body, {"x-request-id": request_id, **headers})
+
+    def logged_inputs(self, model: ServedModel, inputs: dict[str, Any]) -> dict[str, Any]:
+        """A row's inputs as logged: subject keys as their keyed hash when so configured."""
+        if self.privacy_key is None:
+            return inputs
+        keys = set(model.config.subject_keys)
+        return {
+            k: keyed_hash(self.privacy_key, k, v) if k in keys and v is not None else v
+            for k, v in inputs.items()
+        }
 
     async def feedback(self, request: Request, name: str) -> Response:
         self.authorise(request)
