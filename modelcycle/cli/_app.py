@@ -16,8 +16,8 @@ from modelcycle.cli._audit import audit_app
 from modelcycle.cli._config import config_app
 from modelcycle.cli._console import fail, set_verbose
 from modelcycle.cli._demo import demo
-from modelcycle.cli._experiments import canary, deprecate, experiment, experiments, shadow
 from modelcycle.cli._docs import bom, docs, score
+from modelcycle.cli._experiments import canary, deprecate, experiment, experiments, shadow
 from modelcycle.cli._incidents import incidents_app
 from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
