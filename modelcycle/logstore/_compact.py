@@ -243,6 +243,35 @@ def records_frame(kind: Kind, rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def read_predictions(
+    root: str,
+    model: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    spool: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """Every logged prediction with `since <= time < until`, each id once, oldest first.
+
+    Columns: id, time (UTC), model, version, request_id, role, latency_ms, flags, then
+    `input.<name>` and `output.<name>[.<key>]` (e.g. `output.probabilities.<class>`).
+    Damaged segments are skipped, logged, and named in `frame.attrs["refused"]`.
+    """
+    return read_log(root, model, "predictions", since, until, spool)
+
+
+def read_feedback(
+    root: str,
+    model: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    spool: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """Logged true outcomes (id, label, time, model); the earliest per id, as known_ids says."""
+    return read_log(root, model, "feedback", since, until, spool)
+
+
 def read_log(
     root: str | os.PathLike[str],
     model: str,
