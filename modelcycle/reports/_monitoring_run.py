@@ -11,12 +11,14 @@ from modelcycle.monitoring import (
     Decision,
     DriftResult,
     Finding,
+    ProductionReport,
     Quality,
     SampledReport,
     Status,
 )
 from modelcycle.registry import ModelVersion
 from modelcycle.reports._monitoring import monitoring_markdown
+from modelcycle.reports._monitoring_production import production_markdown
 
 HTML_REPORT = "report.html"
 
@@ -36,6 +38,7 @@ class MonitoringRun:
     prediction: ColumnDrift | None
     quality: Quality | None
     html: SampledReport | None
+    production: ProductionReport | None = None  # prediction-log windows only
 
     @property
     def model(self) -> str:
@@ -65,6 +68,7 @@ class MonitoringRun:
             },
             "quality.json": self.quality.to_dict() if self.quality else None,
             "html_sample.json": self.html.facts() if self.html else None,
+            **({"production.json": self.production.to_dict()} if self.production else {}),
         }
 
     def folder_metadata(self) -> dict[str, Any]:
@@ -109,6 +113,9 @@ class MonitoringRun:
             html_sample=self.html.facts() if self.html else None,
             incidents=incidents,
             event_emitted=event_id is not None,
+            production=None
+            if self.production is None
+            else production_markdown(self.production, run_uri),
         )
 
     def outcome(
@@ -130,4 +137,5 @@ class MonitoringRun:
             "html_report": self.html_uri(run_uri),
             "incidents": incidents,
             "event_id": event_id,
+            "production": self.production.to_dict() if self.production else None,
         }
