@@ -13,7 +13,15 @@ import yaml
 from conftest import REPO
 
 PREFECT_YAML = REPO / "prefect.yaml"
-EXPECTED = {"training", "retraining", "monitoring", "promotion", "rollback", "retirement"}
+EXPECTED = {
+    "training",
+    "retraining",
+    "monitoring",
+    "monitoring-log",
+    "promotion",
+    "rollback",
+    "retirement",
+}
 DRIFT_EVENT = "modelcycle.model.drift-detected"
 
 
@@ -85,6 +93,8 @@ def test_schedules_come_from_the_definitions() -> None:
     assert _by_name("retraining")["schedules"] == [schedules["weekly"]]
     assert _by_name("monitoring")["schedules"] == [schedules["daily"]]
     assert _by_name("monitoring")["parameters"]["latest_only"] is True
+    assert _by_name("monitoring-log")["schedules"] == [schedules["daily"]]
+    assert _by_name("monitoring-log")["parameters"]["source"] == "log"
     for name in ("training", "promotion", "rollback", "retirement"):
         assert not _by_name(name).get("schedules"), f"{name} is manual"
 
@@ -153,7 +163,7 @@ def test_the_drift_trigger_listens_for_the_event_monitoring_emits() -> None:
 
 @pytest.mark.parametrize(
     ("name", "demo_values"),
-    [("training", {"config_path"}), ("monitoring", {"model_name", "window"})],
+    [("training", {"config_path"}), ("monitoring", {"model_name"})],
 )
 def test_generic_flows_take_the_demo_values_from_the_deployments(
     name: str, demo_values: set[str]

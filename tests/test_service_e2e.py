@@ -32,11 +32,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 MODEL = "gss-income"
 DRIFT_EVENT = "modelcycle.model.drift-detected"
-SCHEDULED = {"retraining": "0 3 * * 1", "monitoring": "30 2 * * *"}
+SCHEDULED = {
+    "retraining": "0 3 * * 1",
+    "monitoring": "30 2 * * *",
+    "monitoring-log": "30 2 * * *",
+}
 DEPLOYMENTS = {
     "training/training",
     "training/retraining",
     "monitoring/monitoring",
+    "monitoring/monitoring-log",
     "promotion/promotion",
     "rollback/rollback",
     "retirement/retirement",
