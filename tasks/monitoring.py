@@ -11,7 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.events import emit_event
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
@@ -258,6 +262,8 @@ def write_monitoring_folder(
             run.write_json(name, json_ready(document))
         if monitoring_run.html is not None:
             run.write_text(HTML_REPORT, monitoring_run.html.html)
+        for name, figure in sorted(monitoring_run.figures.items()):
+            run.write_figure(name, figure)
         folder = run.commit({"kind": "monitoring", **json_ready(monitoring_run.folder_metadata())})
     get_run_logger().info("Monitoring folder written: %s", folder.uri)
     return folder
@@ -332,6 +338,13 @@ def publish_monitoring_report(
         markdown=monitoring_run.markdown(run_uri, incidents, event_id),
         description=f"Monitoring of {model}",
     )
+    if monitoring_run.production is not None:
+        create_table_artifact(
+            key=f"{model}-service-health",
+            table=[json_ready(row.__dict__) for row in monitoring_run.production.service.rows],
+            description=f"Latency, throughput and error rate of {model} per answering version "
+            f"in the latest log window; plots in {run_uri}/plots",
+        )
     html_uri = monitoring_run.html_uri(run_uri)
     if html_uri is not None:
         link = html_uri if "://" in html_uri else Path(html_uri).resolve().as_uri()

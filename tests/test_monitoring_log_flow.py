@@ -91,8 +91,16 @@ def test_log_window_judged_from_logged_answers_then_late_labels_back_filled(
     folder = Path(outcome["run_folder"])
     saved = json.loads((folder / "production.json").read_text())
     assert saved["service"]["rows"][0]["rows"] == 600
+    assert set(saved["plots"]) == {
+        "plots/drift-per-feature.png",
+        "plots/quality-estimated-vs-realised.png",
+        "plots/selection-rate-per-group.png",
+        "plots/latency.png",
+    }
+    manifest = json.loads((folder / "manifest.json").read_text())
     for plot in saved["plots"]:
-        assert (folder / plot).stat().st_size > 1000
+        assert (folder / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert plot in manifest["files"]
 
     # Day 2: the remaining labels of day 1 arrive, and new traffic; the scheduled run
     # (no since) starts where the first stopped and back-fills day 1's realised figures.

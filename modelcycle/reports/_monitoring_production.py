@@ -5,6 +5,7 @@ estimate against realised quality over the recent windows (with the plots)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from modelcycle.monitoring import ProductionReport
@@ -132,15 +133,21 @@ def _history(production: ProductionReport) -> list[str]:
     return lines
 
 
-def production_markdown(production: ProductionReport, run_uri: str) -> list[str]:
+def production_markdown(
+    production: ProductionReport, run_uri: str, plots: list[str] | None = None
+) -> list[str]:
     lines = ["", "## Versions in this window", "", *_versions(production)]
     lines += ["", "## Labels", "", *_labels(production.labels)]
     lines += ["", "## Service health", "", *_service(production)]
     lines += ["", "## Fairness in production", "", *_fairness(production)]
     lines += ["", "## Estimate against realised, recent windows", "", *_history(production)]
-    if production.plots:
+    plots = production.plots if plots is None else plots
+    if plots:
         lines += ["", "## Plots", ""]
-        lines += [f"- `{run_uri.rstrip('/')}/{name}`" for name in production.plots]
+        for name in plots:
+            uri = f"{run_uri.rstrip('/')}/{name}"
+            link = uri if "://" in uri else Path(uri).resolve().as_uri()
+            lines.append(f"- [{name}]({link})")
     if production.rollback:
         lines += ["", "## Automatic rollback", "", f"- {production.rollback}"]
     return lines
