@@ -141,7 +141,7 @@ def _monitor_log(
         quality = measure_quality(answered, scored, champion.reference, config)
         decision = decide_status(features, prediction, quality, findings, config)
         html = build_html_report(champion, scored.inputs, features, data.pattern)
-    production = measure_production(logged, champion)
+    production = measure_production(logged, champion, quality)
     decision = judge_production(decision, production)
     production = backfill_and_record(
         run_id, settings.home, logged, champion, production, decision, features

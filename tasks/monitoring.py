@@ -457,11 +457,19 @@ def _estimator(champion: Monitored):
 
 
 @task(name="measure-production", **TASK_OPTIONS)
-def measure_production(log_window: LogWindow, champion: Monitored) -> ProductionReport:
-    """Per-version figures, labels and delays, service health and fairness of one window."""
+def measure_production(
+    log_window: LogWindow, champion: Monitored, quality: Quality | None
+) -> ProductionReport:
+    """Per-version figures, labels and delays, service health and fairness of one window;
+    the monitored version's realised figures are the quality step's, measured on its rows."""
     config = champion.config
     estimate = _estimator(champion)
-    versions = monitoring.version_summaries(log_window, estimate, config)
+    known = {}
+    if quality is not None and quality.realised is not None and quality.intervals is not None:
+        mine = log_window.traffic["version"] == champion.version.version
+        if mine.any():
+            known[champion.version.version] = (quality.realised, quality.intervals)
+    versions = monitoring.version_summaries(log_window, estimate, config, known)
     labels = monitoring.label_report(log_window, estimate, config)
     limits = config.monitoring.service
     metrics = monitoring.read_service_metrics(limits.metrics_url, champion.version.model_name)

@@ -306,12 +306,15 @@ def version_summaries(
     log_window: LogWindow,
     reference_estimate: Any,
     config: PipelineConfig,
+    known: dict[int, tuple[dict[str, float], dict[str, dict[str, float]]]] | None = None,
 ) -> list[VersionSummary]:
     """Each answering version on its own: a window that spans a promotion or a rollback mixes
     two models, whose quality and latency mean nothing averaged together.
 
     `reference_estimate(outputs) -> dict | None` is the label-free estimate (the monitored
-    version's calibration), applied to each version's logged scores.
+    version's calibration), applied to each version's logged scores. `known` gives a
+    version's realised figures and intervals already measured on exactly its labelled rows
+    (the monitored version's, by the quality step), so the bootstrap is not run twice.
     """
     from modelcycle.monitoring._status import realised_intervals
 
@@ -327,7 +330,9 @@ def version_summaries(
         count = int(labelled.sum())
         realised = intervals = None
         note = ""
-        if count >= config.monitoring.min_rows:
+        if version in (known or {}) and count >= config.monitoring.min_rows:
+            realised, intervals = (known or {})[version]
+        elif count >= config.monitoring.min_rows:
             y = as_classes(labels[labelled], log_window.classes)
             proba = None if log_window.proba is None else log_window.proba[mask][labelled]
             sub = evaluation.Outputs(
