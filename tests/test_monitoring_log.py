@@ -330,3 +330,26 @@ def test_regression_says_nothing_is_estimated(tmp_path, config):
     assert report["estimated_unlabelled"] is None
     assert "nothing is estimated" in report["estimate_note"]
     assert window.proba is None and window.outputs["prediction"].eq(1.5).all()
+
+
+def _production(breaches: list[str], fairness_verdict: str | None) -> monitoring.ProductionReport:
+    health = monitoring.ServiceHealth([], None, "", breaches, [])
+    fairness = None
+    if fairness_verdict is not None:
+        check = monitoring.FairnessCheck("gender", "tpr_gap", 0.3, 0.2, fairness_verdict, "gap")
+        fairness = monitoring.ProductionFairness(1, {}, [check], [])
+    return monitoring.ProductionReport([], {}, health, fairness)
+
+
+def test_service_and_fairness_breaches_open_their_own_incident_kinds_not_drift():
+    ok = monitoring.Decision(monitoring.Status.ok, ["no feature, prediction or quality threshold"])
+    judged = monitoring.judge_production(ok, _production(["slow"], "breach"))
+    assert judged.status == monitoring.Status.warning  # not drift: no retraining event
+    assert judged.incident_kinds == ["service", "fairness"]
+    assert judged.reasons[:2] == ["slow", "gap"]
+    drift = monitoring.Decision(monitoring.Status.drift, ["moved"], ["drift"], {"drift": "high"})
+    both = monitoring.judge_production(drift, _production(["slow"], None))
+    assert both.status == monitoring.Status.drift and both.incident_kinds == ["drift", "service"]
+    quiet = monitoring.judge_production(ok, _production([], "within_noise"))
+    assert quiet.status == monitoring.Status.ok and quiet.incident_kinds == []
+    assert "gap" in quiet.reasons
