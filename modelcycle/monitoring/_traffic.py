@@ -32,6 +32,7 @@ PROBABILITY_PREFIX = f"{OUTPUT_PREFIX}probabilities."
 # Service flags that are worth a person's attention (a warning); the rest are reported only.
 WARNING_FLAGS = ("unseen_category", "out_of_range")
 TRAFFIC_COLUMNS = ["id", "time", "version", "request_id", "latency_ms", "label_time"]
+UUID7 = r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
 @dataclass(frozen=True)
@@ -99,23 +100,23 @@ def read_log_window(
     if logged.empty:
         detail = f"; refused: {'; '.join(refused)}" if refused else ""
         raise DataError(f"{where}: no predictions in this range{detail}")
-    feedback = read_feedback(root, model, spool=spool)
+    # A label comes after its prediction: feedback from `since` on is all this window can have.
+    feedback = read_feedback(root, model, start, spool=spool)
     refused += [r for r in feedback.attrs.get("refused", []) if r not in refused]
-    labels, label_times, unmatched = _join_feedback(logged, feedback, root, model, spool)
+    labels, label_times, unmatched = _join_feedback(logged, feedback, start, end, root, model)
     table = _input_table(logged, config)
     table[config.target] = labels
     outputs, proba = _logged_outputs(logged, config, classes)
     traffic = pd.DataFrame(
         {
-            "id": logged["id"].to_numpy(),
-            "time": logged["time"].to_numpy(),
-            "version": logged["version"].astype("int64").to_numpy(),
-            "request_id": logged["request_id"].to_numpy(),
-            "latency_ms": logged["latency_ms"].astype("float64").to_numpy(),
+            "id": logged["id"],
+            "time": logged["time"],
+            "version": logged["version"].astype("int64"),
+            "request_id": logged["request_id"],
+            "latency_ms": logged["latency_ms"].astype("float64"),
             "label_time": label_times,
         }
-    )
-    traffic["time"] = pd.to_datetime(traffic["time"], utc=True)
+    ).reset_index(drop=True)
     findings = [Finding("warning", None, f"refused {r}") for r in refused]
     findings += flag_findings(logged["flags"], len(logged))
     if unmatched:
@@ -152,25 +153,49 @@ def read_log_window(
 
 
 def _join_feedback(
-    logged: pd.DataFrame, feedback: pd.DataFrame, root: str, model: str, spool: str | None
+    logged: pd.DataFrame,
+    feedback: pd.DataFrame,
+    start: datetime | None,
+    end: datetime,
+    root: str,
+    model: str,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Labels and their arrival times per logged row (the earliest per id), and how many
-    feedback records match no prediction of this model at all (in any range)."""
+    feedback records name an id minted in this range that the model never answered (another
+    model's id): ids minted outside the range are other windows' late labels."""
     rows = len(logged)
     if feedback.empty:
         return np.full(rows, None, dtype=object), np.full(rows, np.datetime64("NaT"), "M8[ns]"), 0
-    by_id = feedback.set_index("id")
-    labels = logged["id"].map(by_id["label"]).to_numpy(dtype=object)
-    times = logged["id"].map(by_id["time"])
-    times = pd.to_datetime(times, utc=True).dt.tz_localize(None).to_numpy(dtype="M8[ns]")
-    matched_here = int(pd.notna(labels).sum())
+    position = pd.Index(feedback["id"]).get_indexer(logged["id"])
+    found = position >= 0
+    labels = np.full(rows, None, dtype=object)
+    labels[found] = feedback["label"].to_numpy(dtype=object)[position[found]]
+    arrived = feedback["time"].dt.tz_convert(None).to_numpy(dtype="M8[ns]")
+    times = np.full(rows, np.datetime64("NaT"), "M8[ns]")
+    times[found] = arrived[position[found]]
+    matched = np.zeros(len(feedback), dtype=bool)
+    matched[position[found]] = True
     unmatched = 0
-    if matched_here < len(feedback):
-        rest = feedback[~feedback["id"].isin(logged["id"])]
-        if not rest.empty:  # out of this range, or another model's: only the whole log knows
-            known = read_predictions(root, model, spool=spool)["id"]
-            unmatched = int((~rest["id"].isin(known)).sum())
+    if not matched.all():
+        rest = feedback.loc[~matched, "id"]
+        minted = _minted(rest)
+        if minted is None:  # not time-ordered ids: only the whole log can tell
+            known = read_predictions(root, model)["id"]
+            unmatched = int((~rest.isin(known)).sum())
+        else:
+            low = -np.inf if start is None else start.timestamp() * 1000
+            unmatched = int(((minted >= low) & (minted < end.timestamp() * 1000)).sum())
     return labels, times, unmatched
+
+
+def _minted(ids: pd.Series) -> np.ndarray | None:
+    """Unix milliseconds in UUIDv7 ids (the service's), or None if any id is not one."""
+    text = ids.astype(str)
+    if not text.str.fullmatch(UUID7).all():
+        return None
+    return text.str.slice(0, 8).map(lambda h: int(h, 16)).to_numpy(dtype="float64") * 65536 + (
+        text.str.slice(9, 13).map(lambda h: int(h, 16)).to_numpy(dtype="float64")
+    )
 
 
 def _input_table(logged: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
@@ -218,7 +243,7 @@ def flag_findings(flags: pd.Series, rows: int) -> list[Finding]:
     """The service's data-quality flags (`unseen_category:<col>`, `out_of_range:<col>`,
     `missing:<col>`, `pii_dropped:<col>`) counted per kind and column, one finding each."""
     counts: Counter[str] = Counter()
-    for row_flags in flags[flags.map(len) > 0]:
+    for row_flags in [f for f in flags.to_numpy() if len(f)]:
         counts.update(row_flags)
     findings = []
     for flag, count in sorted(counts.items()):
