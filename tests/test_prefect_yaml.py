@@ -18,9 +18,11 @@ EXPECTED = {
     "retraining",
     "monitoring",
     "monitoring-log",
+    "experiment",
     "promotion",
     "rollback",
     "retirement",
+    "retention",
 }
 DRIFT_EVENT = "modelcycle.model.drift-detected"
 

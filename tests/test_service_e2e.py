@@ -36,15 +36,19 @@ SCHEDULED = {
     "retraining": "0 3 * * 1",
     "monitoring": "30 2 * * *",
     "monitoring-log": "30 2 * * *",
+    "experiment": "15 * * * *",
+    "retention": "15 4 * * *",
 }
 DEPLOYMENTS = {
     "training/training",
     "training/retraining",
     "monitoring/monitoring",
     "monitoring/monitoring-log",
+    "experiment/experiment",
     "promotion/promotion",
     "rollback/rollback",
     "retirement/retirement",
+    "retention/retention",
 }
 
 
