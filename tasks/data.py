@@ -11,6 +11,7 @@ from modelcycle import data
 from modelcycle.artifacts import fingerprint_frame
 from modelcycle.config import PipelineConfig, TrainingOverrides, apply_overrides, load_config
 from modelcycle.data import CleaningReport
+from modelcycle.logstore import compact
 from modelcycle.training import build_pipeline
 from tasks.common import TASK_OPTIONS
 
@@ -63,8 +64,6 @@ def load_data(config: PipelineConfig, data_dir: Path) -> data.TrainingRows:
 def _compact_log(root: str, model: str) -> None:
     """Sealed segments become parts first, so what the service has finished writing is read
     (segments still open by a live writer are not, and are said to be)."""
-    from modelcycle.serving import compact
-
     report = compact(root, model)
     logger = get_run_logger()
     if report.segments:

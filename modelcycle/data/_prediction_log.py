@@ -1,7 +1,8 @@
 """The prediction log's compacted Parquet read as labelled training rows.
 
-`modelcycle.serving` writes the log and sits above `data` in the layers, so this module reads
-the on-disk format itself, from the layout alone (`modelcycle-prediction-log/1`):
+`modelcycle.serving` writes the log; `modelcycle.logstore` (below `data` in the layers) owns its
+on-disk format and lists its parts, which this module reads with its own policy for training
+(`modelcycle-prediction-log/1`):
 
     <root>/<model>/predictions/date=YYYY-MM-DD/part-<worker>-<seq>.parquet
     <root>/<model>/feedback/date=YYYY-MM-DD/part-<worker>-<seq>.parquet
@@ -10,14 +11,15 @@ Prediction parts hold `id, time, model, version, request_id, role, latency_ms, f
 `input.<name>` column per logged input; feedback parts hold `id, label, time, model`. Only
 compacted parts are read: a part never changes once published, so its SHA-256 in a model's
 lineage names exactly the bytes it learned from (records still in a segment are not parts
-yet; the training task compacts first).
+yet; the training task compacts first). Unlike monitoring's reader, which skips a damaged
+part and reads the rest, a training run refuses it by name: a model must not silently learn
+from less than its lineage would claim.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import re
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -27,18 +29,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
-from fsspec.core import url_to_fs
 
 from modelcycle.config import ColumnType, PipelineConfig, PredictionLogSource, log_instant
 from modelcycle.data._prepare import SourceTable
 from modelcycle.errors import DataError
+from modelcycle.logstore import FORMAT, INPUT_PREFIX, Kind, LogLocation, list_parts, locate
 from modelcycle.settings import get_settings
 
-LOG_FORMAT = "modelcycle-prediction-log/1"
-PART_NAME = re.compile(r"part-[A-Za-z0-9._-]+-\d{20}\.parquet")
-DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
-INPUT_PREFIX = "input."
-LOG_KINDS = ("predictions", "feedback")
+LOG_FORMAT = FORMAT
 
 
 @dataclass(frozen=True)
@@ -108,34 +106,6 @@ def log_root(source: PredictionLogSource) -> str:
     return source.root or str(get_settings().home / "predictions")
 
 
-def list_log_parts(
-    fs: AbstractFileSystem,
-    base: str,
-    model: str,
-    kind: str,
-    first_day: date | None = None,
-    last_day: date | None = None,
-) -> list[tuple[str, date]]:
-    """Every published part of one kind with `first_day <= day <= last_day`, oldest first.
-
-    Names outside the layout (a compactor's `.part-*.tmp-*`, stray files) are not parts.
-    """
-    folder = f"{base.rstrip('/')}/{model}/{kind}"
-    if not fs.isdir(folder):
-        return []
-    found = []
-    for entry in sorted(fs.ls(folder, detail=False)):
-        match = DATE_DIR.fullmatch(entry.rstrip("/").rsplit("/", 1)[-1])
-        if match is None:
-            continue
-        day = date.fromisoformat(match[1])
-        if (first_day is not None and day < first_day) or (last_day is not None and day > last_day):
-            continue
-        names = sorted(fs.ls(entry, detail=False))
-        found += [(n, day) for n in names if PART_NAME.fullmatch(n.rsplit("/", 1)[-1])]
-    return found
-
-
 def read_log_part(
     fs: AbstractFileSystem, path: str, kind: str, day: date
 ) -> tuple[LogPart, pd.DataFrame]:
@@ -169,13 +139,13 @@ def read_labelled_log(config: PipelineConfig, source: PredictionLogSource) -> La
     row in the range, an unreadable part (named), a label the target cannot hold.
     """
     root, model = log_root(source), source.model or config.name
-    fs, base = url_to_fs(root)
+    location = locate(root)
     since = log_instant(source.since) if source.since is not None else None
     until = log_instant(source.until) if source.until is not None else None
     where = f"prediction log {root} (model {model!r}, {source.describe()})"
 
     parts: list[LogPart] = []
-    predictions = _read_kind(fs, base, model, "predictions", since, until, parts)
+    predictions = _read_kind(location, model, "predictions", since, until, parts)
     predictions = predictions[predictions["model"] == model]
     if since is not None:
         predictions = predictions[predictions["time"] >= since]
@@ -186,7 +156,7 @@ def read_labelled_log(config: PipelineConfig, source: PredictionLogSource) -> La
         raise DataError(f"{where}: no predictions in the range; nothing to train on")
 
     # Labels arrive after their prediction: any feedback part from the range's first day on.
-    feedback = _read_kind(fs, base, model, "feedback", since, None, parts)
+    feedback = _read_kind(location, model, "feedback", since, None, parts)
     foreign = int((feedback["model"] != model).sum())
     feedback = _first_per_id(feedback[feedback["model"] == model])
     joined = predictions.merge(feedback[["id", "label"]], on="id", how="inner")
@@ -209,10 +179,9 @@ def read_labelled_log(config: PipelineConfig, source: PredictionLogSource) -> La
 
 
 def _read_kind(
-    fs: AbstractFileSystem,
-    base: str,
+    location: LogLocation,
     model: str,
-    kind: str,
+    kind: Kind,
     since: datetime | None,
     until: datetime | None,
     parts: list[LogPart],
@@ -221,8 +190,8 @@ def _read_kind(
     first = since.date() if since is not None else None
     last = until.date() if until is not None else None
     frames = []
-    for path, day in list_log_parts(fs, base, model, kind, first, last):
-        part, frame = read_log_part(fs, path, kind, day)
+    for path, day in list_parts(location, model, kind, first, last):
+        part, frame = read_log_part(location.fs, path, kind, day)
         parts.append(part)
         frames.append(frame)
     columns = ["id", "time", "model"] + (["label"] if kind == "feedback" else [])
