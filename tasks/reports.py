@@ -51,6 +51,7 @@ def collect_training_run(
     importance: Importance,
     gate: GateDecision,
     reference_files: dict[str, bytes],
+    distillation: dict[str, Any] | None = None,
 ) -> TrainingRun:
     """The fitted pipeline and the holdout outputs stay behind: the record keeps only what is
     written, registered or shown."""
@@ -83,6 +84,7 @@ def collect_training_run(
         importance_figure=importance.figure,
         gate=gate,
         reference_files=reference_files,
+        distillation=distillation,
     )
 
 

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from modelcycle import training
 from modelcycle.config import PipelineConfig
 from modelcycle.data import features_and_target
-from modelcycle.training import TrainResult
+from modelcycle.training import DistilResult, TrainResult
 from tasks.common import TASK_OPTIONS
 from tasks.search import run_search
 
@@ -45,6 +45,22 @@ def train_model(
         outcome = run_search(config, X, y, threads, weights)
         result = training.refit(config, X, y, outcome, threads, weights)
     get_run_logger().info("Trained %s with %s", config.model.estimator, result.best_params)
+    return result
+
+
+@task(name="distil-model", **TASK_OPTIONS)
+def distil_model(
+    teacher: Pipeline, train: pd.DataFrame, config: PipelineConfig, threads: int
+) -> DistilResult:
+    """The student learns the teacher's outputs on the training rows and their neighbours."""
+    X, _ = features_and_target(train, config)
+    result = training.distil(teacher, config, X, threads)
+    get_run_logger().info(
+        "Distilled the champion into %s on %d rows and %d synthetic neighbours",
+        result.student,
+        result.rows["train"],
+        result.rows["neighbours"],
+    )
     return result
 
 

@@ -81,6 +81,8 @@ class TrainingRun:
     importance_figure: Figure
     gate: GateDecision
     reference_files: dict[str, bytes]
+    # A distilled student's side of the comparison with its teacher (None for other modes).
+    distillation: dict[str, Any] | None = None
 
     @property
     def model(self) -> str:
@@ -113,6 +115,7 @@ class TrainingRun:
                 importance=self.importance.to_dict(orient="records"),
                 gate=self.gate.to_dict(),
                 cleaning=self.cleaning.to_dict(),
+                distillation=self.distillation,
             )
         )
 
@@ -139,6 +142,11 @@ class TrainingRun:
                 },
                 "gate/robustness.json": self.robustness,
                 "gate/budgets.json": self.budgets,
+                **(
+                    {"gate/fidelity.json": self.distillation["fidelity"]}
+                    if self.distillation
+                    else {}
+                ),
                 "card.json": facts,
             },
             texts={
