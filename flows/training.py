@@ -56,7 +56,7 @@ from tasks.registry import (
     register_version,
 )
 from tasks.reports import collect_training_run
-from tasks.training import distil_model, fine_tune_model, train_model
+from tasks.training import compile_model, distil_model, fine_tune_model, train_model
 
 
 @flow(
@@ -130,6 +130,11 @@ def training(
     )
     lineage = record_lineage(config, fingerprints, source, mode.value, parent, run_id)
     model_file = serialize_model(trained.pipeline)
+    compiled = (
+        compile_model(trained.pipeline, holdout, config, threads)
+        if config.model.compile.enabled
+        else None
+    )
 
     # gate: the evidence, the verdict, and the reviewer when the policy asks for one
     non_inferiority = measure_non_inferiority(holdout, evaluated.outputs, champion_score, config)
@@ -182,6 +187,7 @@ def training(
         gate=gate,
         reference_files=reference,
         distillation=distillation,
+        compiled=compiled,
     )
     reconcile_run_folders(settings.artifact_store, settings.registry_url, config.name)
     folder = write_run_folder(settings.artifact_store, run)

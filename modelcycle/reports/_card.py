@@ -42,6 +42,7 @@ def card_facts(
     gate: dict[str, Any],
     cleaning: dict[str, Any] | None = None,
     distillation: dict[str, Any] | None = None,
+    compiled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "model": config.name,
@@ -87,6 +88,7 @@ def card_facts(
         "importance": importance,
         "gate": gate,
         "distillation": distillation,
+        "compiled": compiled,
         "lineage": {
             "parent_version": lineage.get("parent_version"),
             "relation": lineage.get("relation"),
@@ -319,6 +321,7 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
         ),
         "## Robustness",
         *_robustness_lines(facts["robustness"]),
+        *compiled_lines(facts.get("compiled")),
         "## Budgets",
         f"- prediction latency: {_fmt(facts['budgets']['latency_ms_per_1000'], 1)} ms per "
         "1,000 rows (median of 3)",
@@ -478,4 +481,26 @@ def distillation_lines(distil: dict[str, Any] | None, lineage: dict[str, Any]) -
         f"holdout rows (gate: at least {_fmt(distil['min_fidelity'])})",
         "",
         *_table(["measure", "student (this version)", "teacher"], rows),
+    ]
+
+
+def compiled_lines(compiled: dict[str, Any] | None) -> list[str]:
+    """The compiled form: kept (with its runtime and parity per set of rows) or why not."""
+    if not compiled:
+        return []
+    runtime = f"{compiled['runtime']} {compiled['runtime_version'] or '(not installed)'}"
+    if not compiled["kept"]:
+        return ["## Compiled form", f"- not kept ({runtime}): {compiled['reason']}", ""]
+    rows = [
+        [name, r.get("rows"), r.get("differing_labels"), r.get("max_difference")]
+        for name, r in compiled["parity"].items()
+    ]
+    return [
+        "## Compiled form",
+        f"- `{compiled['file']}` ({runtime}), SHA-256 `{compiled['sha256']}`; served instead "
+        "of the pipeline when its hash verifies",
+        f"- parity with the pipeline (labels identical, largest difference at most "
+        f"{compiled['tolerance']:g}):",
+        "",
+        *_table(["rows", "count", "differing labels", "largest difference"], rows),
     ]
