@@ -4,6 +4,7 @@ verified before it is parsed, and served in place of the pipeline with the same 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,11 @@ from modelcycle.training import (
     train,
 )
 
-pytest.importorskip("treelite")  # the `compile` extra (CI installs it with `.[test]`)
-
 MODEL = "gss-income"
+# The `compile` extra: optional for users, installed in CI by `.[test]`.
+needs_treelite = pytest.mark.skipif(
+    importlib.util.find_spec("treelite") is None, reason="needs treelite"
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +56,7 @@ def fitted(tmp_path_factory, small_parquet) -> dict[str, Any]:
     }
 
 
+@needs_treelite
 def test_the_compiled_form_answers_as_the_pipeline_on_holdout_and_edge_rows(fitted) -> None:
     pipeline, rows = fitted["pipeline"], fitted["rows"]
 
@@ -76,6 +80,7 @@ def test_the_compiled_form_answers_as_the_pipeline_on_holdout_and_edge_rows(fitt
     assert compile_pipeline(pipeline).to_bytes() == outcome.data  # deterministic file
 
 
+@needs_treelite
 def test_parity_refuses_a_deliberately_altered_compiled_form(fitted, monkeypatch) -> None:
     pipeline, rows = fitted["pipeline"], fitted["rows"]
     honest = compile_pipeline(pipeline)
@@ -98,6 +103,7 @@ def test_parity_refuses_a_deliberately_altered_compiled_form(fitted, monkeypatch
     assert outcome.evidence["reason"].startswith("parity failed: holdout")
 
 
+@needs_treelite
 def test_a_pipeline_without_trees_has_no_compiled_form_and_says_why(fitted) -> None:
     raw = copy.deepcopy(fitted["raw"])
     raw["model"] = {"estimator": "sklearn.linear_model.LogisticRegression", "params": {}}
@@ -112,6 +118,7 @@ def test_a_pipeline_without_trees_has_no_compiled_form_and_says_why(fitted) -> N
     assert not outcome.kept and "LogisticRegression" in outcome.evidence["reason"]
 
 
+@needs_treelite
 def test_a_compiled_file_is_parsed_only_when_its_hash_matches(fitted) -> None:
     from modelcycle.artifacts import load_compiled, sha256_bytes
 
@@ -121,6 +128,17 @@ def test_a_compiled_file_is_parsed_only_when_its_hash_matches(fitted) -> None:
     changed = data[:-1] + bytes([data[-1] ^ 1])
     with pytest.raises(IntegrityError, match=r"mem://model\.compiled: SHA-256"):
         load_compiled(changed, sha256_bytes(data), "mem://model.compiled")
+
+
+def test_without_the_runtime_training_records_why_and_keeps_no_compiled_form(
+    fitted, monkeypatch
+) -> None:
+    import modelcycle.training._compile as compile_module
+
+    monkeypatch.setattr(compile_module, "runtime_version", lambda: None)
+    outcome = compile_with_parity(fitted["pipeline"], fitted["rows"], 1e-6)
+    assert not outcome.kept and outcome.data is None
+    assert "treelite is not installed" in outcome.evidence["reason"]
 
 
 # -- training and serving --------------------------------------------------------------------
@@ -153,6 +171,7 @@ def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records"))  # a missing value is sent as null
 
 
+@needs_treelite
 @pytest.mark.usefixtures("prefect_harness")
 def test_training_keeps_a_verified_compiled_form_and_the_service_answers_the_same(
     small_config, state, tmp_path
