@@ -437,8 +437,12 @@ class ModelSpec(_Strict):
     search: Search | None = None
     fine_tune: FineTune = Field(default_factory=FineTune)
     balance: Balance = Field(default_factory=Balance)
-    distillation: Distillation = Field(default_factory=Distillation)
-    compile: Compile = Field(default_factory=Compile)
+    # Left out of the resolved config while at their defaults, so adding them changed no
+    # existing config's hash (nor the model file of a run that does not use them).
+    distillation: Distillation = Field(
+        default_factory=Distillation, exclude_if=lambda value: value == Distillation()
+    )
+    compile: Compile = Field(default_factory=Compile, exclude_if=lambda value: value == Compile())
 
 
 class Evaluation(_Strict):
