@@ -70,7 +70,10 @@ def card_facts(
             "mode": mode,
             "estimator": distillation["student"] if distillation else config.model.estimator,
             "params": best_params,
-            "balance": config.model.balance.model_dump(),
+            # A student is fitted on its teacher's outputs, without balancing weights of its own.
+            "balance": config.model.balance.model_dump()
+            if not distillation
+            else {"classes": False, "sensitive_groups": False},
         },
         "primary_metric": config.evaluation.primary_metric,
         "confidence": config.gate.non_inferiority.confidence,
@@ -492,7 +495,7 @@ def compiled_lines(compiled: dict[str, Any] | None) -> list[str]:
     if not compiled["kept"]:
         return ["## Compiled form", f"- not kept ({runtime}): {compiled['reason']}", ""]
     rows = [
-        [name, r.get("rows"), r.get("differing_labels"), r.get("max_difference")]
+        [name, r.get("rows"), r.get("differing_labels"), _scientific(r.get("max_difference"))]
         for name, r in compiled["parity"].items()
     ]
     return [
@@ -504,3 +507,8 @@ def compiled_lines(compiled: dict[str, Any] | None) -> list[str]:
         "",
         *_table(["rows", "count", "differing labels", "largest difference"], rows),
     ]
+
+
+def _scientific(value: float | None) -> str:
+    """Parity differences are around 1e-16: fixed-point digits would show them as 0."""
+    return "n/a" if value is None else f"{value:.1e}"
