@@ -228,6 +228,12 @@ def _models_distil_runs_the_distil_mode_on_the_champions_recorded_config(
 
     bad = runner.invoke(app, ["models", "distil", MODEL, "--params", "[1]"])
     assert bad.exit_code == 1 and "--params: expected a JSON object" in bad.output
+    outside = runner.invoke(app, ["models", "distil", MODEL, "--student", "this.Anything"])
+    assert outside.exit_code == 1 and "outside the packages allowed" in outside.output
+    regressor = ["models", "distil", MODEL, "--student", "sklearn.tree.DecisionTreeRegressor"]
+    wrong_task = runner.invoke(app, regressor)
+    assert wrong_task.exit_code == 1 and "is not a classifier" in wrong_task.output
+    assert calls == []  # refused before any flow run
     result = runner.invoke(
         app,
         [

@@ -305,6 +305,20 @@ def distil_config_path(name: str, config: str | None) -> tuple[str, int]:
     return str(path), record.version
 
 
+def _check_student(name: str, path: str, overrides: dict[str, Any]) -> None:
+    """The config must be this model's, and the student an allowed estimator for its task
+    (checked by name before anything is imported, as the teacher's is)."""
+    from modelcycle.cli._train import parse_overrides
+    from modelcycle.config import apply_overrides, load_config
+    from modelcycle.training import resolve_estimator, student_spec
+
+    config = apply_overrides(load_config(path), parse_overrides(overrides), path)
+    if config.name != name:
+        raise ModelcycleError(f"--config: {path} is the config of {config.name!r}, not {name!r}")
+    student_name, _ = student_spec(config)
+    resolve_estimator(student_name, config=config)
+
+
 @models_app.command("distil")
 def distil(
     name: Annotated[str, typer.Argument(help="Model name; its champion is the teacher.")],
@@ -335,8 +349,9 @@ def distil(
             if not isinstance(student_params, dict):
                 raise ModelcycleError(f"--params: expected a JSON object, got {params!r}")
         path, teacher = distil_config_path(name, config)
-        console.print(f"distilling {name} v{teacher} (config {path})", highlight=False)
         overrides = {"student": student, "student_params": student_params}
+        _check_student(name, path, overrides)  # before a flow run exists
+        console.print(f"distilling {name} v{teacher} (config {path})", highlight=False)
         print_training_outcome(run_training(path, TrainingMode.distil, overrides))
     except ModelcycleError as exc:
         fail(str(exc))
