@@ -104,6 +104,32 @@ def test_parity_refuses_a_deliberately_altered_compiled_form(fitted, monkeypatch
 
 
 @needs_treelite
+def test_a_regression_pipeline_compiles_with_the_same_predictions(fitted) -> None:
+    raw = copy.deepcopy(fitted["raw"])
+    raw["task"], raw["target"] = "regression", "age"
+    raw["features"]["numeric"] = ["prestg10", "childs"]
+    raw["evaluation"] = {"primary_metric": "rmse"}
+    raw["gate"], raw["monitoring"] = {}, {}
+    raw["columns"].pop("high_income")
+    raw["model"] = {
+        "estimator": "sklearn.ensemble.HistGradientBoostingRegressor",
+        "params": {"max_iter": 30},
+    }
+    config = fitted["config"].model_validate(raw)
+    X = fitted["rows"]["holdout"].assign(age=lambda f: f["age"].fillna(40.0))
+    regressor = train(config, X[config.features.all], X["age"], threads=1).pipeline
+
+    outcome = compile_with_parity(regressor, {"holdout": X[config.features.all]}, 1e-6)
+
+    assert outcome.kept, outcome.evidence
+    compiled = CompiledModel.from_verified_bytes(outcome.data)
+    assert not hasattr(compiled, "classes_")
+    np.testing.assert_allclose(
+        compiled.predict(X), regressor.predict(X[config.features.all]), rtol=0, atol=1e-9
+    )
+
+
+@needs_treelite
 def test_a_pipeline_without_trees_has_no_compiled_form_and_says_why(fitted) -> None:
     raw = copy.deepcopy(fitted["raw"])
     raw["model"] = {"estimator": "sklearn.linear_model.LogisticRegression", "params": {}}

@@ -182,13 +182,9 @@ class CompiledModel:
         self.spec = spec
         self._preprocess = _Preprocess(spec["preprocessing"])
         self._trees = trees
-        self.classes_ = (
-            np.asarray(spec["classes"], dtype=object if spec["class_kind"] == "str" else None)
-            if spec["classes"] is not None
-            else None
-        )
-        if self.classes_ is None:
-            del self.classes_
+        if spec["classes"] is not None:  # regressors have no classes_, as in scikit-learn
+            kind = object if spec["class_kind"] == "str" else None
+            self.classes_ = np.asarray(spec["classes"], dtype=kind)
 
     @property
     def is_classifier(self) -> bool:
