@@ -189,7 +189,9 @@ def _predict_in_process(
     with TestClient(app) as client:
         response = client.post(f"/v1/models/{MODEL}/predict", json={"rows": rows})
         assert response.status_code == 200, response.text
+        facts = client.get(f"/v1/models/{MODEL}").json()
         served = app.state.service.catalog.champion(MODEL)
+        assert facts["lineage"]["compiled_form"] == served.compiled
         return served.compiled, response.json()["predictions"]
 
 

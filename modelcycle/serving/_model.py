@@ -100,6 +100,7 @@ class ServedModel:
             "created_by": r.created_by,
             "metrics": dict(r.metrics),
             "gate_decision": r.gate.get("decision"),
+            "compiled_form": self.compiled,  # the runtime answering, or None: the pipeline
         }
 
 
