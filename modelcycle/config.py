@@ -709,6 +709,15 @@ class Monitoring(_Strict):
         TrainingMode.scratch, description="How the drift event asks for the model to be retrained."
     )
 
+    @model_validator(mode="after")
+    def _retrains_on_new_data(self) -> Monitoring:
+        if self.retrain_mode is TrainingMode.distil:
+            raise ValueError(
+                "retrain_mode: distil learns from the drifted champion on its old rows; choose "
+                "scratch or fine_tune"
+            )
+        return self
+
     def quality_threshold(self, metric: str) -> tuple[float, bool]:
         """(max_drop, relative) for one metric: its own entry, else `max_quality_drop`.
 

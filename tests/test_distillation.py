@@ -257,3 +257,14 @@ def _models_distil_runs_the_distil_mode_on_the_champions_recorded_config(
     champion = Registry(state.registry_url).champion(MODEL)
     recorded = json.loads((Path(champion.artifact_uri) / "manifest.json").read_text())["config"]
     assert yaml.safe_load(Path(path).read_text()) == recorded
+
+
+def test_drift_cannot_ask_for_a_distilled_retrain(small_config) -> None:
+    from modelcycle.errors import ConfigError
+
+    raw = yaml.safe_load(small_config.read_text())
+    raw["monitoring"] = {"retrain_mode": "distil"}
+    with pytest.raises(
+        ConfigError, match=r"monitoring: retrain_mode: distil .* scratch or fine_tune"
+    ):
+        load_config(write_config(small_config.parent, raw, "drift-distil.yaml"))
