@@ -22,6 +22,7 @@ from modelcycle.artifacts._model_io import (
 from modelcycle.artifacts._store import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
+    MONITORING_FOLDER,
     PENDING_NAME,
     RESERVED_KEYS,
     STAGING_PREFIX,
@@ -30,12 +31,14 @@ from modelcycle.artifacts._store import (
     Reconciliation,
     RunFolder,
     RunWriter,
+    monitoring_store,
 )
 
 __all__ = [
     "GIT_TIMEOUT_SECONDS",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
+    "MONITORING_FOLDER",
     "NOT_INSTALLED",
     "PENDING_NAME",
     "RESERVED_KEYS",
@@ -54,6 +57,7 @@ __all__ = [
     "fingerprint_frame",
     "load_compiled",
     "load_model",
+    "monitoring_store",
     "package_versions",
     "run_lineage",
     "sha256_bytes",

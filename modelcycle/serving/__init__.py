@@ -6,6 +6,7 @@ from modelcycle.serving._auth import ensure_token_file, load_tokens, token_match
 from modelcycle.serving._batcher import MicroBatcher
 from modelcycle.serving._catalog import Catalog, Slot
 from modelcycle.serving._compact import CompactionReport, compact
+from modelcycle.serving._experiment import Analysis, Guardrail, analyse
 from modelcycle.serving._ids import ID_PATTERN, IdFactory, id_millis
 from modelcycle.serving._log import (
     LogClosedError,
@@ -18,6 +19,13 @@ from modelcycle.serving._log import (
 from modelcycle.serving._metrics import MULTIPROC_ENV, Metrics, create_metrics, render_metrics
 from modelcycle.serving._model import Predictions, ServedModel, load_served
 from modelcycle.serving._records import LogRecordError
+from modelcycle.serving._routing import (
+    SHADOW_SUFFIX,
+    ShadowScorer,
+    canary_bucket,
+    deprecation_headers,
+    routing_key,
+)
 from modelcycle.serving._schema import (
     Batch,
     Feature,
@@ -49,13 +57,16 @@ __all__ = [
     "ENV_PREFIX",
     "ID_PATTERN",
     "MULTIPROC_ENV",
+    "SHADOW_SUFFIX",
     "THREAD_ENV",
     "TOKENS_ENV",
+    "Analysis",
     "Batch",
     "Catalog",
     "CompactionReport",
     "CorruptSegmentError",
     "Feature",
+    "Guardrail",
     "IdFactory",
     "InputSchema",
     "LogClosedError",
@@ -71,14 +82,18 @@ __all__ = [
     "ServeSettings",
     "ServedModel",
     "Service",
+    "ShadowScorer",
     "Slot",
+    "analyse",
     "announce",
     "build_schema",
+    "canary_bucket",
     "check_models",
     "compact",
     "create_app",
     "create_metrics",
     "decode_json",
+    "deprecation_headers",
     "ensure_token_file",
     "id_millis",
     "learned_categories",
@@ -89,6 +104,7 @@ __all__ = [
     "read_predictions",
     "read_settings",
     "render_metrics",
+    "routing_key",
     "serve",
     "token_matches",
 ]
