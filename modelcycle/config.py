@@ -657,6 +657,37 @@ class QualityInterval(_Strict):
     seed: int = Field(0, description="Seed of the resampling.")
 
 
+class ServiceLimits(_Strict):
+    """Service health limits judged on each monitored window of the prediction log, per
+    answering version; a breach opens an incident of kind `service`."""
+
+    max_p50_ms: float | None = Field(
+        None, gt=0, description="Largest median request latency (ms, as the service logged it)."
+    )
+    max_p99_ms: float | None = Field(
+        None, gt=0, description="Largest 99th-percentile request latency (ms)."
+    )
+    max_error_rate: Share | None = Field(
+        None,
+        description="Largest share of predict requests answered 5xx (read from the service's "
+        "/metrics; unreachable metrics leave it unjudged).",
+    )
+    min_requests: int = Field(
+        100, ge=1, description="Versions with fewer requests in a window are reported, not judged."
+    )
+    metrics_url: str | None = Field(
+        None,
+        description="The service's Prometheus endpoint, e.g. http://127.0.0.1:8000/metrics; "
+        "null reads the log alone.",
+    )
+    rollback_within_hours: float | None = Field(
+        None,
+        gt=0,
+        description="Roll back automatically (the `rollback` flow, audited with the evidence) "
+        "when a breach comes within this many hours of the champion's promotion; null never.",
+    )
+
+
 class Monitoring(_Strict):
     """How the monitoring flow turns per-column tests into a status, and what it keeps."""
 
@@ -714,6 +745,13 @@ class Monitoring(_Strict):
     )
     retrain_mode: TrainingMode = Field(
         TrainingMode.scratch, description="How the drift event asks for the model to be retrained."
+    )
+    service: ServiceLimits = Field(default_factory=ServiceLimits)
+    backfill_windows: int = Field(
+        14,
+        ge=0,
+        description="Earlier log windows whose realised quality is recomputed when labels "
+        "arrive after they were first reported.",
     )
 
     @model_validator(mode="after")

@@ -15,6 +15,7 @@ from modelcycle.monitoring import (
     Decision,
     DriftResult,
     Finding,
+    ProductionReport,
     Quality,
     SampledReport,
     Window,
@@ -100,6 +101,7 @@ def collect_monitoring_run(
     prediction: ColumnDrift | None,
     quality: Quality | None,
     html: SampledReport | None,
+    production: ProductionReport | None = None,
 ) -> MonitoringRun:
     """The window's facts, not its rows; the champion's training config is what a retraining
     run triggered by this verdict starts from."""
@@ -114,4 +116,5 @@ def collect_monitoring_run(
         prediction=prediction,
         quality=quality,
         html=html,
+        production=production,
     )
