@@ -61,6 +61,7 @@ class TrainingMode(StrEnum):
     # type, replacing the flow parameter's own help in the Prefect UI form.
     scratch = "scratch"
     fine_tune = "fine_tune"
+    distil = "distil"
 
 
 class TaskType(StrEnum):
@@ -445,12 +446,67 @@ class Balance(_Strict):
         return self.classes or self.sensitive_groups
 
 
+class Distillation(_Strict):
+    """A smaller student trained on the champion's outputs (`modelcycle models distil`)."""
+
+    student: str | None = Field(
+        None,
+        description="Import path of the student estimator; default: scikit-learn's "
+        "HistGradientBoostingClassifier/Regressor (by task) with `params` below.",
+    )
+    params: dict[str, Any] | None = Field(
+        None,
+        description="The student's parameters; default for the default student: "
+        "max_iter 50, max_leaf_nodes 15, early_stopping off.",
+    )
+    neighbours: int = Field(
+        2, ge=0, le=20, description="Synthetic perturbed copies of each training row."
+    )
+    jitter: float = Field(
+        0.1, ge=0.0, description="Numeric noise on the copies, in column std units."
+    )
+    resample_share: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of a copy's categorical cells replaced by a draw from the column's "
+        "training distribution.",
+    )
+    min_fidelity: float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="Gate: classification, the smallest share of holdout rows where the "
+        "student's label equals the teacher's; regression, the smallest R^2 of the student's "
+        "predictions against the teacher's.",
+    )
+    seed: int = Field(0, description="Seed of the synthetic neighbours.")
+
+
+class Compile(_Strict):
+    """A compiled form of the fitted pipeline, kept only when it gives the same answers."""
+
+    enabled: bool = Field(
+        False,
+        description="Try compiling the pipeline at training time (needs the `compile` extra).",
+    )
+    max_proba_difference: float = Field(
+        1e-6, gt=0.0, le=1e-3, description="Parity: largest absolute probability difference."
+    )
+
+
 class ModelSpec(_Strict):
     estimator: str = Field(description="Import path of a scikit-learn estimator class.")
     params: dict[str, Any] = Field(default_factory=dict)
     search: Search | None = None
     fine_tune: FineTune = Field(default_factory=FineTune)
     balance: Balance = Field(default_factory=Balance)
+    # Left out of the resolved config while at their defaults, so adding them changed no
+    # existing config's hash (nor the model file of a run that does not use them).
+    distillation: Distillation = Field(
+        default_factory=Distillation, exclude_if=lambda value: value == Distillation()
+    )
+    compile: Compile = Field(default_factory=Compile, exclude_if=lambda value: value == Compile())
 
 
 class Evaluation(_Strict):
@@ -571,6 +627,7 @@ CheckKind = Literal[
     "robustness",
     "budgets",
     "degenerate_predictions",
+    "fidelity",
 ]
 
 
@@ -780,6 +837,15 @@ class Monitoring(_Strict):
         if self.retrain_data == "source":
             return {}
         return {"prediction_log": {"only": self.retrain_data == "log"}}
+
+    @model_validator(mode="after")
+    def _retrains_on_new_data(self) -> Monitoring:
+        if self.retrain_mode is TrainingMode.distil:
+            raise ValueError(
+                "retrain_mode: distil learns from the drifted champion on its old rows; choose "
+                "scratch or fine_tune"
+            )
+        return self
 
     def quality_threshold(self, metric: str) -> tuple[float, bool]:
         """(max_drop, relative) for one metric: its own entry, else `max_quality_drop`.
@@ -1209,6 +1275,10 @@ class TrainingOverrides(_Strict):
     seed: int | None = Field(None, description="Replace split.seed (also the estimator's seed).")
     estimator_params: dict[str, Any] | None = Field(None, description="Merged over model.params.")
     skip_search: bool = Field(False, description="Fit the configured parameters only.")
+    student: str | None = Field(None, description="Distillation: the student estimator.")
+    student_params: dict[str, Any] | None = Field(
+        None, description="Distillation: the student's parameters (replace the config's)."
+    )
 
 
 def apply_overrides(
@@ -1237,6 +1307,12 @@ def apply_overrides(
         raw["model"]["params"] = {**raw["model"]["params"], **overrides.estimator_params}
     if overrides.skip_search:
         raw["model"].pop("search", None)
+    distillation = raw["model"].setdefault("distillation", {})
+    if overrides.student is not None:
+        distillation["student"] = overrides.student
+        distillation["params"] = None
+    if overrides.student_params is not None:
+        distillation["params"] = overrides.student_params
     return parse_config(raw, path)
 
 

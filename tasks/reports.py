@@ -21,7 +21,7 @@ from modelcycle.monitoring import (
     Window,
 )
 from modelcycle.reports import MonitoringRun, TrainingRun
-from modelcycle.training import TrainResult
+from modelcycle.training import CompileOutcome, TrainResult
 from tasks.common import TASK_OPTIONS
 from tasks.evaluation import ChampionScore, EvaluationResult, Importance
 from tasks.monitoring import Monitored
@@ -52,6 +52,8 @@ def collect_training_run(
     importance: Importance,
     gate: GateDecision,
     reference_files: dict[str, bytes],
+    distillation: dict[str, Any] | None = None,
+    compiled: CompileOutcome | None = None,
 ) -> TrainingRun:
     """The fitted pipeline and the holdout outputs stay behind: the record keeps only what is
     written, registered or shown."""
@@ -84,6 +86,8 @@ def collect_training_run(
         importance_figure=importance.figure,
         gate=gate,
         reference_files=reference_files,
+        distillation=distillation,
+        compiled=compiled,
     )
 
 

@@ -87,6 +87,24 @@ def test_the_range_keeps_since_and_excludes_until(tmp_path, config):
     assert window.traffic["id"].tolist() == [r["id"] for r in rows[2:5]]
 
 
+def test_shadow_rows_are_left_out_and_canary_rows_stay(tmp_path, config):
+    answered = _traffic(6, T0)
+    canary = _traffic(3, T0 + timedelta(seconds=10), version=2, seed=1)
+    shadow = _traffic(6, T0, version=2, seed=2)
+    for row in canary:
+        row["role"] = "canary"
+    for row, of in zip(shadow, answered, strict=True):
+        row["role"], row["id"] = "shadow", f"{of['id']}.shadow"
+    write(tmp_path, answered + canary + shadow)
+    window = monitoring.read_log_window(
+        str(tmp_path), MODEL, config, CLASSES, None, T0 + timedelta(days=1)
+    )
+    assert len(window.window.table) == 9
+    assert sorted(window.traffic["id"]) == sorted(r["id"] for r in answered + canary)
+    assert window.traffic["version"].value_counts().to_dict() == {1: 6, 2: 3}
+    assert any("6 shadow row(s) left out" in f.message for f in window.findings)
+
+
 def test_an_empty_log_window_fails_naming_the_log_and_the_range(tmp_path, config):
     write(tmp_path, _traffic(5, T0))
     later = T0 + timedelta(days=3)

@@ -96,6 +96,7 @@ def read_log_window(
         raise DataError(f"prediction log of {model}: since {start} is not before until {end}")
     logged = read_predictions(root, model, start, end, spool=spool)
     refused = list(logged.attrs.get("refused", []))
+    logged, shadowed = _answered_rows(logged)
     where = f"prediction log {root} ({model}, {describe_range(start, end)})"
     if logged.empty:
         detail = f"; refused: {'; '.join(refused)}" if refused else ""
@@ -119,6 +120,15 @@ def read_log_window(
     ).reset_index(drop=True)
     findings = [Finding("warning", None, f"refused {r}") for r in refused]
     findings += flag_findings(logged["flags"], len(logged))
+    if shadowed:
+        findings.append(
+            Finding(
+                "info",
+                None,
+                f"{shadowed} shadow row(s) left out: a shadow version scored requests it did "
+                "not answer (the experiment flow judges those)",
+            )
+        )
     if unmatched:
         findings.append(
             Finding(
@@ -150,6 +160,22 @@ def read_log_window(
     return LogWindow(
         window, outputs, proba, classes, traffic, start, end, findings, refused, unmatched
     )
+
+
+def _answered_rows(logged: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Rows that answered a request. A shadow version's rows (role `shadow`) score the same
+    requests again: counted in the window they would double every input in the drift check
+    and put a version nobody was answered by into the per-version figures. Canary rows did
+    answer, and stay."""
+    if "role" not in logged.columns:
+        return logged, 0
+    shadow = (logged["role"] == "shadow").to_numpy()
+    count = int(shadow.sum())
+    if not count:
+        return logged, 0
+    kept = logged.loc[~shadow].reset_index(drop=True)
+    kept.attrs = dict(logged.attrs)
+    return kept, count
 
 
 def _join_feedback(

@@ -121,6 +121,7 @@ class Service:
             self.metrics,
             settings.pii,
             settings.pinned_cache,
+            settings.compiled,
         )
         self.batcher = MicroBatcher(
             settings.max_batch_rows, settings.max_wait_ms, settings.threads, self.metrics

@@ -48,8 +48,10 @@ class Catalog:
         metrics: Metrics,
         pii_policy: Literal["refuse", "drop"],
         pinned_cache: int,
+        use_compiled: bool = True,
     ) -> None:
         self.registry = registry
+        self.use_compiled = use_compiled
         self.metrics = metrics
         self.pii_policy: Literal["refuse", "drop"] = pii_policy
         self.pinned_cache = pinned_cache
@@ -87,7 +89,9 @@ class Catalog:
                 return cached
             record = await asyncio.to_thread(self._pinned_record, name, version)
             try:
-                served = await asyncio.to_thread(load_served, record, self.pii_policy)
+                served = await asyncio.to_thread(
+                    load_served, record, self.pii_policy, self.use_compiled
+                )
             except ModelcycleError as exc:
                 self.metrics.verification_failures.labels(name, str(version)).inc()
                 logger.error("%s v%d failed verification; not loaded: %s", name, version, exc)
@@ -195,7 +199,7 @@ class Catalog:
     def _swap(self, slot: Slot, record: ModelVersion) -> None:
         name, version = slot.name, record.version
         try:
-            served = load_served(record, self.pii_policy)
+            served = load_served(record, self.pii_policy, self.use_compiled)
         except Exception as exc:
             self.metrics.verification_failures.labels(name, str(version)).inc()
             if slot.refused.get(version) != record.model_sha256:

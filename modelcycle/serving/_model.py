@@ -9,17 +9,21 @@ registration cannot change what the service accepts.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
 
-from modelcycle.artifacts import config_hash, load_model
+from modelcycle.artifacts import config_hash, load_compiled, load_model
 from modelcycle.config import PipelineConfig, parse_config
 from modelcycle.errors import IntegrityError
 from modelcycle.registry import ModelVersion, open_run
 from modelcycle.serving._schema import InputSchema, build_schema
+from modelcycle.training import runtime_version
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class ServedModel:
     schema: InputSchema
     classes: tuple[Any, ...] | None
     loaded_at: datetime
+    # "treelite 4.8.1" when `pipeline` is the version's verified compiled form, else None.
+    compiled: str | None = None
 
     @property
     def name(self) -> str:
@@ -94,12 +100,21 @@ class ServedModel:
             "created_by": r.created_by,
             "metrics": dict(r.metrics),
             "gate_decision": r.gate.get("decision"),
+            "compiled_form": self.compiled,  # the runtime answering, or None: the pipeline
         }
 
 
-def load_served(record: ModelVersion, pii_policy: Literal["refuse", "drop"]) -> ServedModel:
-    """Verify and load one registered version; raises IntegrityError when anything differs."""
-    manifest = _read_manifest(record)
+def load_served(
+    record: ModelVersion, pii_policy: Literal["refuse", "drop"], use_compiled: bool = True
+) -> ServedModel:
+    """Verify and load one registered version; raises IntegrityError when anything differs.
+
+    With `use_compiled`, a compiled form training kept answers instead of the pipeline (the
+    pipeline still defines the request schema); a compiled file that does not verify refuses
+    the version like a changed model file would.
+    """
+    run = open_run(record)
+    manifest = run.manifest
     raw_config = manifest.get("config")
     if not isinstance(raw_config, dict) or config_hash(raw_config) != record.config_hash:
         raise IntegrityError(
@@ -111,14 +126,39 @@ def load_served(record: ModelVersion, pii_policy: Literal["refuse", "drop"]) -> 
     classes = None
     if config.task.is_classification:
         classes = tuple(_plain(c) for c in np.asarray(pipeline.classes_).tolist())
+    compiled = _compiled_form(run, manifest) if use_compiled else None
     return ServedModel(
         record=record,
-        pipeline=pipeline,
+        pipeline=pipeline if compiled is None else compiled,
         config=config,
         schema=build_schema(config, pipeline, pii_policy),
         classes=classes,
         loaded_at=datetime.now(UTC),
+        compiled=None if compiled is None else _runtime_of(compiled),
     )
+
+
+def _compiled_form(run: Any, manifest: dict[str, Any]) -> Any | None:
+    """The compiled form the manifest lists, read through the verified run (its bytes must
+    hash to the manifest's entry) and parsed only after a second check against the SHA-256
+    the training run recorded for it; None when there is none or the runtime is missing."""
+    summary = manifest.get("compiled_form")
+    if not isinstance(summary, dict) or not summary.get("kept") or not summary.get("file"):
+        return None
+    if runtime_version() is None:
+        logger.warning(
+            "%s has a compiled form but treelite is not installed: serving the pipeline",
+            run.version.model_name,
+        )
+        return None
+    name = summary["file"]
+    data = run.read(name)
+    where = f"{run.version.artifact_uri.rstrip('/')}/{name}"
+    return load_compiled(data, summary["sha256"], where)
+
+
+def _runtime_of(compiled: Any) -> str:
+    return f"{compiled.spec['runtime']} {compiled.spec['runtime_version']}"
 
 
 def _read_manifest(record: ModelVersion) -> dict[str, Any]:
