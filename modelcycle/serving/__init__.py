@@ -6,6 +6,13 @@ from modelcycle.serving._auth import ensure_token_file, load_tokens, token_match
 from modelcycle.serving._batcher import MicroBatcher
 from modelcycle.serving._catalog import Catalog, Slot
 from modelcycle.serving._compact import CompactionReport, compact
+from modelcycle.serving._fast import (
+    PARITY_TOLERANCE,
+    FastPredictor,
+    build_fast_predictor,
+    check_parity,
+    parity_rows,
+)
 from modelcycle.serving._ids import ID_PATTERN, IdFactory, id_millis
 from modelcycle.serving._log import (
     LogClosedError,
@@ -49,12 +56,14 @@ __all__ = [
     "ENV_PREFIX",
     "ID_PATTERN",
     "MULTIPROC_ENV",
+    "PARITY_TOLERANCE",
     "THREAD_ENV",
     "TOKENS_ENV",
     "Batch",
     "Catalog",
     "CompactionReport",
     "CorruptSegmentError",
+    "FastPredictor",
     "Feature",
     "IdFactory",
     "InputSchema",
@@ -73,8 +82,10 @@ __all__ = [
     "Service",
     "Slot",
     "announce",
+    "build_fast_predictor",
     "build_schema",
     "check_models",
+    "check_parity",
     "compact",
     "create_app",
     "create_metrics",
@@ -84,6 +95,7 @@ __all__ = [
     "learned_categories",
     "load_served",
     "load_tokens",
+    "parity_rows",
     "prepare_environment",
     "read_feedback",
     "read_predictions",

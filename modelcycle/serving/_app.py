@@ -114,6 +114,7 @@ class Service:
             self.metrics,
             settings.pii,
             settings.pinned_cache,
+            settings.fast_path,
         )
         self.batcher = MicroBatcher(
             settings.max_batch_rows, settings.max_wait_ms, settings.threads, self.metrics
@@ -316,6 +317,7 @@ class Service:
             "lineage": model.lineage(),
             "input_schema": model.schema.json_schema(),
             "pii_columns": sorted(model.schema.pii),
+            "fast_path": {"on": model.fast is not None, "reason": model.fast_reason},
             "limits": {
                 "max_rows_per_request": self.settings.max_rows_per_request,
                 "max_body_bytes": self.settings.max_body_bytes,

@@ -46,11 +46,13 @@ class Catalog:
         metrics: Metrics,
         pii_policy: Literal["refuse", "drop"],
         pinned_cache: int,
+        fast_path: bool = True,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
         self.pii_policy: Literal["refuse", "drop"] = pii_policy
         self.pinned_cache = pinned_cache
+        self.fast_path = fast_path
         self.fixed = bool(names)
         self.slots: dict[str, Slot] = {name: Slot(name) for name in names}
         self._pin_locks: dict[str, asyncio.Lock] = {}
@@ -85,7 +87,7 @@ class Catalog:
                 return cached
             record = await asyncio.to_thread(self._pinned_record, name, version)
             try:
-                served = await asyncio.to_thread(load_served, record, self.pii_policy)
+                served = await asyncio.to_thread(self._load, record)
             except ModelcycleError as exc:
                 self.metrics.verification_failures.labels(name, str(version)).inc()
                 logger.error("%s v%d failed verification; not loaded: %s", name, version, exc)
@@ -99,6 +101,12 @@ class Catalog:
                 while len(slot.pinned) > self.pinned_cache:
                     slot.pinned.popitem(last=False)
             return served
+
+    def _load(self, record: ModelVersion) -> ServedModel:
+        served = load_served(record, self.pii_policy, self.fast_path)
+        version = (record.model_name, str(record.version))
+        self.metrics.fast_path.labels(*version).set(1 if served.fast is not None else 0)
+        return served
 
     def _pinned_record(self, name: str, version: int) -> ModelVersion:
         try:
@@ -189,7 +197,7 @@ class Catalog:
     def _swap(self, slot: Slot, record: ModelVersion) -> None:
         name, version = slot.name, record.version
         try:
-            served = load_served(record, self.pii_policy)
+            served = self._load(record)
         except Exception as exc:
             self.metrics.verification_failures.labels(name, str(version)).inc()
             if slot.refused.get(version) != record.model_sha256:

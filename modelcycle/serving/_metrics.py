@@ -36,6 +36,7 @@ class Metrics:
     verification_failures: Any
     loaded: Any
     reloads: Any
+    fast_path: Any
     registry: Any = None  # set when not in multiprocess mode: the registry to render
 
 
@@ -123,6 +124,15 @@ def _instruments(own: Any) -> Metrics:
             "Champion swaps made without a restart.",
             ["model", "version"],
             registry=own,
+        ),
+        fast_path=Gauge(
+            "modelcycle_serve_fast_path",
+            "1 when the version answers through the numpy fast path (it matched the pipeline "
+            "when loaded), 0 when the pipeline serves; the reason is in the log and in GET "
+            "/v1/models/{name}.",
+            ["model", "version"],
+            registry=own,
+            multiprocess_mode="livemin",
         ),
         registry=own,
     )

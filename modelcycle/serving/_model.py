@@ -9,17 +9,27 @@ registration cannot change what the service accepts.
 
 from __future__ import annotations
 
+import io
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from modelcycle.artifacts import config_hash, load_model
 from modelcycle.config import PipelineConfig, parse_config
 from modelcycle.errors import IntegrityError
-from modelcycle.registry import ModelVersion, open_run
+from modelcycle.monitoring import REFERENCE_DATA
+from modelcycle.registry import ModelVersion, VerifiedRun, open_run
+from modelcycle.serving._fast import FastPredictor, build_fast_predictor
 from modelcycle.serving._schema import InputSchema, build_schema
+
+logger = logging.getLogger("modelcycle.serving")
+# Rows of the run's reference sample the fast path is checked on when a version is loaded
+# (edge rows are added to them); enough to reach most leaves, a fraction of a second.
+PARITY_SAMPLE_ROWS = 2000
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class ServedModel:
     schema: InputSchema
     classes: tuple[Any, ...] | None
     loaded_at: datetime
+    fast: FastPredictor | None = None
+    fast_reason: str = "off"  # "ok" when `fast` serves, else why the pipeline does
 
     @property
     def name(self) -> str:
@@ -54,14 +66,24 @@ class ServedModel:
         return self.classes is not None
 
     def predict(self, batches: list[Any]) -> Predictions:
-        """Predict a micro-batch from one frame; run in the worker's single prediction thread."""
+        """Predict a micro-batch; run in the worker's single prediction thread. The fast path
+        (checked against the pipeline when the version was loaded) reads the parsed columns;
+        otherwise one DataFrame goes through the pipeline."""
+        if self.fast is not None:
+            return self._answers(self.fast.predict_values(batches))
         frame = self.schema.frame(batches)
         if self.classes is None:
             values = np.asarray(self.pipeline.predict(frame), dtype="float64")
             return Predictions([float(v) for v in values], None)
         if not hasattr(self.pipeline, "predict_proba"):
             return Predictions([_plain(v) for v in self.pipeline.predict(frame)], None)
-        proba = np.asarray(self.pipeline.predict_proba(frame), dtype="float64")
+        return self._answers(np.asarray(self.pipeline.predict_proba(frame), dtype="float64"))
+
+    def _answers(self, values: np.ndarray) -> Predictions:
+        """Labels (and probabilities) from the probabilities, or predictions, of a batch."""
+        if self.classes is None:
+            return Predictions([float(v) for v in values], None)
+        proba = values
         keys = [str(c) for c in self.classes]
         labels = [self.classes[i] for i in proba.argmax(axis=1)]
         rows = [dict(zip(keys, map(float, row), strict=True)) for row in proba.tolist()]
@@ -97,9 +119,16 @@ class ServedModel:
         }
 
 
-def load_served(record: ModelVersion, pii_policy: Literal["refuse", "drop"]) -> ServedModel:
-    """Verify and load one registered version; raises IntegrityError when anything differs."""
-    manifest = _read_manifest(record)
+def load_served(
+    record: ModelVersion, pii_policy: Literal["refuse", "drop"], fast_path: bool = True
+) -> ServedModel:
+    """Verify and load one registered version; raises IntegrityError when anything differs.
+
+    With `fast_path`, the numpy path is built and checked against the pipeline on the run's
+    reference sample and edge rows; when it cannot be, the reason is logged and kept.
+    """
+    run = open_run(record)
+    manifest = run.manifest
     raw_config = manifest.get("config")
     if not isinstance(raw_config, dict) or config_hash(raw_config) != record.config_hash:
         raise IntegrityError(
@@ -111,6 +140,9 @@ def load_served(record: ModelVersion, pii_policy: Literal["refuse", "drop"]) -> 
     classes = None
     if config.task.is_classification:
         classes = tuple(_plain(c) for c in np.asarray(pipeline.classes_).tolist())
+    fast, reason = None, "off (MODELCYCLE_SERVE_FAST_PATH=false)"
+    if fast_path:
+        fast, reason = _fast_path(run, record, config, pipeline, classes is not None)
     return ServedModel(
         record=record,
         pipeline=pipeline,
@@ -118,12 +150,55 @@ def load_served(record: ModelVersion, pii_policy: Literal["refuse", "drop"]) -> 
         schema=build_schema(config, pipeline, pii_policy),
         classes=classes,
         loaded_at=datetime.now(UTC),
+        fast=fast,
+        fast_reason=reason,
     )
 
 
-def _read_manifest(record: ModelVersion) -> dict[str, Any]:
-    """The run manifest, only if it is the one the registry anchored for this version."""
-    return open_run(record).manifest
+def _fast_path(
+    run: VerifiedRun,
+    record: ModelVersion,
+    config: PipelineConfig,
+    pipeline: Any,
+    is_classifier: bool,
+) -> tuple[FastPredictor | None, str]:
+    """The checked fast path of a version, or None and the reason (logged either way)."""
+    where = f"{record.model_name} v{record.version}"
+    if is_classifier and not hasattr(pipeline, "predict_proba"):
+        reason = "a classifier without predict_proba"
+        logger.warning("%s: the pipeline serves, no fast path: %s", where, reason)
+        return None, reason
+    sample = _reference_sample(run, config)
+    try:
+        fast, reason = build_fast_predictor(
+            pipeline,
+            list(config.features.numeric),
+            list(config.features.categorical),
+            sample,
+            is_classifier,
+        )
+    except Exception as exc:  # the pipeline serves whatever went wrong here
+        fast, reason = None, f"could not be built: {type(exc).__name__}: {exc}"
+    if fast is None:
+        logger.warning("%s: the pipeline serves, no fast path: %s", where, reason)
+    else:
+        rows = 0 if sample is None else len(sample)
+        logger.info("%s: fast path on (parity checked on %d sample rows + edge rows)", where, rows)
+    return fast, reason
+
+
+def _reference_sample(run: VerifiedRun, config: PipelineConfig) -> pd.DataFrame | None:
+    """The first rows of the run's reference sample, verified against the manifest; None when
+    the run has none (edge rows alone are then checked)."""
+    if REFERENCE_DATA not in run.manifest.get("files", {}):
+        return None
+    try:
+        frame = pd.read_parquet(io.BytesIO(run.read(REFERENCE_DATA)))
+    except Exception as exc:
+        logger.warning("reference sample unreadable for the parity check: %s", exc)
+        return None
+    names = [c for c in config.features.all if c in frame.columns]
+    return frame[names].head(PARITY_SAMPLE_ROWS)
 
 
 def _plain(value: Any) -> Any:

@@ -59,6 +59,12 @@ class ServeSettings(BaseSettings):
         description="Longest a batch waits for requests already being read; it never waits "
         "when no other request is in flight.",
     )
+    fast_path: bool = Field(
+        True,
+        description="Answer through the numpy fast path when it reproduces the pipeline "
+        "(checked on the run's reference sample and edge rows whenever a version is loaded; "
+        "else the pipeline serves and the reason is logged). Off: always the pipeline.",
+    )
     max_rows_per_request: int = Field(1000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     pii: Literal["refuse", "drop"] = Field(
