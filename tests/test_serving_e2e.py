@@ -24,13 +24,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from conftest import small_config_dict, write_config
 from serving_support import ServiceProcess, Trained, start_service, train_and_register
 
 from modelcycle.errors import IntegrityError
 from modelcycle.registry import Registry
-from modelcycle.serving import ID_PATTERN, read_feedback, read_predictions
+from modelcycle.serving import ID_PATTERN, compact, read_feedback, read_predictions
 
 MODEL = "gss-income"
 TAMPER = "gss-tamper"
@@ -96,6 +97,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, small_parquet: Path) -> Iter
             "MODELCYCLE_SERVE_POLL_SECONDS": str(POLL_SECONDS),
             "MODELCYCLE_SERVE_MAX_ROWS_PER_REQUEST": str(MAX_ROWS),
             "MODELCYCLE_SERVE_MAX_BODY_BYTES": str(MAX_BODY),
+            # Segments sealed and compacted every second or two: every test below runs with
+            # compaction moving the log under it (checked at the end of the file).
+            "MODELCYCLE_SERVE_LOG_SEGMENT_SECONDS": "1.5",
+            "MODELCYCLE_SERVE_COMPACT_SECONDS": "1",
         },
         ["--workers", "2"],
     )
@@ -230,6 +235,8 @@ def test_model_facts_name_version_lineage_and_input_schema(world: World) -> None
     assert schema["required"] == world.versions["v1"].config.features.all
     assert schema["additionalProperties"] is False
     assert "respondent_id" not in schema["properties"]
+    assert facts["fast_path"] == {"on": True, "reason": "ok"}
+    assert world.metric("modelcycle_serve_fast_path", model=MODEL, version="1") == 1
     assert openapi.status_code == 200
     assert "/v1/models/{name}/versions/{version}/predict" in openapi.json()["paths"]
 
@@ -554,3 +561,23 @@ def test_every_answer_is_in_the_log_exactly_once(world: World) -> None:
         assert len(mine) == len(answered) == mine["id"].nunique()
         assert dict(zip(mine["id"], mine["version"], strict=True)) == answered
     assert world.answered, "no answer was recorded by the tests above"
+
+
+def test_compaction_under_the_service_lost_and_duplicated_nothing(world: World) -> None:
+    """Last in the file: it stops the service. Compaction ran every second under every test
+    above (kills and swaps included); afterwards the Parquet parts, read raw (no
+    de-duplication), hold every acknowledged answer exactly once with its version."""
+    root = world.service.log_root
+    assert list((root / MODEL / "predictions").rglob("part-*.parquet")), "nothing compacted"
+    assert world.metric("modelcycle_serve_log_compacted_total", model=MODEL) > 0
+    world.service.stop()  # seals the open segments
+    for model in (MODEL, TAMPER):
+        report = compact(str(root), model)
+        assert not report.refused and not report.still_open
+        assert not list((root / model / "segments").glob("*.*")), "segments left behind"
+        parts = sorted((root / model / "predictions").rglob("part-*.parquet"))
+        table = pd.concat([pq.read_table(p, columns=["id", "version"]).to_pandas() for p in parts])
+        assert table["id"].is_unique, "a record compacted twice"
+        answered = {i: v for i, (m, v) in world.answered.items() if m == model}
+        found = dict(zip(table["id"], table["version"], strict=True))
+        assert {i: found.get(i) for i in answered} == answered

@@ -134,8 +134,10 @@ class Service:
             durability=settings.durability,
             max_pending=settings.log_max_pending,
             max_batch_wait_ms=settings.log_batch_wait_ms,
+            segment_max_seconds=settings.log_segment_seconds,
         )
         self._poller: asyncio.Task[None] | None = None
+        self._compactor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.log.start()
@@ -144,10 +146,13 @@ class Service:
         if not self.catalog.slots:
             logger.warning("no model to serve: none named and none has a champion yet")
         self._poller = asyncio.get_running_loop().create_task(self._follow())
+        if self.settings.compact_seconds > 0:
+            self._compactor = asyncio.get_running_loop().create_task(self._compact_regularly())
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
+        for task in (self._poller, self._compactor):
+            if task is not None:
+                task.cancel()
         await self.batcher.stop()
         await asyncio.to_thread(self.log.close)
         self.registry.close()
@@ -157,6 +162,29 @@ class Service:
             await asyncio.sleep(self.settings.poll_seconds)
             await asyncio.to_thread(self.catalog.poll)
             self.observe_log()
+
+    async def _compact_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.compact_seconds)
+            await asyncio.to_thread(self.compact_log)
+
+    def compact_log(self) -> None:
+        """Move sealed segments of every served model into Parquet; never raises (a failed
+        compaction leaves its segments in place, and the next one retries them)."""
+        from modelcycle.serving._compact import compact
+
+        for name in list(self.catalog.slots):
+            try:
+                report = compact(self.settings.resolved_log_root, name)
+            except Exception as exc:
+                self.metrics.errors.labels(name, "compaction").inc()
+                logger.error("prediction log: compaction of %s failed: %s", name, exc)
+                continue
+            self.metrics.compacted.labels(name, "predictions").inc(report.predictions)
+            self.metrics.compacted.labels(name, "feedback").inc(report.feedback)
+            for problem in report.refused:
+                self.metrics.errors.labels(name, "compaction").inc()
+                logger.error("prediction log: compaction refused %s", problem)
 
     def observe_log(self) -> None:
         self.metrics.log_pending.set(self.log.pending())

@@ -37,6 +37,7 @@ class Metrics:
     loaded: Any
     reloads: Any
     fast_path: Any
+    compacted: Any
     registry: Any = None  # set when not in multiprocess mode: the registry to render
 
 
@@ -133,6 +134,13 @@ def _instruments(own: Any) -> Metrics:
             ["model", "version"],
             registry=own,
             multiprocess_mode="livemin",
+        ),
+        compacted=Counter(
+            "modelcycle_serve_log_compacted",
+            "Log records moved from sealed segments into Parquet by the service's compaction, "
+            "by model and kind (predictions, feedback).",
+            ["model", "kind"],
+            registry=own,
         ),
         registry=own,
     )

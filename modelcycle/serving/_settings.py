@@ -86,6 +86,19 @@ class ServeSettings(BaseSettings):
         "does not wait (measured: one strict record 0.2 ms at 0 against 3.3-4.0 ms at 2 ms; "
         "eight concurrent submitters 3,000 against 2,300-2,600 records/s).",
     )
+    log_segment_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="A worker seals its open log segment after this long (or 64 MB), so "
+        "compaction can move it to Parquet.",
+    )
+    compact_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How often each worker compacts sealed log segments (its own and those of "
+        "workers that died) into date-partitioned Parquet; one compactor per model at a time "
+        "(a file lock), so workers take turns. 0: never (run `compact` yourself).",
+    )
     log_root: str | None = Field(
         None,
         description="Prediction log folder or fsspec URL; default $MODELCYCLE_HOME/predictions.",
