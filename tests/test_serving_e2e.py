@@ -82,10 +82,18 @@ def world(tmp_path_factory: pytest.TempPathFactory, small_parquet: Path) -> Iter
     raw = small_config_dict(small_parquet)
     config = write_config(home, raw, "income.yaml")
     tamper = write_config(home, {**raw, "name": TAMPER}, "tamper.yaml")
+    # Another version of the same model that predicts other classes (gender, not income):
+    # feedback on its answers is checked against its classes, not the champion's.
+    other = {**raw, "target": "gender", "sensitive_columns": []}
+    other["columns"] = {k: v for k, v in raw["columns"].items() if k != "high_income"}
+    other["model"] = {k: v for k, v in raw["model"].items() if k != "balance"}
+    other["evaluation"] = {**raw["evaluation"], "slices": ["educcat"], "positive_class": "Male"}
+    other_classes = write_config(home, other, "other-classes.yaml")
     versions = {
         "v1": train_and_register(config, registry_url, store, max_iter=20, promote=True),
         "v2": train_and_register(config, registry_url, store, max_iter=40, promote=False),
         "v3": train_and_register(config, registry_url, store, max_iter=60, promote=False),
+        "v4": train_and_register(other_classes, registry_url, store, max_iter=20, promote=False),
         "t1": train_and_register(tamper, registry_url, store, max_iter=20, promote=True),
         "t2": train_and_register(tamper, registry_url, store, max_iter=30, promote=False),
     }
@@ -373,6 +381,36 @@ def test_feedback_recorded_once_and_refused_per_item(world: World) -> None:
         ids[1]: "0",
         ids[2]: "0",
     }
+
+
+def test_feedback_is_checked_against_the_classes_of_the_answering_version(world: World) -> None:
+    pinned = world.versions["v4"]
+    assert pinned.version == 4 and list(pinned.pipeline.classes_) == ["Female", "Male"]
+    with world.service.client() as client:
+        response = client.post(
+            f"/v1/models/{MODEL}/versions/4/predict", json={"rows": _rows(pinned, 3)}
+        )
+        assert response.status_code == 200 and response.json()["version"] == 4, response.text
+        world.remember(response.json())
+        ids = [p["id"] for p in response.json()["predictions"]]
+        champion = _predict(world, {"rows": _rows(world.versions["v1"], 1)}).json()
+        url = f"/v1/models/{MODEL}/feedback"
+        theirs = client.post(url, json=[{"id": ids[0], "label": "Female"}])
+        wrong = client.post(url, json=[{"id": ids[1], "label": 1}])
+        mixed = client.post(
+            url,
+            json=[
+                {"id": ids[2], "label": "Male"},
+                {"id": champion["predictions"][0]["id"], "label": "Male"},
+            ],
+        )
+    assert theirs.status_code == 200 and theirs.json()["recorded"] == 1, theirs.text
+    _refused(world, wrong, 422, "item 0", "['Female', 'Male']", "version 4")
+    assert [i["status"] for i in mixed.json()["items"]] == ["recorded", "refused"]
+    assert "[0, 1]" in mixed.json()["items"][1]["message"]
+    feedback = read_feedback(str(world.service.log_root), MODEL)
+    mine = feedback.loc[feedback["id"].isin(ids)]
+    assert dict(zip(mine["id"], mine["label"], strict=True)) == {ids[0]: "Female", ids[2]: "Male"}
 
 
 # -- the registry moves ---------------------------------------------------------------------

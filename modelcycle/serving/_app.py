@@ -36,7 +36,7 @@ from modelcycle.serving._batcher import MicroBatcher
 from modelcycle.serving._catalog import Catalog
 from modelcycle.serving._ids import ID_PATTERN, IdFactory
 from modelcycle.serving._metrics import Metrics, create_metrics, render_metrics
-from modelcycle.serving._model import ServedModel
+from modelcycle.serving._model import class_named
 from modelcycle.serving._schema import NonFinite, RequestRefused
 from modelcycle.serving._settings import ServeSettings, read_settings
 from modelcycle.settings import get_settings
@@ -274,15 +274,16 @@ class Service:
 
     async def feedback(self, request: Request, name: str) -> Response:
         self.authorise(request)
-        model = self.catalog.champion(name)
+        self.catalog.champion(name)  # 404 for a model not served, 503 before one is loaded
         items = await self.read_json(request)
         checked = _check_feedback_items(items, self.settings.max_rows_per_request)
         ids = sorted({item["id"] for item in checked if "id" in item and "message" not in item})
         known = await asyncio.to_thread(self.log.known_ids, name, ids) if ids else {}
+        classes = await self._answering_classes(name, {int(v["version"]) for v in known.values()})
         now = datetime.now(UTC).isoformat()
         results, records, seen = [], [], {}
         for index, item in enumerate(checked):
-            result = _judge_feedback(index, item, model, known, seen)
+            result = _judge_feedback(index, item, name, known, classes, seen)
             results.append(result)
             if result["status"] == "recorded":
                 records.append(
@@ -313,6 +314,19 @@ class Service:
                 }
             }
         return _json(status, body)
+
+    async def _answering_classes(
+        self, name: str, versions: set[int]
+    ) -> dict[int, tuple[Any, ...] | str | None]:
+        """Version -> its classes (None for a regressor), or why they cannot be read."""
+        found: dict[int, tuple[Any, ...] | str | None] = {}
+        for version in sorted(versions):
+            try:
+                found[version] = await self.catalog.classes_of(name, version)
+            except Exception as exc:
+                logger.error("feedback: classes of %s v%d unreadable: %s", name, version, exc)
+                found[version] = f"version {version}, which answered it, cannot be read"
+        return found
 
     async def _durable(self, submit: Any, records: list[dict[str, Any]], model: str) -> None:
         """Hand records to the log and wait until it says they are durable (or queued)."""
@@ -580,28 +594,35 @@ def _check_feedback_items(items: Any, limit: int) -> list[dict[str, Any]]:
 def _judge_feedback(
     index: int,
     item: dict[str, Any],
-    model: ServedModel,
+    name: str,
     known: dict[str, dict[str, Any]],
+    classes: dict[int, tuple[Any, ...] | str | None],
     seen: dict[str, Any],
 ) -> dict[str, Any]:
+    """One item's fate; its label is checked against the classes of the version that
+    answered that prediction, not the champion's."""
     result: dict[str, Any] = {"index": index, "id": item.get("id")}
     if "message" in item:
         return {**result, "status": "refused", "message": item["message"]}
-    label = _feedback_label(item["label"], model)
-    if label is _INVALID:
-        expected = list(model.classes) if model.classes is not None else "a finite number"
-        return {
-            **result,
-            "status": "refused",
-            "message": f"field 'label': {item['label']!r} is not one of the model's classes "
-            f"{expected}",
-        }
     prediction_id = item["id"]
     if prediction_id not in known:
         return {
             **result,
             "status": "refused",
-            "message": f"field 'id': no prediction {prediction_id} from model {model.name!r}",
+            "message": f"field 'id': no prediction {prediction_id} from model {name!r}",
+        }
+    version = int(known[prediction_id]["version"])
+    answering = classes.get(version)
+    if isinstance(answering, str):
+        return {**result, "status": "refused", "message": f"field 'id': {answering}"}
+    label = _feedback_label(item["label"], answering)
+    if label is _INVALID:
+        expected = list(answering) if answering is not None else "a finite number"
+        return {
+            **result,
+            "status": "refused",
+            "message": f"field 'label': {item['label']!r} is not one of the classes {expected} "
+            f"of version {version}, which answered this prediction",
         }
     earlier = seen.get(prediction_id, known[prediction_id].get("feedback"))
     if earlier is not None:
@@ -620,14 +641,14 @@ def _judge_feedback(
 _INVALID = object()
 
 
-def _feedback_label(value: Any, model: ServedModel) -> Any:
-    if model.classes is None:
+def _feedback_label(value: Any, classes: tuple[Any, ...] | None) -> Any:
+    if classes is None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return _INVALID
         return float(value) if math.isfinite(value) else _INVALID
     if isinstance(value, NonFinite | dict | list) or value is None:
         return _INVALID
-    label = model.label_for(value)
+    label = class_named(classes, value)
     return _INVALID if label is None else label
 
 

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from modelcycle.errors import ModelcycleError
 from modelcycle.registry import ModelVersion, Registry, VersionStatus
@@ -34,6 +34,7 @@ class Slot:
     last_poll_ok: float = field(default_factory=time.monotonic)
     refused: dict[int, str] = field(default_factory=dict)  # version -> sha256 that failed
     pinned: OrderedDict[int, ServedModel] = field(default_factory=OrderedDict)
+    classes: dict[int, tuple[Any, ...] | None] = field(default_factory=dict)  # by version
 
 
 class Catalog:
@@ -101,6 +102,25 @@ class Catalog:
                 while len(slot.pinned) > self.pinned_cache:
                     slot.pinned.popitem(last=False)
             return served
+
+    async def classes_of(self, name: str, version: int) -> tuple[Any, ...] | None:
+        """The classes of the version that answered a prediction (None: a regressor), which
+        is what feedback on it is checked against: the champion may have moved on to a
+        version with other classes. Any registered version counts, retired ones included;
+        one not loaded here is loaded and verified once, and only its classes are kept.
+        Raises ModelcycleError when the version cannot be read."""
+        slot = self._slot(name)
+        for served in (slot.current, *slot.pinned.values()):
+            if served is not None and served.version == version:
+                return served.classes
+        if version not in slot.classes:
+            try:
+                record = await asyncio.to_thread(self.registry.get_version, name, version)
+            finally:
+                self._fresh_connections()
+            served = await asyncio.to_thread(load_served, record, self.pii_policy, False)
+            slot.classes[version] = served.classes
+        return slot.classes[version]
 
     def _load(self, record: ModelVersion) -> ServedModel:
         served = load_served(record, self.pii_policy, self.fast_path)

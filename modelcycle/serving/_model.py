@@ -91,14 +91,7 @@ class ServedModel:
 
     def label_for(self, value: Any) -> Any | None:
         """The class a feedback label names (1, "1" and 1.0 all name class 1), or None."""
-        if self.classes is None:
-            return None
-        for cls in self.classes:
-            if isinstance(value, bool) != isinstance(cls, bool):
-                continue
-            if value == cls or str(value) == str(cls):
-                return cls
-        return None
+        return class_named(self.classes, value)
 
     def lineage(self) -> dict[str, Any]:
         r = self.record
@@ -117,6 +110,18 @@ class ServedModel:
             "metrics": dict(r.metrics),
             "gate_decision": r.gate.get("decision"),
         }
+
+
+def class_named(classes: tuple[Any, ...] | None, value: Any) -> Any | None:
+    """The class of `classes` a label names (1, "1" and 1.0 all name class 1), or None."""
+    if classes is None:
+        return None
+    for cls in classes:
+        if isinstance(value, bool) != isinstance(cls, bool):
+            continue
+        if value == cls or str(value) == str(cls):
+            return cls
+    return None
 
 
 def load_served(
