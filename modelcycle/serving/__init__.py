@@ -1,7 +1,14 @@
 """Serving: the prediction service (the champion behind an HTTP API, a new champion picked up
 without a restart) and its durable prediction log."""
 
-from modelcycle.serving._app import API_VERSION, Service, create_app, decode_json
+from modelcycle.serving._app import (
+    API_VERSION,
+    Service,
+    ServiceApp,
+    create_app,
+    create_service_app,
+    decode_json,
+)
 from modelcycle.serving._auth import ensure_token_file, load_tokens, token_matches
 from modelcycle.serving._batcher import MicroBatcher
 from modelcycle.serving._catalog import Catalog, Slot
@@ -80,6 +87,7 @@ __all__ = [
     "ServeSettings",
     "ServedModel",
     "Service",
+    "ServiceApp",
     "Slot",
     "announce",
     "build_fast_predictor",
@@ -89,6 +97,7 @@ __all__ = [
     "compact",
     "create_app",
     "create_metrics",
+    "create_service_app",
     "decode_json",
     "ensure_token_file",
     "id_millis",
