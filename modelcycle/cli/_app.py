@@ -21,7 +21,7 @@ from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
 from modelcycle.cli._monitor import monitor
 from modelcycle.cli._runlog import reset as reset_run_log
-from modelcycle.cli._serve import serve
+from modelcycle.cli._serve import log_app, serve
 from modelcycle.cli._service import service_app
 from modelcycle.cli._train import train
 from modelcycle.errors import ModelcycleError
@@ -65,6 +65,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(service_app, name="service")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(audit_app, name="audit")
+app.add_typer(log_app, name="log")
 app.command("monitor")(monitor)
 app.command("demo")(demo)
 app.command("train")(train)

@@ -12,7 +12,7 @@ from modelcycle.serving._app import (
 from modelcycle.serving._auth import ensure_token_file, load_tokens, token_matches
 from modelcycle.serving._batcher import MicroBatcher
 from modelcycle.serving._catalog import Catalog, Slot
-from modelcycle.serving._compact import CompactionReport, compact
+from modelcycle.serving._compact import CompactionReport, compact, logged_models
 from modelcycle.serving._fast import (
     PARITY_TOLERANCE,
     FastPredictor,
@@ -104,6 +104,7 @@ __all__ = [
     "learned_categories",
     "load_served",
     "load_tokens",
+    "logged_models",
     "parity_rows",
     "prepare_environment",
     "read_feedback",
