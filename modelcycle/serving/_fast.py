@@ -280,7 +280,7 @@ def build_fast_predictor(
     except Unsupported as exc:
         return None, str(exc)
     probe = parity_rows(pipeline, numeric, categorical, sample)
-    problem = check_parity(fast, pipeline, probe, numeric, is_classifier)
+    problem = check_parity(fast, pipeline, probe, is_classifier)
     if problem:
         return None, problem
     return fast, "ok"
@@ -479,7 +479,9 @@ def parity_rows(
     return pd.concat(parts, ignore_index=True)
 
 
-def _normalise(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]):
+def _normalise(
+    frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> pd.DataFrame:
     """Numbers as float64, categories as text (as the request schema sends them), NaN missing."""
     out = {}
     for n in numeric:
@@ -512,12 +514,10 @@ def check_parity(
     fast: FastPredictor,
     pipeline: Any,
     rows: pd.DataFrame,
-    numeric: Sequence[str],
     is_classifier: bool,
 ) -> str | None:
-    """None when the fast path gives the pipeline's answers on `rows` (in one batch, row by
-    row, and in small batches), else what differed."""
-    del numeric  # the frame is already typed; kept for a symmetric signature
+    """None when the fast path gives the pipeline's answers on `rows` (typed as
+    `parity_rows` types them) in one batch and in batches of 7, else what differed."""
     if is_classifier:
         expected = np.asarray(pipeline.predict_proba(rows), dtype=np.float64)
     else:
