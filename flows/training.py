@@ -11,7 +11,13 @@ from prefect.runtime import flow_run
 from modelcycle.config import ConfigPath, TrainingMode, TrainingOverrides
 from modelcycle.settings import get_settings
 from tasks.approval import request_approval
-from tasks.artifacts import publish_card, publish_report, write_run_folder
+from tasks.artifacts import (
+    confirm_run_folder,
+    publish_card,
+    publish_report,
+    reconcile_run_folders,
+    write_run_folder,
+)
 from tasks.card import render_version_card
 from tasks.data import (
     clean_data,
@@ -153,8 +159,10 @@ def training(
         gate=gate,
         reference_files=reference,
     )
+    reconcile_run_folders(settings.artifact_store, settings.registry_url, config.name)
     folder = write_run_folder(settings.artifact_store, run)
     version = register_version(settings.registry_url, run.registration(folder), gate.passed, actor)
+    confirm_run_folder(settings.artifact_store, folder)
     if gate.approval is not None:
         record_approval(settings.registry_url, version, gate.approval)
     if gate.passed:  # only over the champion the gate judged against (compare and swap)

@@ -12,8 +12,9 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
-from modelcycle.artifacts import ArtifactStore, RunFolder
-from modelcycle.registry import ModelVersion
+from modelcycle.artifacts import ArtifactStore, Reconciliation, RunFolder
+from modelcycle.errors import RegistryError
+from modelcycle.registry import ModelVersion, Registry
 from modelcycle.reports import MODEL_FILE, TrainingRun, metrics_rows
 from modelcycle.utils import json_ready
 from tasks.common import TASK_OPTIONS
@@ -25,9 +26,37 @@ def _csv(frame: pd.DataFrame) -> str:
     return buffer.getvalue()
 
 
+@task(name="reconcile-run-folders", **TASK_OPTIONS)
+def reconcile_run_folders(store_root: str, registry_url: str, model: str) -> Reconciliation:
+    """Settle what killed runs of this model left in the store before adding to it: folders
+    registered but not confirmed become runs, unregistered ones are marked orphaned, staging of
+    dead writers goes."""
+    try:
+        registered = {v.run_id for v in Registry(registry_url).list_versions(model)}
+    except RegistryError:  # no version of this model yet
+        registered = set()
+    found = ArtifactStore(store_root).reconcile(model, registered)
+    logger = get_run_logger()
+    for label, runs in (
+        ("confirmed (registered before a kill)", found.confirmed),
+        ("marked orphaned (no registry row)", found.orphaned),
+        ("removed stale staging", found.removed_staging),
+    ):
+        if runs:
+            logger.warning("Run folders of %s %s: %s", model, label, ", ".join(runs))
+    return found
+
+
+@task(name="confirm-run-folder", **TASK_OPTIONS)
+def confirm_run_folder(store_root: str, folder: RunFolder) -> None:
+    """The version is registered: the folder becomes a listed run."""
+    ArtifactStore(store_root).confirm_registered(folder.model, folder.run_id)
+
+
 @task(name="write-run-folder", **TASK_OPTIONS)
 def write_run_folder(store_root: str, training_run: TrainingRun) -> RunFolder:
-    """All files, then the manifest, then the rename: a crash leaves no complete-looking folder."""
+    """All files, then the manifest, then the rename: a crash leaves no complete-looking folder,
+    and the folder waits for `confirm_run_folder` (after registration) to be listed as a run."""
     contents = training_run.contents()
     store = ArtifactStore(store_root)
     with store.open_run(training_run.model, training_run.run_id) as run:
@@ -56,7 +85,7 @@ def write_run_folder(store_root: str, training_run: TrainingRun) -> RunFolder:
             run.write_figure(f"plots/{name}", figure)
         for name, data in sorted(contents.reference_files.items()):
             run.write_bytes(name, data)
-        folder = run.commit(json_ready(contents.metadata))
+        folder = run.commit(json_ready(contents.metadata), pending_registration=True)
     get_run_logger().info("Run folder written: %s", folder.uri)
     return folder
 

@@ -122,11 +122,12 @@ def small_config_dict(small_parquet: Path) -> dict[str, Any]:
 def live(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     """A real Prefect server with the project deployed and one worker, shared by the session.
 
-    `prefect server start` on a free loopback port with its own home, the process work pool,
+    `prefect server start` on a free loopback port with its own home, secured as
+    `modelcycle service up` secures it, the process work pool with its locked job template,
     the crash automation, `prefect --no-prompt deploy --all` from the repository root, and
     `prefect worker start`. Stopped by process group id at the end of the session.
     """
-    from live_prefect import POOL, live_service
+    from live_prefect import live_service
 
     root = tmp_path_factory.mktemp("live-prefect")
     # On PostgreSQL when .ci/run provides one (as a team would run it), else on SQLite.
@@ -135,7 +136,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         small = request.getfixturevalue("small_parquet")
         service.configs["small"] = write_config(root, small_config_dict(small), "small.yaml")
         service.wait_healthy()
-        service.prefect("work-pool", "create", POOL, "--type", "process")
+        service.create_pool()
         service.start_worker()  # starts while the deployments are created
         service.prefect("automation", "create", "--from-file", "automations/crash-silent-runs.yaml")
         service.prefect("--no-prompt", "deploy", "--all", timeout=300)

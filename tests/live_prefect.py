@@ -4,6 +4,10 @@ Not the test harness: `prefect server start` in its own process (scheduler, even
 UI), deployed with `prefect --no-prompt deploy --all` from the repository root, runs executed by
 `prefect worker start`. Every process is started in its own session and stopped by its process
 group id; every wait has a deadline.
+
+Secured as `modelcycle service up` secures it (the same settings, from `modelcycle.cli`): a
+credential made by the service's own helper, sent by every client; CSRF on; CORS for the UI's
+own origin only.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class LiveService:
     worker: subprocess.Popen[Any] | None = None
     server: subprocess.Popen[Any] | None = None
     database_url: str | None = None  # the server's own database; SQLite in its home if None
+    credential: str = ""  # "user:password", made in `start_server`
 
     @property
     def url(self) -> str:
@@ -87,7 +92,11 @@ class LiveService:
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of every CLI call and the worker: this server, offline, no TTY."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MODELCYCLE_"))}
+        from modelcycle.cli import AUTH_ENV, CLIENT_ENV
+
+        env.update(CLIENT_ENV)
         env.update(
+            {AUTH_ENV: self.credential},
             PREFECT_HOME=str(self.root / "client-home"),
             PREFECT_API_URL=self.api_url,
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -144,11 +153,11 @@ class LiveService:
 
     def start_server(self) -> None:
         """Start `prefect server start`; `wait_healthy` waits for it (other work can go between)."""
-        env = self.env(
-            PREFECT_HOME=str(self.root / "server-home"),
-            PREFECT_SERVER_API_HOST="127.0.0.1",
-            PREFECT_SERVER_API_PORT=str(self.port),
-        )
+        from modelcycle.cli import ensure_credential, server_security_env
+
+        self.credential = ensure_credential(self.root / "service" / "auth-string")
+        env = self.env(PREFECT_HOME=str(self.root / "server-home"))
+        env.update(server_security_env(self.port, self.credential))
         env.pop("PREFECT_API_URL")
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
@@ -171,6 +180,20 @@ class LiveService:
                 return False
 
         wait_for(healthy, timeout, "the Prefect server to answer /api/health")
+
+    def create_pool(self) -> None:
+        """The work pool with the service's locked base job template."""
+        from modelcycle.cli import POOL_TEMPLATE_FILE
+
+        self.prefect(
+            "work-pool",
+            "create",
+            POOL,
+            "--type",
+            "process",
+            "--base-job-template",
+            POOL_TEMPLATE_FILE,
+        )
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen[Any]:
         args = [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--name", name]
@@ -223,10 +246,11 @@ def live_service(root: Path, postgres_url: str | None = None) -> Iterator[LiveSe
 
 
 def client(service: LiveService) -> Any:
-    """A synchronous Prefect client bound to this server, whatever the session's settings."""
+    """A synchronous Prefect client bound to this server with its credential, whatever the
+    session's settings."""
     from prefect.client.orchestration import SyncPrefectClient
 
-    return SyncPrefectClient(service.api_url)
+    return SyncPrefectClient(service.api_url, auth_string=service.credential)
 
 
 def flow_run_id(cli_output: str) -> str:

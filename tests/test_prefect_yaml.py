@@ -5,7 +5,7 @@ Fast (no server): the real-server proof is tests/test_service_e2e.py.
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 from typing import Any
 
 import pytest
@@ -77,93 +77,38 @@ def test_every_deployment_uses_the_aliased_pool_and_the_pull_step() -> None:
     assert all(d["work_pool"] == pool for d in _deployments())
     step = project["pull"][0]["prefect.deployments.steps.set_working_directory"]
     assert step["directory"]
-    assert "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in pool["job_variables"]["env"]
+    # The pool's locked template refuses job variables other than name, labels, stream_output.
+    assert "job_variables" not in pool
+    assert all("job_variables" not in d for d in _deployments())
 
 
-def test_schedules_come_from_the_definitions() -> None:
-    schedules = _project()["definitions"]["schedules"]
-    assert _by_name("retraining")["schedules"] == [schedules["weekly"]]
-    assert _by_name("monitoring")["schedules"] == [schedules["daily"]]
-    assert _by_name("monitoring")["parameters"]["latest_only"] is True
-    for name in ("training", "promotion", "rollback", "retirement"):
-        assert not _by_name(name).get("schedules"), f"{name} is manual"
+POOL_TEMPLATE = REPO / "work-pools" / "modelcycle-process.json"
 
 
-def test_weekly_and_daily_crons_parse_as_documented() -> None:
-    from prefect.client.schemas.schedules import CronSchedule
+def test_pool_template_fixes_command_env_and_working_dir() -> None:
+    template = json.loads(POOL_TEMPLATE.read_text())
+    variables = template["variables"]
+    assert variables["additionalProperties"] is False
+    assert set(variables["properties"]) == {"name", "labels", "stream_output"}
+    config = template["job_configuration"]
+    # No fixed `env` mapping either: Prefect merges an `env` override into one.
+    assert set(config) == {"name", "labels", "stream_output"}
 
-    schedules = _project()["definitions"]["schedules"]
-    weekly = CronSchedule(cron=schedules["weekly"]["cron"], timezone="UTC")
-    daily = CronSchedule(cron=schedules["daily"]["cron"], timezone="UTC")
-    assert weekly.cron.split()[4] != "*" and daily.cron.split()[2:] == ["*", "*", "*"]
 
+def test_a_command_job_variable_does_not_reach_the_process_worker() -> None:
+    """Even if a server accepted them, Prefect's process worker would not see the overrides
+    (the server refusing them is tested against a real one in tests/test_service_e2e.py)."""
+    import asyncio
 
-def test_drift_trigger_maps_the_event_payload_to_training_parameters(monkeypatch) -> None:
-    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
-    from prefect.flows import load_flow_from_entrypoint
+    from prefect.workers.process import ProcessJobConfiguration
 
-    retraining = _by_name("retraining")
-    (raw,) = retraining["triggers"]
-    trigger = DeploymentEventTrigger.model_validate(raw)
-    assert trigger.expect == {DRIFT_EVENT}
-    assert trigger.match.root["prefect.resource.id"] == "modelcycle.model.*"
-    assert trigger.parameters["config_path"] == "{{ event.payload.config_path }}"
-    assert trigger.parameters["mode"] == "{{ event.payload.retrain_mode }}"
-
-    # What the server renders for an event in the documented shape must pass the flow's schema.
-    monkeypatch.chdir(REPO)
-    flow = load_flow_from_entrypoint(retraining["entrypoint"])
-    payload = {"config_path": "configs/demo.yaml", "retrain_mode": "fine_tune"}
-    rendered = {
-        key: value.replace("{{ event.payload.config_path }}", payload["config_path"])
-        .replace("{{ event.payload.retrain_mode }}", payload["retrain_mode"])
-        .replace("{{ event.payload.model_name }}", "gss-income")
-        for key, value in trigger.parameters.items()
+    template = json.loads(POOL_TEMPLATE.read_text())
+    overrides = {
+        "command": "touch /tmp/pwned",
+        "env": {"LD_PRELOAD": "/tmp/x.so"},
+        "working_dir": "/tmp",
     }
-    assert str(flow.validate_parameters(rendered)["mode"]) == "fine_tune"
-
-
-def test_the_crash_automation_file_is_a_valid_automation() -> None:
-    from prefect.events.schemas.automations import AutomationCore
-
-    raw = yaml.safe_load((REPO / "automations" / "crash-silent-runs.yaml").read_text())
-    automation = AutomationCore.model_validate(raw)
-    assert automation.trigger.posture == "Proactive"
-    assert automation.actions[0].type == "change-flow-run-state"
-
-
-def test_missing_config_path_is_refused_by_parameter_validation(tmp_path: Path) -> None:
-    from prefect.exceptions import ParameterTypeError
-
-    from flows.training import training
-
-    with pytest.raises(ParameterTypeError, match=r"config_path.*not found"):
-        training.validate_parameters({"config_path": str(tmp_path / "nope.yaml")})
-
-
-def test_the_drift_trigger_listens_for_the_event_monitoring_emits() -> None:
-    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
-
-    from modelcycle.monitoring import DRIFT_EVENT as EMITTED
-
-    (raw,) = _by_name("retraining")["triggers"]
-    assert DeploymentEventTrigger.model_validate(raw).expect == {EMITTED}
-    assert EMITTED == DRIFT_EVENT  # a published name: renaming it disconnects deployed triggers
-
-
-@pytest.mark.parametrize(
-    ("name", "demo_values"),
-    [("training", {"config_path"}), ("monitoring", {"model_name", "window"})],
-)
-def test_generic_flows_take_the_demo_values_from_the_deployments(
-    name: str, demo_values: set[str]
-) -> None:
-    from prefect.flows import load_flow_from_entrypoint
-
-    from flows._deployment import deployment_parameters
-
-    deployment = _by_name(name)
-    flow = load_flow_from_entrypoint(deployment["entrypoint"])
-    assert demo_values <= set(flow.parameters.required or [])
-    assert demo_values <= set(deployment["parameters"])
-    assert deployment_parameters(name) == deployment["parameters"]  # what `python -m` runs
+    config = asyncio.run(ProcessJobConfiguration.from_template_and_values(template, overrides))
+    assert config.command is None  # the worker falls back to `python -m prefect.engine`
+    assert config.env == {}  # the worker's own environment, nothing from the run
+    assert config.working_dir is None

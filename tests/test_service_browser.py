@@ -1,7 +1,9 @@
-"""The Prefect UI in a real browser: a custom run from the deployment form, an approval form.
+"""The Prefect UI in a real browser: the login, a custom run from the deployment form, an
+approval form.
 
 Debian's Chromium (`/usr/bin/chromium`, installed by .ci/run) driven by Playwright for Python,
-headless, against the same real server as tests/test_service_e2e.py (fixture `live`).
+headless, against the same real, secured server as tests/test_service_e2e.py (fixture `live`):
+every page logs in through the UI's login form first.
 Screenshots of every step go to tests/output/browser/ (ignored by git).
 """
 
@@ -56,14 +58,41 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+def page(browser: Any, live: LiveService, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser context, logged in through the UI's form with the service credential."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()
     try:
+        _log_in(page, live, live.credential)
         yield page
     finally:
         page.screenshot(path=SHOTS / f"{request.node.name}-last.png", full_page=True)
+        context.close()
+
+
+def _log_in(page: Any, live: LiveService, credential: str) -> None:
+    page.goto(f"{live.url}/dashboard")
+    page.wait_for_url("**/login**")  # the secured server sends a stranger to its login form
+    page.locator("input[type=password]").fill(credential)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_url("**/dashboard**")
+
+
+def test_the_ui_refuses_a_wrong_credential(browser: Any, live: LiveService) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        page.goto(f"{live.url}/deployments")
+        page.wait_for_url("**/login**")
+        page.locator("input[type=password]").fill("modelcycle:wrong")
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_timeout(3000)
+        _shot(page, "0-login-refused")
+        assert "/login" in page.url
+        assert page.locator("input[type=password]").is_visible()
+    finally:
         context.close()
 
 

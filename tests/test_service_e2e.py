@@ -373,7 +373,11 @@ def test_service_wrapper_prints_prefect_commands_and_is_idempotent(
     assert up.returncode == 0, up.stdout + up.stderr
     assert f"a Prefect server already answers at {live.api_url}" in up.stdout
     assert "+ PREFECT_API_URL=" in up.stdout and "prefect --no-prompt deploy --all" in up.stdout
-    assert "work-pool create" not in up.stdout  # it exists: inspected, not created again
+    # The credential came from the environment: shown by name, never by value.
+    assert 'PREFECT_API_AUTH_STRING="$PREFECT_API_AUTH_STRING"' in up.stdout
+    assert live.credential.split(":", 1)[1] not in up.stdout + up.stderr
+    assert "work-pool create" not in up.stdout  # it exists: its template is locked again
+    assert "work-pool update modelcycle-process --base-job-template" in up.stdout
     assert "automation create" not in up.stdout
     assert "prefect worker start --pool modelcycle-process" in up.stdout
     pid = int((tmp_path / "home" / "service" / "worker.pid").read_text())
@@ -386,6 +390,7 @@ def test_service_wrapper_prints_prefect_commands_and_is_idempotent(
 
     status = modelcycle("status")
     assert status.returncode == 0 and "healthy" in status.stdout
+    assert "anonymous requests: refused (HTTP 401)" in status.stdout
     down = modelcycle("down")
     assert down.returncode == 0, down.stderr
     assert "server: not running" in down.stdout  # not ours: left alone
@@ -433,3 +438,81 @@ def test_killed_run_is_marked_crashed_and_a_rerun_succeeds(
     wait_for_state(live, rerun_id, {"COMPLETED"}, timeout=240)
     assert _version_of_run(live, rerun_id) is not None
     assert store.verify(MODEL, rerun_id) == []
+
+
+# --- the service is secured: credential, CORS, CSRF, a pool that runs only the flow ----------
+
+
+def test_requests_without_the_credential_are_refused(live: LiveService) -> None:
+    import httpx
+
+    from modelcycle.cli import basic_auth_header
+
+    deployment = _deployment(live, "training/training")
+    before = len(_runs_of(live, "training/training"))
+    create = f"{live.api_url}/deployments/{deployment.id}/create_flow_run"
+    wrong = basic_auth_header("modelcycle:not-the-password")
+    with httpx.Client(timeout=10) as http:
+        assert http.get(f"{live.api_url}/health").status_code == 200  # probes stay open
+        assert http.get(f"{live.api_url}/admin/version").status_code == 401
+        assert http.get(f"{live.api_url}/admin/version", headers=wrong).status_code == 401
+        # What the issue's probe did: create a run anonymously. Refused before any handler
+        # (CSRF answers first for POST: 403), and with a wrong credential.
+        for headers in ({}, wrong):
+            refused = http.post(create, json={}, headers=headers)
+            assert refused.status_code in {401, 403}, refused.text
+    assert len(_runs_of(live, "training/training")) == before
+
+
+def test_cross_origin_preflight_is_not_allowed_from_another_origin(live: LiveService) -> None:
+    import httpx
+
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(
+            f"{live.api_url}/flow_runs/filter",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+            timeout=10,
+        )
+
+    foreign = preflight("http://attacker.example")
+    assert foreign.status_code >= 400
+    assert foreign.headers.get("access-control-allow-origin") in {None, ""}
+    own = preflight(live.url)  # the UI's own origin
+    assert own.status_code == 200
+    assert own.headers["access-control-allow-origin"] == live.url
+
+
+@pytest.mark.parametrize(
+    "job_variables",
+    [
+        {"command": "touch {marker}"},
+        {"env": {"PYTHONSTARTUP": "{marker}", "LD_PRELOAD": "{marker}"}},
+        {"working_dir": "{folder}"},
+    ],
+    ids=["command", "env", "working_dir"],
+)
+def test_a_run_cannot_choose_what_the_worker_executes(
+    live: LiveService, tmp_path: Path, job_variables: dict[str, Any]
+) -> None:
+    """An authenticated user still cannot make the worker run another command."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    marker = tmp_path / "pwned"
+    rendered = json.loads(
+        json.dumps(job_variables)
+        .replace("{marker}", str(marker))
+        .replace("{folder}", str(tmp_path))
+    )
+    deployment = _deployment(live, "training/training")
+    before = len(_runs_of(live, "training/training"))
+    with client(live) as api, pytest.raises(PrefectHTTPStatusError) as refused:
+        api.create_flow_run_from_deployment(deployment.id, job_variables=rendered)
+    assert refused.value.response.status_code == 422
+    (name,) = job_variables
+    assert f"'{name}' was unexpected" in refused.value.response.text
+    assert len(_runs_of(live, "training/training")) == before
+    assert not marker.exists()

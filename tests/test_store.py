@@ -6,6 +6,10 @@ import hashlib
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +17,15 @@ from pathlib import Path
 import fsspec
 import pandas as pd
 import pytest
+from conftest import REPO
 
-from modelcycle.artifacts import MANIFEST_FORMAT, ArtifactStore, RunWriter, sha256_bytes
+from modelcycle.artifacts import (
+    MANIFEST_FORMAT,
+    PENDING_NAME,
+    ArtifactStore,
+    RunWriter,
+    sha256_bytes,
+)
 from modelcycle.errors import ArtifactStoreError, IntegrityError
 
 
@@ -435,3 +446,116 @@ def test_list_runs_of_unknown_model_is_empty(store: ArtifactStore) -> None:
     assert store.list_runs("nobody") == []
     with pytest.raises(ArtifactStoreError, match="no such file"):
         store.read_bytes("nobody", "r", "a.txt")
+
+
+# --- registration marker and reconciliation (crash windows) ---------------------------------
+
+HOUR = 3600.0
+
+
+def _commit_pending(store: ArtifactStore, run_id: str, model: str = "m") -> None:
+    with store.open_run(model, run_id) as writer:
+        writer.write_text("a.txt", run_id)
+        writer.commit({}, pending_registration=True)
+
+
+def test_pending_folder_is_not_a_run_until_confirmed(store: ArtifactStore) -> None:
+    _commit_pending(store, "r")
+    # Complete and intact, but killed before its registry row: not listed.
+    assert store.list_runs("m") == []
+    assert store.unconfirmed_runs("m")["r"]["state"] == "pending"
+    assert store.verify("m", "r") == []
+    assert "a.txt" in store.read_manifest("m", "r")["files"]
+    assert PENDING_NAME not in store.read_manifest("m", "r")["files"]
+
+    store.confirm_registered("m", "r")
+    store.confirm_registered("m", "r")  # idempotent
+    assert store.list_runs("m") == ["r"]
+    assert store.unconfirmed_runs("m") == {}
+    assert not store.fs.exists(store._run_path("m", "r") + "/" + PENDING_NAME)
+    with pytest.raises(ArtifactStoreError, match="never committed"):
+        store.confirm_registered("m", "never")
+
+
+def test_the_marker_name_is_the_store_s_own(store: ArtifactStore) -> None:
+    with store.open_run("m", "r") as writer:
+        with pytest.raises(ArtifactStoreError, match="written by commit"):
+            writer.write_text(PENDING_NAME, "{}")
+        writer.abort()
+
+
+def test_reconcile_confirms_registered_and_marks_old_unregistered(store: ArtifactStore) -> None:
+    for run_id in ("registered", "unregistered"):
+        _commit_pending(store, run_id)
+
+    now = store.reconcile("m", {"registered"})
+    assert now.confirmed == ("registered",) and now.orphaned == ()
+    assert store.list_runs("m") == ["registered"]
+    # Fresh: its process may still be about to register it.
+    assert store.unconfirmed_runs("m")["unregistered"]["state"] == "pending"
+
+    later = store.reconcile("m", {"registered"}, now=time.time() + 2 * HOUR)
+    assert later.orphaned == ("unregistered",)
+    marker = store.unconfirmed_runs("m")["unregistered"]
+    assert marker["state"] == "orphaned" and "orphaned_at" in marker
+    assert store.list_runs("m") == ["registered"]
+    assert store.reconcile("m", {"registered"}, now=time.time() + 3 * HOUR).orphaned == ()
+    # Its files are kept: another registry sharing the store may know it after all.
+    assert store.verify("m", "unregistered") == []
+    assert store.reconcile("m", {"registered", "unregistered"}).confirmed == ("unregistered",)
+    assert store.list_runs("m") == ["registered", "unregistered"]
+
+
+def test_stale_staging_of_dead_writers_goes_live_and_fresh_stay(
+    local_store: ArtifactStore,
+) -> None:
+    dead = local_store.open_run("m", "dead")
+    dead.write_text("a.txt", "half")
+    dead._release()  # what the kernel does to the lock when the process dies
+    live = local_store.open_run("m", "live")
+    live.write_text("a.txt", "writing")
+
+    assert local_store.remove_stale_staging("m") == []  # both fresh
+    later = time.time() + 2 * HOUR
+    (removed,) = local_store.remove_stale_staging("m", now=later)
+    assert removed.startswith(".staging-dead-")
+    # The live writer's staging is as old, but its lock says it is alive; it still commits.
+    assert [p for p in _all_paths(local_store, "m") if ".staging-live-" in p]
+    live.commit({})
+    assert local_store.list_runs("m") == ["live"]
+
+
+def test_object_store_staging_is_judged_by_age(memory_store: ArtifactStore) -> None:
+    killed = memory_store.open_run("m", "killed")
+    killed.write_text("a.txt", "half")
+    assert memory_store.remove_stale_staging("m") == []
+    assert len(memory_store.remove_stale_staging("m", now=time.time() + 2 * HOUR)) == 1
+    assert _all_paths(memory_store, "m") == []
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from modelcycle.artifacts import ArtifactStore
+writer = ArtifactStore(sys.argv[1]).open_run("m", "killed")
+writer.write_text("a.txt", "half")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_next_run_removes_the_staging_of_a_killed_writer(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(root)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    (staging,) = (root / "m").glob(".staging-killed-*")
+    # The next writer of the model sweeps it once it is old enough (here: at once).
+    store = ArtifactStore(str(root), stale_after=0.0)
+    with store.open_run("m", "next") as writer:
+        writer.write_text("a.txt", "whole")
+        writer.commit({})
+    assert not staging.exists()
+    assert store.list_runs("m") == ["next"]

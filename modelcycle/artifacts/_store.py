@@ -4,11 +4,20 @@ A run writes into a hidden staging folder and only becomes visible under its fin
 name once every file is written and `manifest.json` (written last) lists their
 SHA-256 and sizes. A crash at any point leaves at most a staging folder or, on
 object stores, a folder without a manifest; neither is ever listed as a run.
+
+A run that must also be registered commits with a `pending-registration.json` marker and is
+listed only once the registry's row exists and `confirm_registered` removed the marker, so a
+kill between the two never leaves a complete-looking folder without its registry row. The next
+run reconciles: it confirms folders whose row exists, marks the others orphaned (kept, never
+listed: the registry it was checked against may not be the only one using this store), and
+removes staging folders of killed writers once they are older than `stale_after` and, locally,
+no live writer holds their lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -16,8 +25,9 @@ import logging
 import os
 import posixpath
 import re
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +40,11 @@ from fsspec.core import url_to_fs
 from modelcycle.artifacts._model_io import sha256_bytes
 from modelcycle.errors import ArtifactStoreError, IntegrityError
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: staging is judged by age alone
+    fcntl = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
@@ -39,6 +54,10 @@ logger = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "modelcycle-run/1"
 STAGING_PREFIX = ".staging-"
+PENDING_NAME = "pending-registration.json"
+# A staging folder or an unregistered run folder this old belongs to a dead run: a live writer
+# adds files every few seconds, and a run registers within milliseconds of committing.
+STALE_AFTER_SECONDS = 3600.0
 RESERVED_KEYS = frozenset({"format", "model", "run_id", "created_at", "files"})
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
@@ -73,8 +92,8 @@ def _check_name(name: str) -> str:
                 f"file name {name!r} is not safe: use '/'-separated parts made of letters, "
                 "digits, '-', '_' and '.', with no empty, '.' or '..' part"
             )
-    if name == MANIFEST_NAME:
-        raise ArtifactStoreError(f"{MANIFEST_NAME!r} is written by commit(), not by the caller")
+    if name in {MANIFEST_NAME, PENDING_NAME}:
+        raise ArtifactStoreError(f"{name!r} is written by commit(), not by the caller")
     return name
 
 
@@ -105,11 +124,26 @@ class RunFolder:
     manifest_sha256: str = ""
 
 
+@dataclass(frozen=True)
+class Reconciliation:
+    """What one pass over a model's folder found and did."""
+
+    confirmed: tuple[str, ...] = ()  # registered while their marker was left behind: now listed
+    orphaned: tuple[str, ...] = ()  # committed, no registry row after `stale_after`: marked
+    removed_staging: tuple[str, ...] = ()  # staging folders of dead writers: removed
+
+
 class ArtifactStore:
     """Run folders under `root`, a local path or any fsspec URL (`memory://`, `s3://`, ...)."""
 
-    def __init__(self, root: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        storage_options: Mapping[str, Any] | None = None,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> None:
         self.root = str(root)
+        self.stale_after = stale_after
         self.storage_options = dict(storage_options or {})
         fs, path = url_to_fs(self.root, **self.storage_options)
         self.fs: fsspec.AbstractFileSystem = fs
@@ -157,6 +191,7 @@ class ArtifactStore:
             raise ArtifactStoreError(
                 f"run folder {self._uri(final)} already exists; run ids are never reused"
             )
+        self.remove_stale_staging(model)
         # A per-writer token keeps two writers (or a retry after a hard kill) from
         # sharing one staging folder.
         staging_name = f"{STAGING_PREFIX}{run_id}-{uuid.uuid4().hex[:12]}"
@@ -166,7 +201,20 @@ class ArtifactStore:
     # -- reading ---------------------------------------------------------------
 
     def list_runs(self, model: str) -> list[str]:
-        """Committed runs only: a folder without a manifest or in staging is not a run."""
+        """Committed runs only: a folder without a manifest, in staging, or still waiting for
+        its registry row is not a run."""
+        return sorted(r for r in self._committed(model) if not self._has_marker(model, r))
+
+    def unconfirmed_runs(self, model: str) -> dict[str, dict[str, Any]]:
+        """Committed folders still carrying their registration marker, with what it says."""
+        found = {}
+        for run_id in self._committed(model):
+            marker = self._read_marker(model, run_id)
+            if marker is not None:
+                found[run_id] = marker
+        return found
+
+    def _committed(self, model: str) -> list[str]:
         model_path = self._model_path(model)
         if not self.fs.isdir(model_path):
             return []
@@ -177,7 +225,111 @@ class ArtifactStore:
                 continue
             if self.fs.isfile(posixpath.join(model_path, name, MANIFEST_NAME)):
                 runs.append(name)
-        return sorted(runs)
+        return runs
+
+    def _marker_path(self, model: str, run_id: str) -> str:
+        return posixpath.join(self._run_path(model, run_id), PENDING_NAME)
+
+    def _has_marker(self, model: str, run_id: str) -> bool:
+        return bool(self.fs.isfile(self._marker_path(model, run_id)))
+
+    def _read_marker(self, model: str, run_id: str) -> dict[str, Any] | None:
+        try:
+            raw = self.fs.cat_file(self._marker_path(model, run_id))
+        except FileNotFoundError:
+            return None
+        try:
+            marker = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            marker = None
+        # An unreadable marker still means "not confirmed": it is reported, never trusted.
+        return marker if isinstance(marker, dict) else {"state": "unreadable"}
+
+    # -- registration and reconciliation ----------------------------------------
+
+    def confirm_registered(self, model: str, run_id: str) -> None:
+        """The registry holds this run's row: remove the marker, so the folder is a run.
+
+        Idempotent; refused for a folder that was never committed.
+        """
+        self.read_manifest(model, run_id)
+        path = self._marker_path(model, run_id)
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+        if self.is_local:
+            _fsync_dir(self._run_path(model, run_id))
+
+    def reconcile(
+        self, model: str, registered: Collection[str], now: float | None = None
+    ) -> Reconciliation:
+        """Settle what killed runs left: confirm folders whose run id is `registered`, mark
+        unregistered ones orphaned once their marker is older than `stale_after`, and remove
+        stale staging. Never deletes a committed folder: a store can outlive or be shared by
+        more than one registry, and a folder is cheap next to a model nobody can trace."""
+        now = time.time() if now is None else now
+        confirmed, orphaned = [], []
+        for run_id, marker in sorted(self.unconfirmed_runs(model).items()):
+            if run_id in registered:
+                self.confirm_registered(model, run_id)
+                confirmed.append(run_id)
+            elif marker.get("state") == "pending" and self._marker_age(model, run_id, now) > (
+                self.stale_after
+            ):
+                self._mark_orphaned(model, run_id, marker, now)
+                orphaned.append(run_id)
+        removed = self.remove_stale_staging(model, now)
+        return Reconciliation(tuple(confirmed), tuple(orphaned), tuple(removed))
+
+    def _marker_age(self, model: str, run_id: str, now: float) -> float:
+        """Seconds since the marker was written; unknown counts as new (never stale)."""
+        try:
+            changed = _timestamp(self.fs.info(self._marker_path(model, run_id)))
+        except FileNotFoundError:
+            return 0.0
+        return 0.0 if changed is None else now - changed
+
+    def _mark_orphaned(self, model: str, run_id: str, marker: dict[str, Any], now: float) -> None:
+        updated = {
+            **marker,
+            "state": "orphaned",
+            "orphaned_at": datetime.fromtimestamp(now, UTC).isoformat(),
+            "note": "no registry row for this run was found after the process that committed "
+            "it ended; it is not a model version and is never listed as a run",
+        }
+        _replace_file(self.fs, self.is_local, self._marker_path(model, run_id), updated)
+        logger.warning(
+            "run folder %s has no registry row: marked orphaned", self.run_uri(model, run_id)
+        )
+
+    def remove_stale_staging(self, model: str, now: float | None = None) -> list[str]:
+        """Remove staging folders of dead writers: older than `stale_after` (newest file) and,
+        on a local store, not locked by a live writer. Best effort: another run may be removing
+        the same folder."""
+        model_path = self._model_path(model)
+        if not self.fs.isdir(model_path):
+            return []
+        now = time.time() if now is None else now
+        removed = []
+        for entry in self.fs.ls(model_path, detail=True):
+            path = entry["name"].rstrip("/")
+            name = posixpath.basename(path)
+            if entry["type"] != "directory" or not name.startswith(STAGING_PREFIX):
+                continue
+            newest = _newest_change(self.fs, path)
+            if newest is None or now - newest <= self.stale_after:
+                continue
+            if self.is_local and _held_by_live_writer(path):
+                continue
+            try:
+                self.fs.rm(path, recursive=True)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                logger.warning("stale staging %s not removed: %s", path, exc)
+                continue
+            logger.info("removed staging folder of a dead run: %s", path)
+            removed.append(name)
+        return removed
 
     def read_manifest(
         self, model: str, run_id: str, expected_sha256: str | None = None
@@ -236,7 +388,7 @@ class ArtifactStore:
             problem = _difference(expected, *_hash_file(self.fs, actual[name]))
             if problem is not None:
                 problems.append(f"{name}: {problem}")
-        for name in sorted(set(actual) - set(manifest["files"]) - {MANIFEST_NAME}):
+        for name in sorted(set(actual) - set(manifest["files"]) - {MANIFEST_NAME, PENDING_NAME}):
             problems.append(f"{name}: present but not listed in the manifest")
         return problems
 
@@ -310,6 +462,9 @@ class RunWriter:
         self._state = "open"
         self._manifest_sha256 = ""
         store.fs.makedirs(staging, exist_ok=True)
+        # Locally, a lock on the staging folder tells a sweeping run that this writer is alive
+        # (the kernel drops it when the process dies, however it dies).
+        self._lock = _lock_folder(staging) if store.is_local else None
 
     def __repr__(self) -> str:
         return f"RunWriter({self.model!r}, {self.run_id!r}, state={self._state!r})"
@@ -410,21 +565,29 @@ class RunWriter:
 
     # -- finishing -------------------------------------------------------------
 
-    def commit(self, metadata: Mapping[str, Any] | None = None) -> RunFolder:
+    def commit(
+        self, metadata: Mapping[str, Any] | None = None, *, pending_registration: bool = False
+    ) -> RunFolder:
         """Hash what is actually in staging, write the manifest last, then publish.
 
         On any failure the staging folder is removed and the error raised; the final
-        folder is either complete with its manifest or was never created by us.
+        folder is either complete with its manifest or was never created by us. With
+        `pending_registration` the folder is published with a marker (outside the manifest)
+        and is not listed as a run until `ArtifactStore.confirm_registered`.
         """
         if self._state != "open":
             raise ArtifactStoreError(f"run {self.model}/{self.run_id} is already {self._state}")
         try:
             manifest = self._build_manifest(dict(metadata or {}))
             self._write_manifest(manifest)
+            if pending_registration:
+                self._write_marker(manifest["created_at"])
             self._publish()
         except BaseException as exc:
             self._abort_keeping(exc)
             raise
+        finally:
+            self._release()
         self._state = "committed"
         if self.store.fs.exists(self._staging):  # object stores copy, so staging remains
             try:
@@ -442,6 +605,23 @@ class RunWriter:
         self._state = "aborted"
         if self.store.fs.exists(self._staging):
             self.store.fs.rm(self._staging, recursive=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _write_marker(self, committed_at: str) -> None:
+        marker = {
+            "model": self.model,
+            "run_id": self.run_id,
+            "state": "pending",
+            "committed_at": committed_at,
+            "note": "committed, waiting for its registry row; not a run until confirmed",
+        }
+        path = posixpath.join(self._staging, PENDING_NAME)
+        _replace_file(self.store.fs, self.store.is_local, path, marker)
 
     def _abort_keeping(self, exc: BaseException) -> None:
         """Clean up after `exc` without hiding it behind a cleanup error."""
@@ -504,6 +684,73 @@ class RunWriter:
             _fsync_dir(posixpath.dirname(self._final))
         else:
             _copy_manifest_last(fs, self._staging, self._final)
+
+
+def _replace_file(
+    fs: fsspec.AbstractFileSystem, is_local: bool, path: str, obj: dict[str, Any]
+) -> None:
+    """A small JSON file written whole: locally through a rename, so no reader sees half."""
+    data = _dump_json(obj, path)
+    if not is_local:
+        fs.pipe_file(path, data)
+        return
+    temporary = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(temporary, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _lock_folder(path: str) -> int | None:
+    """An exclusive lock held on the folder's descriptor for as long as the writer lives."""
+    if fcntl is None:
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a filesystem without locks: the folder is judged by its age alone
+        os.close(fd)
+        return None
+    return fd
+
+
+def _held_by_live_writer(path: str) -> bool:
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
+    finally:
+        os.close(fd)  # closing drops our own lock, if we got it
+    return False
+
+
+def _timestamp(info: Mapping[str, Any]) -> float | None:
+    """Last change of one entry as fsspec reports it (the key differs per filesystem)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def _newest_change(fs: fsspec.AbstractFileSystem, folder: str) -> float | None:
+    """The newest change anywhere in `folder`; None when the filesystem gives no times."""
+    try:
+        entries = fs.find(folder, detail=True, withdirs=True)
+        entries.setdefault(folder, fs.info(folder))
+    except FileNotFoundError:
+        return None
+    times = [t for t in (_timestamp(info) for info in entries.values()) if t is not None]
+    return max(times) if times else None
 
 
 def _list_files(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, str]:

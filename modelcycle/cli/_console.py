@@ -191,39 +191,31 @@ def check_configured_server() -> None:
 @contextmanager
 def embedded_server_settings() -> Iterator[None]:
     """How a flow runs from the command line: Prefect's console output without traceback walls
-    (kept for the log file and --verbose), and, on a temporary server, without heartbeats.
-
-    Heartbeats let a real server mark dead runs as crashed; a temporary server dies with this
-    process, so they only cost a thread join of up to 1 s per run (measured).
+    (kept for the log file and --verbose), and, without a configured server, on this process's
+    temporary server (`_runtime.temporary_server`: it dies with this process and marks what it
+    left unfinished Crashed). Heartbeats let a real server mark dead runs as crashed; the
+    temporary server does that itself, so they would only cost a thread join of up to 1 s per
+    run (measured).
     """
     from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         temporary_settings,
     )
 
+    from modelcycle.cli._runtime import temporary_server
+
     with prefect_console(show_tracebacks=verbose()):
         if PREFECT_API_URL.value():
             yield
             return
-        with (
-            temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
-            _temporary_server_quiet(not verbose()),
+        server = temporary_server()
+        with temporary_settings(
+            {
+                PREFECT_API_URL: server.api_url,
+                PREFECT_API_AUTH_STRING: server.auth_string,
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+            }
         ):
             yield
-
-
-@contextmanager
-def _temporary_server_quiet(quiet: bool) -> Iterator[None]:
-    """The temporary server is a subprocess writing to this terminal; stopped while it still
-    flushes events, it logged two more tracebacks after the command's error line (seen on a
-    busy machine). Its own errors reach the flow as failed API calls, so they are not lost."""
-    key = "PREFECT_SERVER_LOGGING_LEVEL"
-    if not quiet or key in os.environ:
-        yield
-        return
-    os.environ[key] = "CRITICAL"  # read by the server subprocess when it starts
-    try:
-        yield
-    finally:
-        os.environ.pop(key, None)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelcycle.cli._console import console, fail
+from modelcycle.cli._console import console, fail, styled
 from modelcycle.errors import ModelcycleError
 from modelcycle.settings import DEFAULT_PORT
 
@@ -78,16 +78,37 @@ def service_up(
 
 @service_app.command("status")
 def service_status(port: PortOption = DEFAULT_PORT) -> None:
-    """Is the server (PREFECT_API_URL, or the local one on PORT) answering; are ours running?"""
-    from modelcycle.cli._server import PROCESSES, check_server, recorded_pid
+    """Is the server (PREFECT_API_URL, or the local one on PORT) answering and accepting our
+    credential, does it refuse anonymous requests; are ours running?"""
+    from modelcycle.cli._server import (
+        AUTH_ENV,
+        PROCESSES,
+        check_access,
+        check_server,
+        read_credential,
+        recorded_pid,
+    )
 
     service = _service(port)
     api_url = os.environ.get("PREFECT_API_URL") or service.api_url
     try:
         check_server(api_url)
+        credential = os.environ.get(AUTH_ENV) or read_credential(service.credential_file)
+        locked = check_access(api_url, credential)
     except ModelcycleError as exc:
         fail(str(exc))
     console.print(f"Prefect server at {api_url}: healthy", highlight=False)
+    if locked:
+        console.print("anonymous requests: refused (HTTP 401)", highlight=False)
+    else:
+        console.print(
+            styled(
+                ("warning:", "bold red"),
+                " it answers requests without a credential: anyone who can "
+                "reach it can run flows on its workers",
+            ),
+            highlight=False,
+        )
     for name in reversed(PROCESSES):
         pid = recorded_pid(service, name)
         console.print(f"{name} started here: {f'pid {pid}' if pid else 'not running'}")
