@@ -35,6 +35,7 @@ from tasks.evaluation import (
     predict_holdout,
     score_champion,
 )
+from tasks.experiment import start_shadow
 from tasks.gate import (
     assess_fairness,
     assess_robustness,
@@ -165,7 +166,9 @@ def training(
     confirm_run_folder(settings.artifact_store, folder)
     if gate.approval is not None:
         record_approval(settings.registry_url, version, gate.approval)
-    if gate.passed:  # only over the champion the gate judged against (compare and swap)
+    if gate.passed and parent is not None and config.gate.after_pass == "shadow":
+        start_shadow(settings.registry_url, version, actor)  # the experiment flow decides
+    elif gate.passed:  # only over the champion the gate judged against (compare and swap)
         version = promote_champion(
             settings.registry_url, version, actor, run.promotion_reason, judged_against=parent
         )

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -543,6 +544,12 @@ class Gate(_Strict):
     budgets: Budgets = Field(default_factory=Budgets)
     degenerate_predictions: DegeneratePredictions = Field(default_factory=DegeneratePredictions)
     approval: Approval = Field(default_factory=Approval)
+    after_pass: Literal["promote", "shadow"] = Field(
+        "promote",
+        description="What a training run does with a candidate that passed: `promote` it to "
+        "champion, or put it in `shadow` (scored on live traffic beside the champion) for the "
+        "`experiment` flow to promote or stop.",
+    )
 
 
 DriftMethod = Literal["wasserstein", "jensenshannon", "ks", "chisquare", "z", "chi2_contingency"]
@@ -664,6 +671,72 @@ class Monitoring(_Strict):
         return max_drop, (not higher_is_better(metric)) if relative is None else relative
 
 
+ExperimentMetric = Literal["accuracy", "brier", "log_loss", "absolute_error", "squared_error"]
+
+
+class Guardrails(_Strict):
+    """Limits on the challenger that stop an experiment at the first look that breaches one,
+    whatever the primary metric says."""
+
+    max_latency_p99_ratio: float = Field(
+        1.5,
+        gt=0.0,
+        description="Challenger latency p99 / champion latency p99, from the prediction log.",
+    )
+    max_error_rate: Share = Field(
+        0.01,
+        description="Share of challenger answers that failed (the champion answered instead).",
+    )
+    max_prediction_shift: Share = Field(
+        0.2,
+        description="Distance between the two versions' predictions: total variation of the "
+        "predicted labels (classification) or the Kolmogorov-Smirnov statistic (regression).",
+    )
+    min_rows: int = Field(
+        50, ge=1, description="Challenger rows needed before the guardrails are judged."
+    )
+
+
+class Experiment(_Strict):
+    """How the `experiment` flow compares a shadow or canary challenger with the champion on
+    logged traffic (see modelcycle.evaluation._sequential for the test)."""
+
+    metric: ExperimentMetric | None = Field(
+        None,
+        description="Per-row primary metric on rows with feedback; default `accuracy` for "
+        "classification, `absolute_error` for regression.",
+    )
+    alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = Field(
+        0.05,
+        description="False-positive level, valid however many times the flow looks.",
+    )
+    effect_sd: float = Field(
+        0.1,
+        gt=0.0,
+        description="Scale of the mixture prior on the effect, in standard deviations of the "
+        "per-row metric: where the test is most powerful (never its validity).",
+    )
+    min_rows: int = Field(
+        200, ge=2, description="Rows with feedback per version before any decision."
+    )
+    max_looks: int = Field(
+        60,
+        ge=1,
+        description="Looks after which an undecided experiment stops and the champion stays.",
+    )
+    entity_key: str | None = Field(
+        None,
+        description="Request field hashed to pick canary traffic, so an entity always meets "
+        "the same version; else the request id.",
+    )
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+
+    def resolved_metric(self, task: TaskType) -> ExperimentMetric:
+        if self.metric is not None:
+            return self.metric
+        return "accuracy" if task.is_classification else "absolute_error"
+
+
 class PipelineConfig(_Strict):
     """One model pipeline: what to learn, from which data, and what counts as good enough."""
 
@@ -679,6 +752,13 @@ class PipelineConfig(_Strict):
     time_column: str | None = None
     sensitive_columns: list[str] = Field(default_factory=list)
     pii_columns: list[str] = Field(default_factory=list)
+    subject_keys: list[str] = Field(
+        default_factory=list,
+        description="Columns that identify a person (a data subject): the prediction service "
+        "accepts and logs them as context (pseudonymised with a keyed hash when "
+        "MODELCYCLE_SERVE_PSEUDONYMISE_SUBJECT_KEYS is set), and `modelcycle privacy erase "
+        "--where COLUMN=VALUE` erases by them. Never features, never PII columns.",
+    )
     columns: dict[str, ColumnSchema] = Field(
         default_factory=dict, description="Expected schema per column."
     )
@@ -688,6 +768,16 @@ class PipelineConfig(_Strict):
     evaluation: Evaluation
     gate: Gate = Field(default_factory=Gate)
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    experiment: Experiment = Field(default_factory=Experiment)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_subject_keys(self, handler: Any) -> Any:
+        """A config that declares no subject keys dumps (and hashes) as it did before the
+        field existed, so the config hashes of versions trained before stay the same."""
+        data = handler(self)
+        if isinstance(data, dict) and not self.subject_keys:
+            data.pop("subject_keys", None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
@@ -696,6 +786,7 @@ class PipelineConfig(_Strict):
             *self._metric_problems(),
             *self._split_problems(),
             *self._monitoring_problems(),
+            *self._experiment_problems(),
         ]
         if problems:
             raise ValueError("; ".join(problems))
@@ -714,7 +805,12 @@ class PipelineConfig(_Strict):
         leaked = sorted(set(self.pii_columns) & set(self.used_columns))
         if leaked:
             problems.append(f"pii_columns {leaked} are also used as target/feature/time/slice")
-        unknown = sorted(set(self.columns) - set(self.used_columns))
+        keys = sorted(set(self.subject_keys) & (set(self.used_columns) | set(self.pii_columns)))
+        if keys:
+            problems.append(
+                f"subject_keys {keys} are also used as target/feature/time/slice or declared PII"
+            )
+        unknown = sorted(set(self.columns) - set(self.used_columns) - set(self.subject_keys))
         if unknown:
             problems.append(f"columns: schema for columns the pipeline does not use: {unknown}")
         return problems
@@ -726,6 +822,24 @@ class PipelineConfig(_Strict):
             if self.task.value not in tasks:
                 valid = sorted(m for m, (ts, _) in METRICS.items() if self.task.value in ts)
                 problems.append(f"{where}: {metric!r} is not a {self.task} metric (one of {valid})")
+        return problems
+
+    def _experiment_problems(self) -> list[str]:
+        metric = self.experiment.metric
+        problems = []
+        if metric is not None:
+            regression = metric in ("absolute_error", "squared_error")
+            if regression == self.task.is_classification:
+                problems.append(f"experiment.metric: {metric!r} does not apply to {self.task}")
+        key = self.experiment.entity_key
+        sent = [*self.features.all, *self.sensitive_columns, *self.evaluation.slices]
+        if self.time_column:
+            sent.append(self.time_column)
+        if key is not None and key not in sent:
+            problems.append(
+                f"experiment.entity_key {key!r} is not a column a request carries (a feature, "
+                "sensitive column, slice or the time column; PII is never read)"
+            )
         return problems
 
     def _split_problems(self) -> list[str]:

@@ -47,3 +47,13 @@ def thread_limit(limit: int | None) -> AbstractContextManager[Any]:
     """Cap native thread pools (OpenMP, BLAS) in this thread: OpenMP's limit is per thread, and
     small inputs run slower on more threads. None leaves the libraries' default."""
     return nullcontext() if limit is None else threadpool_limits(limits=limit)
+
+
+def keyed_hash(key: bytes, column: str, value: object) -> str:
+    """HMAC-SHA256 of a subject key's value, bound to its column: the same person gets the
+    same pseudonym in every record, and nobody without the key can recover or test a value."""
+    import hashlib
+    import hmac
+
+    message = f"{column}\x00{value}".encode()
+    return "hmac-sha256:" + hmac.new(key, message, hashlib.sha256).hexdigest()

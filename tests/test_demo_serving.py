@@ -40,6 +40,9 @@ def test_the_serving_chapter_replays_a_year_and_rolls_back_live(
         )
     port = free_port()
     monkeypatch.setattr(_demo, "_free_port", lambda: port)
+    # The experiment chapter (two more survey years through shadow and canary) is not what
+    # this test is about; its mechanisms are tested in tests/test_experiments_e2e.py.
+    monkeypatch.setattr("modelcycle.cli._demo.experiment_chapter", lambda *args, **kwargs: None)
 
     _demo._serving_chapter(MODEL, str(small_config), challenger=2, promoted=True)
 

@@ -23,6 +23,7 @@ LAYERS = [
     {"monitoring"},
     {"reports"},
     {"serving"},
+    {"records"},
     {"cli"},
 ]
 STAGES = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists())

@@ -13,7 +13,16 @@ import yaml
 from conftest import REPO
 
 PREFECT_YAML = REPO / "prefect.yaml"
-EXPECTED = {"training", "retraining", "monitoring", "promotion", "rollback", "retirement"}
+EXPECTED = {
+    "training",
+    "retraining",
+    "monitoring",
+    "experiment",
+    "promotion",
+    "rollback",
+    "retirement",
+    "retention",
+}
 DRIFT_EVENT = "modelcycle.model.drift-detected"
 
 

@@ -32,14 +32,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 MODEL = "gss-income"
 DRIFT_EVENT = "modelcycle.model.drift-detected"
-SCHEDULED = {"retraining": "0 3 * * 1", "monitoring": "30 2 * * *"}
+SCHEDULED = {
+    "retraining": "0 3 * * 1",
+    "monitoring": "30 2 * * *",
+    "experiment": "15 * * * *",
+    "retention": "15 4 * * *",
+}
 DEPLOYMENTS = {
     "training/training",
     "training/retraining",
     "monitoring/monitoring",
+    "experiment/experiment",
     "promotion/promotion",
     "rollback/rollback",
     "retirement/retirement",
+    "retention/retention",
 }
 
 

@@ -21,6 +21,7 @@ from modelcycle.artifacts._model_io import (
 from modelcycle.artifacts._store import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
+    MONITORING_FOLDER,
     PENDING_NAME,
     RESERVED_KEYS,
     STAGING_PREFIX,
@@ -29,12 +30,14 @@ from modelcycle.artifacts._store import (
     Reconciliation,
     RunFolder,
     RunWriter,
+    monitoring_store,
 )
 
 __all__ = [
     "GIT_TIMEOUT_SECONDS",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
+    "MONITORING_FOLDER",
     "NOT_INSTALLED",
     "PENDING_NAME",
     "RESERVED_KEYS",
@@ -52,6 +55,7 @@ __all__ = [
     "dump_model",
     "fingerprint_frame",
     "load_model",
+    "monitoring_store",
     "package_versions",
     "run_lineage",
     "sha256_bytes",

@@ -825,3 +825,15 @@ def _copy_manifest_last(fs: fsspec.AbstractFileSystem, staging: str, final: str)
             except Exception as cleanup_exc:
                 exc.add_note(f"also failed to remove partial copy {target}: {cleanup_exc}")
         raise
+
+
+MONITORING_FOLDER = "monitoring"
+
+
+def monitoring_store(
+    run_uri: str, storage_options: Mapping[str, Any] | None = None
+) -> ArtifactStore:
+    """The store of monitoring evidence beside a training run's store (`<store>/monitoring`),
+    for readers that know only a version's run folder."""
+    root = posixpath.dirname(posixpath.dirname(str(run_uri).rstrip("/")))
+    return ArtifactStore(posixpath.join(root, MONITORING_FOLDER), storage_options)

@@ -16,13 +16,19 @@ from modelcycle.cli._audit import audit_app
 from modelcycle.cli._config import config_app
 from modelcycle.cli._console import fail, set_verbose
 from modelcycle.cli._demo import demo
+from modelcycle.cli._docs import bom, docs, score
+from modelcycle.cli._experiments import canary, deprecate, experiment, experiments, shadow
 from modelcycle.cli._incidents import incidents_app
 from modelcycle.cli._init import init
 from modelcycle.cli._models import models_app
 from modelcycle.cli._monitor import monitor
+from modelcycle.cli._privacy import privacy_app
+from modelcycle.cli._records import records_app
+from modelcycle.cli._reproduce import reproduce
 from modelcycle.cli._runlog import reset as reset_run_log
 from modelcycle.cli._serve import log_app, serve
 from modelcycle.cli._service import service_app
+from modelcycle.cli._trace import trace
 from modelcycle.cli._train import train
 from modelcycle.errors import ModelcycleError
 
@@ -60,17 +66,29 @@ app = typer.Typer(
     # A traceback's local variables can hold rows of data and credentials.
     pretty_exceptions_show_locals=False,
 )
+models_app.command("reproduce")(reproduce)
+models_app.command("score")(score)
+models_app.command("bom")(bom)
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 app.add_typer(service_app, name="service")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(audit_app, name="audit")
+app.add_typer(records_app, name="records")
+app.add_typer(privacy_app, name="privacy")
 app.add_typer(log_app, name="log")
 app.command("monitor")(monitor)
 app.command("demo")(demo)
 app.command("train")(train)
 app.command("init")(init)
 app.command("serve")(serve)
+app.command("experiment")(experiment)
+models_app.command("shadow")(shadow)
+models_app.command("canary")(canary)
+models_app.command("deprecate")(deprecate)
+models_app.command("experiments")(experiments)
+app.command("trace")(trace)
+app.command("docs")(docs)
 
 
 @app.callback()

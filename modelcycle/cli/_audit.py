@@ -54,3 +54,13 @@ def verify(
             console.print("no audit entries yet", highlight=False)
     if not all(r.intact for r in reports):
         raise typer.Exit(code=1)
+
+
+def cli_actor() -> str:
+    """Who a command records in the audit log: the operating-system user."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

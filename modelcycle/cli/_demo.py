@@ -26,7 +26,14 @@ import httpx
 import typer
 from rich.progress import Progress, TextColumn
 
-from modelcycle.cli._console import console, fail, open_registry
+from modelcycle.cli._console import (
+    check_configured_server,
+    console,
+    embedded_server_settings,
+    fail,
+    open_registry,
+    print_table,
+)
 from modelcycle.cli._incidents import list_incidents
 from modelcycle.cli._models import audit, card_text, list_models, run_governance_flow
 from modelcycle.cli._monitor import print_monitoring_outcome, run_monitoring
@@ -103,6 +110,10 @@ def demo(
             _monitor_unseen_years(model)
         except ModelcycleError as exc:
             fail(str(exc))
+    try:
+        _auditor_chapter(model)
+    except ModelcycleError as exc:
+        fail(str(exc))
 
 
 def _roll_back(model: str) -> None:
@@ -133,6 +144,55 @@ def _write_card(name: str, version: int) -> Path:
     path = folder / f"{name}-v{version}.md"
     path.write_text(card_text(name, version), encoding="utf-8")
     return path
+
+
+def _auditor_chapter(model: str) -> None:
+    """Answer an auditor from what the demo recorded: trace one served prediction, score the
+    champion on the ML Test Score, write its technical documentation and ML-BOM."""
+    import json
+
+    from modelcycle.cli._docs import version_records
+    from modelcycle.cli._trace import log_root
+    from modelcycle.records import trace_prediction
+    from modelcycle.reports import (
+        cyclonedx_bom,
+        ml_test_score,
+        render_html,
+        render_markdown,
+        technical_documentation,
+    )
+    from modelcycle.serving import read_predictions
+    from modelcycle.settings import get_settings
+
+    console.rule("answer an auditor from the records")
+    registry = open_registry()
+    logged = read_predictions(log_root(), model)
+    if len(logged):
+        first = str(logged["id"].iloc[0])
+        result = trace_prediction(first, registry, log_root(), get_settings().data_dir)
+        hops = ", ".join(f"{h.name} {h.status.value}" for h in result.hops)
+        console.print(f"trace {first} ({model} v{result.version}): {hops}", highlight=False)
+        console.print(f"the whole trace: modelcycle trace {first}", highlight=False)
+    champion = registry.champion(model) or registry.list_versions(model)[-1]
+    records = version_records(model, champion.version)
+    score = ml_test_score(records)
+    sections = ", ".join(f"{k} {v:g}" for k, v in score.sections.items())
+    console.print(
+        f"ML Test Score of v{champion.version}: {score.final:g} ({sections}); every test with "
+        f"its evidence: modelcycle models score {model}",
+        highlight=False,
+    )
+    folder = get_settings().home / "docs"
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = technical_documentation(records, score)
+    stem = folder / f"{model}-v{champion.version}"
+    stem.with_suffix(".md").write_text(render_markdown(doc), encoding="utf-8")
+    stem.with_suffix(".html").write_text(render_html(doc), encoding="utf-8")
+    bom = stem.parent / f"{stem.name}.cdx.json"
+    bom.write_text(json.dumps(cyclonedx_bom(records, score), indent=2) + "\n", encoding="utf-8")
+    console.print(
+        f"technical documentation: {stem}.md and .html; CycloneDX ML-BOM: {bom}", highlight=False
+    )
 
 
 def _monitor_unseen_years(model: str) -> None:
@@ -196,6 +256,8 @@ def _serving_chapter(model: str, config: str, challenger: int, promoted: bool) -
         if promoted:
             console.rule("4. roll back while the service answers, then retire the challenger")
             _live_rollback(service, model, champion.version, rows)
+            experiment_chapter(service, model, config, challenger)
+            console.rule("6. retire the challenger")
         else:
             console.rule("4. the challenger was rejected; retire it")
         _retire(model, challenger)
@@ -446,3 +508,156 @@ def _show_retired_route(service: _Service, model: str, version: int, row: dict[s
         f"POST /v1/models/{model}/versions/{version}/predict now answers HTTP {answer.status} "
         "(retired)"
     )
+
+
+# -- chapter 5: an online experiment ------------------------------------------------------
+
+# (survey year replayed, how the challenger meets it, canary share)
+# The canary keeps running over three years: the interval narrows look by look, and the test
+# stays valid however many looks it takes.
+EXPERIMENT_LOOKS = (
+    (2010, "shadow", 0.0),
+    (2012, "canary", 0.5),
+    (2014, "canary", 0.5),
+    (2016, "canary", 0.5),
+)
+
+
+def experiment_chapter(service: _Service, model: str, config: str, challenger: int) -> None:
+    """The rolled-back challenger meets live traffic again, first in shadow, then as a canary,
+    and the `experiment` flow decides with its evidence shown. Runs after the rollback (v1
+    champion, v2 archived) and before v2 is retired; whatever the experiment decides, the
+    champion the monitoring chapters watch is v1 again when it ends, and the audit log keeps
+    every look and decision."""
+    from rich.table import Table
+
+    from modelcycle.registry import ExperimentStatus, Rollouts
+    from modelcycle.settings import get_settings
+
+    console.rule(
+        f"5. an online experiment: v{challenger} in shadow, then as a canary; the experiment "
+        "flow decides"
+    )
+    rollouts = Rollouts(get_settings().registry_url)
+    for year, mode, share in EXPERIMENT_LOOKS:
+        running = rollouts.running(model)
+        if running is None or running.mode.value != mode:
+            moved = rollouts.start(
+                model, challenger, mode=mode, share=share, actor="demo", reason=f"demo: {mode}"
+            )
+            how = "scores every request in shadow" if mode == "shadow" else f"answers {share:.0%}"
+            console.print(
+                f"+ modelcycle models {mode} {model} {challenger}"
+                + (f" --share {share:g}" if share else "")
+                + f"   # v{challenger} {how} beside champion v{moved.experiment.champion} "
+                f"(experiment {moved.experiment.id})",
+                highlight=False,
+            )
+            time.sleep(2.5 * DEMO_POLL_SECONDS)  # the worker polls the registry, loads v2
+        rows, labels = _survey_year(config, year)
+        answers = _replay_year(service, model, rows)
+        by_version: dict[int, int] = {}
+        for answer in answers:
+            by_version[answer.version or 0] = by_version.get(answer.version or 0, 0) + 1
+        answered = ", ".join(f"v{v} {n:,}" for v, n in sorted(by_version.items()))
+        shadowed = _wait_for_shadow(service, model, answers) if mode == "shadow" else 0
+        _send_feedback(service, model, answers, labels)
+        console.print(
+            f"{year}: {len(answers):,} respondents answered ({answered})"
+            + (f"; {shadowed:,} shadow rows of v{challenger} logged" if mode == "shadow" else "")
+            + "; their true labels sent back",
+            highlight=False,
+        )
+        result = _run_experiment_flow(model)
+        console.print(result["summary"], highlight=False)
+        table = Table("guardrail", "value", "limit", "breached")
+        for name, g in result.get("guardrails", {}).items():
+            value = "-" if g["value"] is None else f"{g['value']:.3f}"
+            table.add_row(name, value, f"{g['limit']:g}", "yes" if g["breached"] else "no")
+        print_table(table)
+        if result["outcome"] != "continue":
+            break
+    running = rollouts.running(model)
+    if running is not None:
+        rollouts.finish(
+            running.id,
+            ExperimentStatus.STOPPED,
+            evidence=running.last_evidence,
+            actor="demo",
+            reason="demo: no decision within the demo's looks; the champion keeps all traffic",
+        )
+        console.print(
+            f"no decision after {running.looks} looks: the test would keep looking (it stays "
+            "valid however often it does); the demo stops the experiment here",
+            highlight=False,
+        )
+    champion = rollouts.registry.champion(model)
+    if champion is not None and champion.version == challenger:
+        run_governance_flow(
+            "rollback",
+            model_name=model,
+            reason="demo: back to v1 so the story continues; the experiment's promotion stays "
+            "in the audit log",
+            actor="demo",
+        )
+        console.print(
+            f"the experiment promoted v{challenger}; rolled back to v1 for the rest of the demo",
+            highlight=False,
+        )
+
+
+def _replay_year(service: _Service, model: str, rows: list[dict[str, Any]]) -> list[_Answer]:
+    local = threading.local()
+
+    def send(row: dict[str, Any]) -> _Answer:
+        if not hasattr(local, "client"):
+            local.client = service.client()
+        return _post_rows(local.client, model, [row])
+
+    with ThreadPoolExecutor(DEMO_CLIENTS) as pool:
+        answers = list(pool.map(send, rows))
+    failed = [a for a in answers if a.status != 200]
+    if failed:
+        raise ModelcycleError(
+            f"{len(failed)} of {len(answers)} requests failed (first: HTTP {failed[0].status})"
+        )
+    return answers
+
+
+def _wait_for_shadow(service: _Service, model: str, answers: list[_Answer]) -> int:
+    """Shadow rows are written after the answers; wait (briefly) until they are all logged."""
+    from modelcycle.serving import SHADOW_SUFFIX, read_predictions
+
+    wanted = {i + SHADOW_SUFFIX for a in answers for i in a.ids}
+    found = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = int(read_predictions(service.log_root, model)["id"].isin(wanted).sum())
+        if found == len(wanted):
+            break
+        time.sleep(0.5)
+    return found
+
+
+def _send_feedback(
+    service: _Service, model: str, answers: list[_Answer], labels: list[Any]
+) -> None:
+    items = [{"id": a.ids[0], "label": y} for a, y in zip(answers, labels, strict=True)]
+    with service.client() as client:
+        for start in range(0, len(items), FEEDBACK_CHUNK):
+            response = client.post(
+                f"/v1/models/{model}/feedback", json=items[start : start + FEEDBACK_CHUNK]
+            )
+            if response.status_code != 200:
+                raise ModelcycleError(f"feedback: HTTP {response.status_code}: {response.text}")
+
+
+def _run_experiment_flow(model: str) -> dict[str, Any]:
+    from modelcycle.cli._runtime import prepare_prefect_env
+
+    check_configured_server()
+    prepare_prefect_env()
+    from flows.experiment import experiment
+
+    with embedded_server_settings():
+        return experiment(model_name=model, actor="demo")

@@ -56,7 +56,10 @@ def card_text(name: str, version: int | None) -> str:
             record = versions[-1]
     else:
         record = registry.get_version(name, version)
-    return render_card(read_card_facts(record), registry_view(record, registry.audit_log(name)))
+    card = render_card(read_card_facts(record), registry_view(record, registry.audit_log(name)))
+    from modelcycle.cli._docs import test_score_section
+
+    return card + test_score_section(name, record.version)
 
 
 def _actor() -> str:

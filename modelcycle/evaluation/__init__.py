@@ -17,19 +17,27 @@ from modelcycle.evaluation._metrics import (
     slice_metrics,
     undefined_reason,
 )
+from modelcycle.evaluation._sequential import (
+    SequentialBound,
+    mixture_interval,
+    two_sample_bound,
+)
 
 __all__ = [
     "PROBABILITY_METRICS",
     "Outputs",
+    "SequentialBound",
     "compare",
     "compute_metrics",
     "importance_plot",
     "importance_table",
     "metric_value",
+    "mixture_interval",
     "plots",
     "positive_class",
     "predict_outputs",
     "scorer",
     "slice_metrics",
+    "two_sample_bound",
     "undefined_reason",
 ]

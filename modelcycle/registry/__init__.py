@@ -18,6 +18,14 @@ from modelcycle.registry._records import (
     Registration,
     VersionStatus,
 )
+from modelcycle.registry._rollouts import (
+    Deprecation,
+    Experiment,
+    ExperimentMode,
+    ExperimentMove,
+    ExperimentStatus,
+    Rollouts,
+)
 from modelcycle.registry._sql import SQLStore, UTCDateTime, metadata
 from modelcycle.registry._verify import VerifiedRun, open_run, version_problems
 from modelcycle.registry._versions import CHAMPION, SKIPPED_PROMOTION, Registry
@@ -28,6 +36,11 @@ __all__ = [
     "SKIPPED_PROMOTION",
     "AuditEntry",
     "ChainReport",
+    "Deprecation",
+    "Experiment",
+    "ExperimentMode",
+    "ExperimentMove",
+    "ExperimentStatus",
     "Incident",
     "IncidentLog",
     "IncidentNote",
@@ -38,6 +51,7 @@ __all__ = [
     "Recorded",
     "Registration",
     "Registry",
+    "Rollouts",
     "SQLStore",
     "Severity",
     "UTCDateTime",

@@ -345,6 +345,7 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
         *([f"- {item}" for item in facts["limitations"]] or ["- none stated in the config"]),
         "",
     ]
+    lines += _deprecation(registry)
     if registry and registry.get("audit"):
         lines += [
             "## History (audit log)",
@@ -357,6 +358,26 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
             ),
         ]
     return "\n".join(lines)
+
+
+def _deprecation(registry: dict[str, Any] | None) -> list[str]:
+    """The latest deprecation notice of this version, as its pinned route announces it."""
+    notices = [
+        e
+        for e in (registry or {}).get("audit", [])
+        if e["action"] == "deprecate" and e["version"] == registry["version"]
+    ]
+    if not notices:
+        return []
+    details = notices[-1]["details"]
+    successor = details.get("successor")
+    return [
+        "## Deprecation",
+        f"- sunset: {details.get('sunset')} (its pinned route answers 410 from then on)",
+        f"- successor: {f'version {successor}' if successor else 'none named'}",
+        f"- reason: {notices[-1]['reason']}",
+        "",
+    ]
 
 
 def _slice_judged(s: dict[str, Any], metric: str) -> str:

@@ -13,6 +13,7 @@ from modelcycle.serving._auth import ensure_token_file, load_tokens, token_match
 from modelcycle.serving._batcher import MicroBatcher
 from modelcycle.serving._catalog import Catalog, Slot
 from modelcycle.serving._compact import CompactionReport, compact, logged_models
+from modelcycle.serving._experiment import Analysis, Guardrail, analyse
 from modelcycle.serving._fast import (
     PARITY_TOLERANCE,
     FastPredictor,
@@ -32,6 +33,13 @@ from modelcycle.serving._log import (
 from modelcycle.serving._metrics import MULTIPROC_ENV, Metrics, create_metrics, render_metrics
 from modelcycle.serving._model import Predictions, ServedModel, load_served
 from modelcycle.serving._records import LogRecordError
+from modelcycle.serving._routing import (
+    SHADOW_SUFFIX,
+    ShadowScorer,
+    canary_bucket,
+    deprecation_headers,
+    routing_key,
+)
 from modelcycle.serving._schema import (
     Batch,
     Feature,
@@ -64,14 +72,17 @@ __all__ = [
     "ID_PATTERN",
     "MULTIPROC_ENV",
     "PARITY_TOLERANCE",
+    "SHADOW_SUFFIX",
     "THREAD_ENV",
     "TOKENS_ENV",
+    "Analysis",
     "Batch",
     "Catalog",
     "CompactionReport",
     "CorruptSegmentError",
     "FastPredictor",
     "Feature",
+    "Guardrail",
     "IdFactory",
     "InputSchema",
     "LogClosedError",
@@ -88,10 +99,13 @@ __all__ = [
     "ServedModel",
     "Service",
     "ServiceApp",
+    "ShadowScorer",
     "Slot",
+    "analyse",
     "announce",
     "build_fast_predictor",
     "build_schema",
+    "canary_bucket",
     "check_models",
     "check_parity",
     "compact",
@@ -99,6 +113,7 @@ __all__ = [
     "create_metrics",
     "create_service_app",
     "decode_json",
+    "deprecation_headers",
     "ensure_token_file",
     "id_millis",
     "learned_categories",
@@ -111,6 +126,7 @@ __all__ = [
     "read_predictions",
     "read_settings",
     "render_metrics",
+    "routing_key",
     "serve",
     "token_matches",
 ]

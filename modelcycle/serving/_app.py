@@ -36,10 +36,17 @@ from modelcycle.serving._batcher import MicroBatcher
 from modelcycle.serving._catalog import Catalog
 from modelcycle.serving._ids import ID_PATTERN, IdFactory
 from modelcycle.serving._metrics import Metrics, create_metrics, render_metrics
-from modelcycle.serving._model import class_named
+from modelcycle.serving._model import ServedModel, class_named
+from modelcycle.serving._routing import (
+    ShadowScorer,
+    choose_canary,
+    deprecation_headers,
+    predict_canary,
+)
 from modelcycle.serving._schema import NonFinite, RequestRefused
 from modelcycle.serving._settings import ServeSettings, read_settings
-from modelcycle.settings import get_settings
+from modelcycle.settings import get_settings, privacy_key
+from modelcycle.utils import keyed_hash
 
 logger = logging.getLogger("modelcycle.serving")
 
@@ -120,6 +127,7 @@ class Service:
             settings.max_batch_rows, settings.max_wait_ms, settings.threads, self.metrics
         )
         self.ids = IdFactory()
+        self.privacy_key = privacy_key() if settings.pseudonymise_subject_keys else None
         host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"
         # Unique per live process and across restarts: the log's segment names carry it.
         self.worker_id = f"{host}-{os.getpid()}-{self.ids.new_ids(1)[0][-12:]}"
@@ -138,10 +146,12 @@ class Service:
         )
         self._poller: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
+        self.shadow = ShadowScorer(self)
 
     async def start(self) -> None:
         self.log.start()
         self.batcher.start()
+        self.shadow.start()
         await asyncio.to_thread(self.catalog.poll)
         if not self.catalog.slots:
             logger.warning("no model to serve: none named and none has a champion yet")
@@ -153,6 +163,8 @@ class Service:
         for task in (self._poller, self._compactor):
             if task is not None:
                 task.cancel()
+        await self.shadow.drain(timeout=5.0)
+        await self.shadow.stop()
         await self.batcher.stop()
         await asyncio.to_thread(self.log.close)
         self.registry.close()
@@ -219,22 +231,33 @@ class Service:
         self.batcher.in_flight += 1
         try:
             self.authorise(request)
+            headers: dict[str, str] = {}
             if version is None:
                 model = self.catalog.champion(name)
             else:
+                notices = self.catalog.routing(name).deprecations
+                headers = deprecation_headers(notices.get(version))  # 410 after the sunset
                 model = await self.catalog.pinned(name, version)
             payload = await self.read_json(request)
-            batch = model.schema.parse(payload, self.settings.max_rows_per_request)
+            request_id = _request_id(request, self.ids)
+            routing = self.catalog.routing(name)
+            canary = choose_canary(routing, payload, request_id) if version is None else None
+            if canary is None:
+                batch = model.schema.parse(payload, self.settings.max_rows_per_request)
             if self.log.pending() >= self.settings.log_max_pending:
                 raise _overloaded()
         finally:
             self.batcher.in_flight -= 1
-        predictions = await self.batcher.predict(model, batch)
+        role = "champion" if version is None else "pinned"
+        if canary is not None:
+            model, batch, predictions, role = await predict_canary(
+                self, model, canary, payload, request_id
+            )
+        else:
+            predictions = await self.batcher.predict(model, batch)
         latency_ms = (time.perf_counter() - started) * 1000
-        request_id = _request_id(request, self.ids)
         ids = self.ids.new_ids(batch.size)
         now = datetime.now(UTC).isoformat()
-        role = "champion" if version is None else "pinned"
         out = []
         records = []
         for row in range(batch.size):
@@ -249,7 +272,7 @@ class Service:
                     "version": model.version,
                     "request_id": request_id,
                     "role": role,
-                    "inputs": batch.inputs(row),
+                    "inputs": self.logged_inputs(model, batch.inputs(row)),
                     "outputs": outputs,
                     "latency_ms": latency_ms,
                     "flags": batch.flags[row],
@@ -257,6 +280,8 @@ class Service:
             )
             out.append({"id": ids[row], **outputs, "flags": batch.flags[row]})
         await self._durable(self.log.submit_predictions, records, model.name)
+        if role == "champion" and routing.shadow is not None:
+            self.shadow.offer(routing.shadow, payload, ids, request_id, now)  # after the answer
         labels = (model.name, str(model.version))
         self.metrics.rows.labels(*labels).inc(batch.size)
         self.metrics.requests.labels(*labels, route, "200").inc()
@@ -270,7 +295,17 @@ class Service:
         }
         if batch.dropped_pii:
             body["dropped_pii"] = batch.dropped_pii
-        return _json(200, body, {"x-request-id": request_id})
+        return _json(200, body, {"x-request-id": request_id, **headers})
+
+    def logged_inputs(self, model: ServedModel, inputs: dict[str, Any]) -> dict[str, Any]:
+        """A row's inputs as logged: subject keys as their keyed hash when so configured."""
+        if self.privacy_key is None:
+            return inputs
+        keys = set(model.config.subject_keys)
+        return {
+            k: keyed_hash(self.privacy_key, k, v) if k in keys and v is not None else v
+            for k, v in inputs.items()
+        }
 
     async def feedback(self, request: Request, name: str) -> Response:
         self.authorise(request)

@@ -20,6 +20,7 @@ from modelcycle.errors import ModelcycleError
 from modelcycle.registry import ModelVersion, Registry, VersionStatus
 from modelcycle.serving._metrics import Metrics
 from modelcycle.serving._model import ServedModel, load_served
+from modelcycle.serving._routing import Routing, refresh_routing
 from modelcycle.serving._schema import RequestRefused
 
 logger = logging.getLogger("modelcycle.serving")
@@ -35,6 +36,7 @@ class Slot:
     refused: dict[int, str] = field(default_factory=dict)  # version -> sha256 that failed
     pinned: OrderedDict[int, ServedModel] = field(default_factory=OrderedDict)
     classes: dict[int, tuple[Any, ...] | None] = field(default_factory=dict)  # by version
+    routing: Routing = field(default_factory=Routing)  # experiment and deprecation notices
 
 
 class Catalog:
@@ -140,6 +142,9 @@ class Catalog:
         _check_servable(record)
         return record
 
+    def routing(self, name: str) -> Routing:
+        return self._slot(name).routing
+
     def _slot(self, name: str) -> Slot:
         slot = self.slots.get(name)
         if slot is None:
@@ -170,6 +175,7 @@ class Catalog:
             logger.warning("registry unreachable while listing models: %s", _one_line(exc))
         for slot in list(self.slots.values()):
             self._poll_slot(slot)
+            refresh_routing(self, slot)
 
     def _poll_slot(self, slot: Slot) -> None:
         name = slot.name

@@ -262,7 +262,7 @@ def build_schema(
     learned (so `unseen_category` flags what the model has never seen)."""
     learned = learned_categories(pipeline)
     features = tuple(_feature(config, name, learned.get(name)) for name in config.features.all)
-    extra = [*config.sensitive_columns, *config.evaluation.slices]
+    extra = [*config.sensitive_columns, *config.evaluation.slices, *config.subject_keys]
     if config.time_column:
         extra.append(config.time_column)
     used = set(config.features.all) | {config.target} | set(config.pii_columns)

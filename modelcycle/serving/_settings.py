@@ -72,6 +72,11 @@ class ServeSettings(BaseSettings):
         description="A request carrying a column the config declares PII: `refuse` answers "
         "422; `drop` removes it before anything is predicted or logged.",
     )
+    pseudonymise_subject_keys: bool = Field(
+        False,
+        description="Log the config's subject_keys as a keyed hash (HMAC-SHA256 with the "
+        "state folder's privacy key) instead of their value.",
+    )
     durability: Literal["strict", "relaxed"] = Field(
         "strict",
         description="strict: answer only once the row's log record is durable; relaxed: "
