@@ -119,7 +119,7 @@ class MicroBatcher:
             batches = [item.batch for item in group]
             total = sum(b.size for b in batches)
             try:
-                if _inline(model, total):
+                if predicts_inline(model, total):
                     result = model.predict(batches)
                 else:
                     result = await loop.run_in_executor(self._executor, model.predict, batches)
@@ -133,7 +133,7 @@ class MicroBatcher:
             _split(group, result)
 
 
-def _inline(model: ServedModel, rows: int) -> bool:
+def predicts_inline(model: ServedModel, rows: int) -> bool:
     """Small batches on the numpy trees are predicted on the event loop itself: they take
     0.1-1 ms, less than handing them to the prediction thread and back (two wake-ups, and
     two waits for the GIL while the loop is busy). Anything that can take longer (the
