@@ -31,8 +31,8 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
+from modelcycle.logstore import KIND_PREDICTIONS, encode_frame
 from modelcycle.serving import LogOverloaded, PredictionLog, compact, read_predictions
-from modelcycle.serving._segments import KIND_PREDICTIONS, encode_frame
 
 MODEL = "gss-income"
 

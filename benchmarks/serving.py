@@ -157,19 +157,26 @@ def _anchor_env(champion: Champion, threads: int, **extra: str) -> dict[str, str
     return _clean_env(**model, **capped, **extra)
 
 
-def modelcycle_system(champion: Champion, workers: int, token: str, scratch: Path) -> System:
-    """`modelcycle serve` with its defaults (strict durability), its own log folder per run."""
+def modelcycle_system(
+    champion: Champion, workers: int, token: str, scratch: Path, compiled: bool = True
+) -> System:
+    """`modelcycle serve` with its defaults (strict durability), its own log folder per run.
+
+    `modelcycle-N` answers with the champion's compiled form when it has one (the default);
+    `modelcycle-pipeline-N` with its pipeline (MODELCYCLE_SERVE_COMPILED=false)."""
     bin_dir = Path(sys.executable).parent
     port = _free_port()
-    log_root = scratch / f"predictions-modelcycle-{workers}"
+    name = f"modelcycle-{workers}" if compiled else f"modelcycle-pipeline-{workers}"
+    log_root = scratch / f"predictions-{name}"
     env = _clean_env(
         MODELCYCLE_HOME=str(champion.home),
         MODELCYCLE_SERVE_TOKENS=token,
         MODELCYCLE_SERVE_LOG_ROOT=str(log_root),
+        MODELCYCLE_SERVE_COMPILED=str(compiled).lower(),
         PYTHONPATH=str(REPO),
     )
     return System(
-        name=f"modelcycle-{workers}",
+        name=name,
         command=[
             str(bin_dir / "modelcycle"),
             "serve",
@@ -315,8 +322,9 @@ def build_systems(
         if not kind or not count.isdigit() or int(count) < 1:
             raise SystemExit(f"--systems: {name!r} is not KIND-WORKERS (e.g. fastapi-2)")
         workers = int(count)
-        if kind == "modelcycle":
-            systems.append(modelcycle_system(champion, workers, token, scratch))
+        if kind in ("modelcycle", "modelcycle-pipeline"):
+            compiled = kind == "modelcycle"
+            systems.append(modelcycle_system(champion, workers, token, scratch, compiled))
         elif kind == "fastapi":
             systems.append(fastapi_system(champion, workers, threads))
         elif kind in ("mlflow", "bentoml"):

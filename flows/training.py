@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 
 from modelcycle.config import ConfigPath, TrainingMode, TrainingOverrides
 from modelcycle.settings import get_settings
+from modelcycle.training import TrainResult
 from tasks.approval import request_approval
 from tasks.artifacts import (
     confirm_run_folder,
@@ -39,8 +40,10 @@ from tasks.experiment import start_shadow
 from tasks.gate import (
     assess_fairness,
     assess_robustness,
+    distillation_record,
     judge,
     measure_budgets,
+    measure_fidelity,
     measure_metric_intervals,
     measure_non_inferiority,
     publish_gate_report,
@@ -54,7 +57,7 @@ from tasks.registry import (
     register_version,
 )
 from tasks.reports import collect_training_run
-from tasks.training import fine_tune_model, train_model
+from tasks.training import compile_model, distil_model, fine_tune_model, train_model
 
 
 @flow(
@@ -74,16 +77,19 @@ def training(
 
     Args:
         config_path: A pipeline config in `configs/` (the deployments name the demo's).
-        mode: `scratch` fits a new pipeline; `fine_tune` continues the champion on new data.
+        mode: `scratch` fits a new pipeline; `fine_tune` continues the champion on new data;
+            `distil` trains a smaller student on the champion's outputs (the config's
+            `model.distillation`), judged with a fidelity check besides every other one.
         overrides: Per-run changes (data file, time range, seed, parameters, no search).
         actor: Who is recorded in the audit log for this run.
     """
     settings, run_id = get_settings(), flow_run.id
     threads, fine_tuning = settings.training_threads, mode is TrainingMode.fine_tune
+    distilling = mode is TrainingMode.distil
 
     # prepare: the config, the champion to beat, and the data, split once
     config = load_pipeline_config(config_path, overrides)
-    champion = load_champion(config.name, settings.registry_url, fine_tuning)
+    champion = load_champion(config.name, settings.registry_url, fine_tuning or distilling)
     parent = champion.version.version if champion else None
     table, source, duplicated = load_data(config, settings.data_dir)
     validate_data(table, config, source, duplicated)
@@ -92,13 +98,18 @@ def training(
     fingerprints = fingerprint_data(train, holdout)
     profile = profile_data(train, holdout)
 
-    # train: from scratch or from the champion
-    if fine_tuning:
+    # train: from scratch, from the champion, or a student of the champion
+    distilled = distil_model(champion.pipeline, train, config, threads) if distilling else None
+    if distilled is not None:
+        trained = TrainResult(distilled.pipeline, distilled.params, None)
+    elif fine_tuning:
         trained = fine_tune_model(champion.pipeline, train, config, threads)
     else:
         trained = train_model(train, config, threads)
     unweighted_outputs = None
-    if config.model.balance.enabled:  # the same fit without weights, for the card's comparison
+    if (
+        config.model.balance.enabled and not distilling
+    ):  # the same fit without weights, for the card's comparison
         plain = (
             fine_tune_model(champion.pipeline, train, config, threads, balanced=False)
             if fine_tuning
@@ -120,6 +131,11 @@ def training(
     )
     lineage = record_lineage(config, fingerprints, source, mode.value, parent, run_id)
     model_file = serialize_model(trained.pipeline)
+    compiled = (
+        compile_model(trained.pipeline, holdout, config, threads)
+        if config.model.compile.enabled
+        else None
+    )
 
     # gate: the evidence, the verdict, and the reviewer when the policy asks for one
     non_inferiority = measure_non_inferiority(holdout, evaluated.outputs, champion_score, config)
@@ -130,7 +146,19 @@ def training(
     )
     robustness = assess_robustness(trained.pipeline, holdout, config, threads)
     budgets = measure_budgets(trained.pipeline, holdout, config, len(model_file[0]), threads)
-    gate = judge(evaluated, non_inferiority, fairness, robustness, budgets, config, parent)
+    fidelity = measure_fidelity(evaluated.outputs, champion_score, config) if distilling else None
+    gate = judge(
+        evaluated, non_inferiority, fairness, robustness, budgets, config, parent, fidelity
+    )
+    distillation = None
+    if distilled is not None:  # the teacher measured in this run, beside its student
+        teacher_file = serialize_model(champion.pipeline)
+        teacher_budgets = measure_budgets(
+            champion.pipeline, holdout, config, len(teacher_file[0]), threads
+        )
+        distillation = distillation_record(
+            distilled, fidelity, evaluated.metrics, budgets, champion_score, teacher_budgets, config
+        )
     publish_gate_report(config.name, run_id, gate)
     if gate.outcome == "needs_approval":
         gate = request_approval(config.name, gate, config.gate.approval)
@@ -159,6 +187,8 @@ def training(
         importance=importance,
         gate=gate,
         reference_files=reference,
+        distillation=distillation,
+        compiled=compiled,
     )
     reconcile_run_folders(settings.artifact_store, settings.registry_url, config.name)
     folder = write_run_folder(settings.artifact_store, run)

@@ -61,6 +61,7 @@ class TrainingMode(StrEnum):
     # type, replacing the flow parameter's own help in the Prefect UI form.
     scratch = "scratch"
     fine_tune = "fine_tune"
+    distil = "distil"
 
 
 class TaskType(StrEnum):
@@ -382,12 +383,67 @@ class Balance(_Strict):
         return self.classes or self.sensitive_groups
 
 
+class Distillation(_Strict):
+    """A smaller student trained on the champion's outputs (`modelcycle models distil`)."""
+
+    student: str | None = Field(
+        None,
+        description="Import path of the student estimator; default: scikit-learn's "
+        "HistGradientBoostingClassifier/Regressor (by task) with `params` below.",
+    )
+    params: dict[str, Any] | None = Field(
+        None,
+        description="The student's parameters; default for the default student: "
+        "max_iter 50, max_leaf_nodes 15, early_stopping off.",
+    )
+    neighbours: int = Field(
+        2, ge=0, le=20, description="Synthetic perturbed copies of each training row."
+    )
+    jitter: float = Field(
+        0.1, ge=0.0, description="Numeric noise on the copies, in column std units."
+    )
+    resample_share: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of a copy's categorical cells replaced by a draw from the column's "
+        "training distribution.",
+    )
+    min_fidelity: float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="Gate: classification, the smallest share of holdout rows where the "
+        "student's label equals the teacher's; regression, the smallest R^2 of the student's "
+        "predictions against the teacher's.",
+    )
+    seed: int = Field(0, description="Seed of the synthetic neighbours.")
+
+
+class Compile(_Strict):
+    """A compiled form of the fitted pipeline, kept only when it gives the same answers."""
+
+    enabled: bool = Field(
+        False,
+        description="Try compiling the pipeline at training time (needs the `compile` extra).",
+    )
+    max_proba_difference: float = Field(
+        1e-6, gt=0.0, le=1e-3, description="Parity: largest absolute probability difference."
+    )
+
+
 class ModelSpec(_Strict):
     estimator: str = Field(description="Import path of a scikit-learn estimator class.")
     params: dict[str, Any] = Field(default_factory=dict)
     search: Search | None = None
     fine_tune: FineTune = Field(default_factory=FineTune)
     balance: Balance = Field(default_factory=Balance)
+    # Left out of the resolved config while at their defaults, so adding them changed no
+    # existing config's hash (nor the model file of a run that does not use them).
+    distillation: Distillation = Field(
+        default_factory=Distillation, exclude_if=lambda value: value == Distillation()
+    )
+    compile: Compile = Field(default_factory=Compile, exclude_if=lambda value: value == Compile())
 
 
 class Evaluation(_Strict):
@@ -508,6 +564,7 @@ CheckKind = Literal[
     "robustness",
     "budgets",
     "degenerate_predictions",
+    "fidelity",
 ]
 
 
@@ -600,6 +657,37 @@ class QualityInterval(_Strict):
     seed: int = Field(0, description="Seed of the resampling.")
 
 
+class ServiceLimits(_Strict):
+    """Service health limits judged on each monitored window of the prediction log, per
+    answering version; a breach opens an incident of kind `service`."""
+
+    max_p50_ms: float | None = Field(
+        None, gt=0, description="Largest median request latency (ms, as the service logged it)."
+    )
+    max_p99_ms: float | None = Field(
+        None, gt=0, description="Largest 99th-percentile request latency (ms)."
+    )
+    max_error_rate: Share | None = Field(
+        None,
+        description="Largest share of predict requests answered 5xx (read from the service's "
+        "/metrics; unreachable metrics leave it unjudged).",
+    )
+    min_requests: int = Field(
+        100, ge=1, description="Versions with fewer requests in a window are reported, not judged."
+    )
+    metrics_url: str | None = Field(
+        None,
+        description="The service's Prometheus endpoint, e.g. http://127.0.0.1:8000/metrics; "
+        "null reads the log alone.",
+    )
+    rollback_within_hours: float | None = Field(
+        None,
+        gt=0,
+        description="Roll back automatically (the `rollback` flow, audited with the evidence) "
+        "when a breach comes within this many hours of the champion's promotion; null never.",
+    )
+
+
 class Monitoring(_Strict):
     """How the monitoring flow turns per-column tests into a status, and what it keeps."""
 
@@ -658,6 +746,22 @@ class Monitoring(_Strict):
     retrain_mode: TrainingMode = Field(
         TrainingMode.scratch, description="How the drift event asks for the model to be retrained."
     )
+    service: ServiceLimits = Field(default_factory=ServiceLimits)
+    backfill_windows: int = Field(
+        14,
+        ge=0,
+        description="Earlier log windows whose realised quality is recomputed when labels "
+        "arrive after they were first reported.",
+    )
+
+    @model_validator(mode="after")
+    def _retrains_on_new_data(self) -> Monitoring:
+        if self.retrain_mode is TrainingMode.distil:
+            raise ValueError(
+                "retrain_mode: distil learns from the drifted champion on its old rows; choose "
+                "scratch or fine_tune"
+            )
+        return self
 
     def quality_threshold(self, metric: str) -> tuple[float, bool]:
         """(max_drop, relative) for one metric: its own entry, else `max_quality_drop`.
@@ -1082,6 +1186,10 @@ class TrainingOverrides(_Strict):
     seed: int | None = Field(None, description="Replace split.seed (also the estimator's seed).")
     estimator_params: dict[str, Any] | None = Field(None, description="Merged over model.params.")
     skip_search: bool = Field(False, description="Fit the configured parameters only.")
+    student: str | None = Field(None, description="Distillation: the student estimator.")
+    student_params: dict[str, Any] | None = Field(
+        None, description="Distillation: the student's parameters (replace the config's)."
+    )
 
 
 def apply_overrides(
@@ -1108,6 +1216,12 @@ def apply_overrides(
         raw["model"]["params"] = {**raw["model"]["params"], **overrides.estimator_params}
     if overrides.skip_search:
         raw["model"].pop("search", None)
+    distillation = raw["model"].setdefault("distillation", {})
+    if overrides.student is not None:
+        distillation["student"] = overrides.student
+        distillation["params"] = None
+    if overrides.student_params is not None:
+        distillation["params"] = overrides.student_params
     return parse_config(raw, path)
 
 

@@ -85,6 +85,8 @@ def write_run_folder(store_root: str, training_run: TrainingRun) -> RunFolder:
             run.write_figure(f"plots/{name}", figure)
         for name, data in sorted(contents.reference_files.items()):
             run.write_bytes(name, data)
+        for name, data in sorted(contents.binary_files.items()):
+            run.write_bytes(name, data)
         folder = run.commit(json_ready(contents.metadata), pending_registration=True)
     get_run_logger().info("Run folder written: %s", folder.uri)
     return folder

@@ -21,6 +21,7 @@ from modelcycle.gate import (
     robustness_evidence,
 )
 from modelcycle.reports import gate_report
+from modelcycle.training import DistilResult
 from modelcycle.utils import thread_limit
 from tasks.common import TASK_OPTIONS
 from tasks.evaluation import ChampionScore, EvaluationResult
@@ -88,6 +89,45 @@ def measure_budgets(
         return budget_evidence(pipeline, holdout, config, model_bytes)
 
 
+@task(name="fidelity", **TASK_OPTIONS)
+def measure_fidelity(
+    student: Outputs, teacher: ChampionScore, config: PipelineConfig
+) -> dict[str, Any]:
+    """A distilled student against its teacher (the champion) on the same holdout rows."""
+    return gate.fidelity_evidence(student, teacher.outputs, config)
+
+
+@task(name="distillation-record", **TASK_OPTIONS)
+def distillation_record(
+    distilled: DistilResult,
+    fidelity: dict[str, Any],
+    student_metrics: dict[str, float],
+    student_budgets: dict[str, Any],
+    teacher: ChampionScore,
+    teacher_budgets: dict[str, Any],
+    config: PipelineConfig,
+) -> dict[str, Any]:
+    """Student and teacher measured in this run, for the card's side-by-side table."""
+
+    def measures(metrics: dict[str, float], budgets: dict[str, Any]) -> dict[str, Any]:
+        keep = ("model_mb", "model_bytes", "latency_ms_per_1000")
+        return {"metrics": dict(metrics), **{k: budgets[k] for k in keep}}
+
+    return {
+        "student": distilled.student,
+        "params": distilled.params,
+        "targets": "probabilities" if config.task.is_classification else "predictions",
+        "rows": distilled.rows,
+        "neighbours": config.model.distillation.model_dump(
+            include={"neighbours", "jitter", "resample_share", "seed"}
+        ),
+        "fidelity": fidelity,
+        "min_fidelity": config.model.distillation.min_fidelity,
+        "student_measures": measures(student_metrics, student_budgets),
+        "teacher_measures": measures(teacher.metrics, teacher_budgets),
+    }
+
+
 @task(name="gate", **TASK_OPTIONS)
 def judge(
     evaluated: EvaluationResult,
@@ -97,8 +137,10 @@ def judge(
     budgets: dict[str, Any],
     config: PipelineConfig,
     champion_version: int | None,
+    fidelity: dict[str, Any] | None = None,
 ) -> gate.GateDecision:
-    """Every check of the policy, then promote / reject / needs_approval."""
+    """Every check of the policy, then promote / reject / needs_approval; a distilled student
+    is also judged on its fidelity to the teacher."""
     degenerate = gate.degenerate_check(evaluated.outputs, config)
     checks = [
         *gate.floor_checks(evaluated.metrics, config),
@@ -108,6 +150,7 @@ def judge(
         *gate.fairness_checks(fairness, config, degenerate),
         *gate.robustness_checks(robustness, config),
         *gate.budget_checks(budgets, config),
+        *([gate.fidelity_check(fidelity, config)] if fidelity is not None else []),
     ]
     decision = gate.decide(checks, config, champion_version)
     failed = [c.name for c in checks if c.failed]

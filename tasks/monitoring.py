@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.events import emit_event
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from modelcycle import monitoring
+from modelcycle import evaluation, monitoring
 from modelcycle.artifacts import ArtifactStore, RunFolder, load_model
 from modelcycle.config import (
     Monitoring,
@@ -24,17 +29,21 @@ from modelcycle.config import (
     load_monitoring_section,
     parse_config,
 )
-from modelcycle.errors import RegistryError
+from modelcycle.errors import DataError, RegistryError
 from modelcycle.monitoring import (
     DRIFT_EVENT,
     ColumnDrift,
     Decision,
     DriftResult,
     Finding,
+    LogWindow,
+    ProductionReport,
     Quality,
     Reference,
     SampledReport,
     Window,
+    WindowHistory,
+    WindowRecord,
     sampled_html_report,
 )
 from modelcycle.registry import IncidentLog, ModelVersion, Registry, Severity, open_run
@@ -253,6 +262,8 @@ def write_monitoring_folder(
             run.write_json(name, json_ready(document))
         if monitoring_run.html is not None:
             run.write_text(HTML_REPORT, monitoring_run.html.html)
+        for name, figure in sorted(monitoring_run.figures.items()):
+            run.write_figure(name, figure)
         folder = run.commit({"kind": "monitoring", **json_ready(monitoring_run.folder_metadata())})
     get_run_logger().info("Monitoring folder written: %s", folder.uri)
     return folder
@@ -327,6 +338,13 @@ def publish_monitoring_report(
         markdown=monitoring_run.markdown(run_uri, incidents, event_id),
         description=f"Monitoring of {model}",
     )
+    if monitoring_run.production is not None:
+        create_table_artifact(
+            key=f"{model}-service-health",
+            table=[json_ready(row.__dict__) for row in monitoring_run.production.service.rows],
+            description=f"Latency, throughput and error rate of {model} per answering version "
+            f"in the latest log window; plots in {run_uri}/plots",
+        )
     html_uri = monitoring_run.html_uri(run_uri)
     if html_uri is not None:
         link = html_uri if "://" in html_uri else Path(html_uri).resolve().as_uri()
@@ -336,3 +354,264 @@ def publish_monitoring_report(
             link_text=html_uri,
             description=f"Evidently drift report of {model}'s latest monitoring window",
         )
+
+
+# --- monitoring on the prediction log -----------------------------------------------------
+
+
+def log_root() -> str:
+    """Where the service writes its log (`MODELCYCLE_SERVE_LOG_ROOT`, default under home)."""
+    from modelcycle.serving import read_settings
+
+    return read_settings().resolved_log_root
+
+
+def _retired_versions(registry_url: str, model_name: str) -> dict[int, str]:
+    return {
+        v.version: "(retired)"
+        for v in Registry(registry_url).list_versions(model_name)
+        if str(getattr(v.status, "value", v.status)) == "retired"
+    }
+
+
+@task(name="load-log-window", **TASK_OPTIONS)
+def load_log_window(
+    champion: Monitored,
+    registry_url: str,
+    home: Path,
+    since: datetime | None,
+    until: datetime | None,
+) -> LogWindow:
+    """The champion's model's prediction log between `since` and `until`; without `since`,
+    from where the last monitoring run of the log stopped (the whole log the first time).
+    The champion's classes come from its fitted model: nothing is scored again."""
+    model = champion.version.model_name
+    if since is None:
+        since = WindowHistory(monitoring.history_path(home, model)).last_until()
+    classes = getattr(champion.pipeline, "classes_", None)
+    result = monitoring.read_log_window(
+        log_root(),
+        model,
+        champion.config,
+        None if classes is None else np.asarray(classes),
+        since,
+        until,
+        retired=_retired_versions(registry_url, model),
+    )
+    get_run_logger().info(
+        "Log window %s: %d rows, versions %s, %d labelled",
+        result.window.pattern,
+        len(result.window.table),
+        result.facts()["versions"],
+        int(result.traffic["label_time"].notna().sum()),
+    )
+    for finding in result.findings:
+        get_run_logger().warning("%s: %s", finding.severity, finding.message)
+    return result
+
+
+@task(name="logged-outputs", **TASK_OPTIONS)
+def logged_outputs(log_window: LogWindow, champion: Monitored) -> tuple[Scored, Window]:
+    """What the service answered, in place of scoring: the rows the champion answered when it
+    answered any (a window spanning a promotion mixes two models' outputs), else all rows."""
+    config = champion.config
+    mine = (log_window.traffic["version"] == champion.version.version).to_numpy()
+    if not mine.any():
+        mine = np.ones(len(mine), dtype=bool)
+    table = log_window.window.table
+    window = Window(
+        table=table[mine].reset_index(drop=True),
+        pattern=log_window.window.pattern,
+        files=log_window.window.files,
+        rows_read=log_window.window.rows_read,
+        unexpected_columns=[],
+        time_range=log_window.window.time_range,
+    )
+    proba = None if log_window.proba is None else log_window.proba[mine]
+    scored = Scored(
+        monitoring.model_inputs(window.table, config),
+        log_window.outputs[mine].reset_index(drop=True),
+        proba,
+        log_window.classes,
+    )
+    return scored, window
+
+
+def _estimator(champion: Monitored):
+    """The label-free estimate of the champion's calibration, for any logged outputs."""
+    calibration, config = champion.reference.calibration, champion.config
+
+    def estimate(outputs: pd.DataFrame) -> dict[str, float] | None:
+        if calibration is None or monitoring.SCORE_COLUMN not in outputs or outputs.empty:
+            return None
+        scores = outputs[monitoring.SCORE_COLUMN].to_numpy(dtype="float64")
+        keep = np.isfinite(scores)
+        if not keep.any():
+            return None
+        classes = getattr(champion.pipeline, "classes_", None)
+        pos = evaluation.positive_class(config, np.asarray(classes))
+        predicted = outputs[monitoring.PREDICTION_COLUMN].to_numpy()[keep] == pos
+        return monitoring.estimate(scores[keep], predicted, calibration)
+
+    return estimate
+
+
+@task(name="measure-production", **TASK_OPTIONS)
+def measure_production(
+    log_window: LogWindow, champion: Monitored, quality: Quality | None
+) -> ProductionReport:
+    """Per-version figures, labels and delays, service health and fairness of one window;
+    the monitored version's realised figures are the quality step's, measured on its rows."""
+    config = champion.config
+    estimate = _estimator(champion)
+    known = {}
+    if quality is not None and quality.realised is not None and quality.intervals is not None:
+        mine = log_window.traffic["version"] == champion.version.version
+        if mine.any():
+            known[champion.version.version] = (quality.realised, quality.intervals)
+    versions = monitoring.version_summaries(log_window, estimate, config, known)
+    labels = monitoring.label_report(log_window, estimate, config)
+    limits = config.monitoring.service
+    metrics = monitoring.read_service_metrics(limits.metrics_url, champion.version.model_name)
+    if metrics.note and limits.metrics_url:
+        get_run_logger().warning(metrics.note)
+    health = monitoring.service_health(log_window, limits, metrics)
+    confidence = config.monitoring.quality_interval.confidence
+    fairness = monitoring.production_fairness(log_window, config, confidence)
+    return ProductionReport(versions, labels, health, fairness)
+
+
+def _window_record(
+    run_id: str,
+    log_window: LogWindow,
+    champion: Monitored,
+    production: ProductionReport,
+    status: str,
+    features: DriftResult | None,
+    now: str,
+) -> WindowRecord:
+    return WindowRecord(
+        run_id=run_id,
+        since=None if log_window.since is None else log_window.since.isoformat(),
+        until=log_window.until.isoformat(),
+        monitored_version=champion.version.version,
+        status=status,
+        versions={str(v.version): json_ready(v.to_dict()) for v in production.versions},
+        recorded_at=now,
+        updated_at=now,
+        service=[json_ready(r.__dict__) for r in production.service.rows],
+        fairness={
+            column: [json_ready(g.__dict__) for g in groups]
+            for column, groups in (
+                production.fairness.groups if production.fairness else {}
+            ).items()
+        },
+        drift={c.column: c.score for c in features.columns} if features else {},
+    )
+
+
+@task(name="backfill-and-record-window", **TASK_OPTIONS)
+def backfill_and_record(
+    run_id: str,
+    home: Path,
+    log_window: LogWindow,
+    champion: Monitored,
+    production: ProductionReport,
+    decision: Decision,
+    features: DriftResult | None,
+) -> ProductionReport:
+    """Recompute the realised figures of earlier windows whose labels arrived since they were
+    reported (at most `monitoring.backfill_windows` of them), then record this window: the
+    report shows estimate against realised quality over time, and the next scheduled run
+    starts where this one stopped."""
+    model, config = champion.version.model_name, champion.config
+    history = WindowHistory(monitoring.history_path(home, model))
+    earlier = history.load()
+    now = datetime.now(UTC).isoformat()
+    estimate = _estimator(champion)
+    classes = getattr(champion.pipeline, "classes_", None)
+    updated, backfilled = [], []
+    for record in monitoring.due_for_backfill(earlier, config.monitoring.backfill_windows):
+        try:
+            again = monitoring.read_log_window(
+                log_root(),
+                model,
+                config,
+                None if classes is None else np.asarray(classes),
+                None if record.since is None else datetime.fromisoformat(record.since),
+                datetime.fromisoformat(record.until),
+            )
+        except DataError as exc:  # compacted away, or damaged since: keep what was recorded
+            get_run_logger().warning("Back-fill of %s skipped: %s", record.run_id, exc)
+            continue
+        summaries = monitoring.version_summaries(again, estimate, config)
+        if sum(s.labelled for s in summaries) > record.labelled():
+            for summary in summaries:
+                before = record.versions.get(str(summary.version), {})
+                fresh = json_ready(summary.to_dict())
+                fresh["estimated"] = before.get("estimated", fresh["estimated"])
+                record.versions[str(summary.version)] = fresh
+            record.updated_at = now
+            record.backfills += 1
+            updated.append(record)
+            backfilled.append(
+                f"window {monitoring.describe_range(again.since, again.until)} (run "
+                f"{record.run_id}): {record.labelled()} labelled rows now, realised figures "
+                "back-filled"
+            )
+    new = _window_record(
+        run_id, log_window, champion, production, decision.status.value, features, now
+    )
+    records = history.record(new, updated)
+    for line in backfilled:
+        get_run_logger().info(line)
+    return replace(
+        production,
+        history=[json_ready(r.__dict__) for r in records[-30:]],
+        backfilled=backfilled,
+    )
+
+
+@task(name="judge-production", **TASK_OPTIONS)
+def judge_production(decision: Decision, production: ProductionReport) -> Decision:
+    judged = monitoring.judge_production(decision, production)
+    if judged is not decision:
+        get_run_logger().info("Status %s: %s", judged.status, "; ".join(judged.reasons))
+    return judged
+
+
+@task(name="rollback-due", **TASK_OPTIONS)
+def rollback_due(
+    registry_url: str, champion: Monitored, production: ProductionReport
+) -> str | None:
+    """The reason for an automatic rollback, when a service breach comes within
+    `monitoring.service.rollback_within_hours` of the champion's promotion; else None."""
+    hours = champion.config.monitoring.service.rollback_within_hours
+    if hours is None or not production.service.breaches:
+        return None
+    registry = Registry(registry_url)
+    version = champion.version
+    moves = [
+        e
+        for e in registry.audit_log(version.model_name)
+        if e.action in ("promote", "rollback") and e.version == version.version
+    ]
+    if not moves:
+        return None
+    promoted = max(e.at for e in moves)
+    promoted = promoted if promoted.tzinfo else promoted.replace(tzinfo=UTC)
+    age = (datetime.now(UTC) - promoted).total_seconds() / 3600
+    if age > hours:
+        get_run_logger().info(
+            "Service breach %.1f h after v%d's promotion, beyond rollback_within_hours %g: "
+            "no automatic rollback",
+            age,
+            version.version,
+            hours,
+        )
+        return None
+    return (
+        f"automatic rollback by monitoring: {'; '.join(production.service.breaches)} "
+        f"within {age:.1f} h of v{version.version}'s promotion "
+        f"(monitoring.service.rollback_within_hours {hours:g})"
+    )

@@ -15,12 +15,13 @@ from modelcycle.monitoring import (
     Decision,
     DriftResult,
     Finding,
+    ProductionReport,
     Quality,
     SampledReport,
     Window,
 )
 from modelcycle.reports import MonitoringRun, TrainingRun
-from modelcycle.training import TrainResult
+from modelcycle.training import CompileOutcome, TrainResult
 from tasks.common import TASK_OPTIONS
 from tasks.evaluation import ChampionScore, EvaluationResult, Importance
 from tasks.monitoring import Monitored
@@ -51,6 +52,8 @@ def collect_training_run(
     importance: Importance,
     gate: GateDecision,
     reference_files: dict[str, bytes],
+    distillation: dict[str, Any] | None = None,
+    compiled: CompileOutcome | None = None,
 ) -> TrainingRun:
     """The fitted pipeline and the holdout outputs stay behind: the record keeps only what is
     written, registered or shown."""
@@ -83,6 +86,8 @@ def collect_training_run(
         importance_figure=importance.figure,
         gate=gate,
         reference_files=reference_files,
+        distillation=distillation,
+        compiled=compiled,
     )
 
 
@@ -96,6 +101,7 @@ def collect_monitoring_run(
     prediction: ColumnDrift | None,
     quality: Quality | None,
     html: SampledReport | None,
+    production: ProductionReport | None = None,
 ) -> MonitoringRun:
     """The window's facts, not its rows; the champion's training config is what a retraining
     run triggered by this verdict starts from."""
@@ -110,4 +116,5 @@ def collect_monitoring_run(
         prediction=prediction,
         quality=quality,
         html=html,
+        production=production,
     )

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "modelcycle"
 # Lowest first: a module may import its own layer and the layers before it, never one after.
 LAYERS = [
     {"config", "settings", "errors", "utils"},
+    {"logstore"},
     {"data"},
     {"evaluation"},
     {"training"},

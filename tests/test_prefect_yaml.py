@@ -17,6 +17,7 @@ EXPECTED = {
     "training",
     "retraining",
     "monitoring",
+    "monitoring-log",
     "experiment",
     "promotion",
     "rollback",
@@ -89,6 +90,13 @@ def test_every_deployment_uses_the_aliased_pool_and_the_pull_step() -> None:
     # The pool's locked template refuses job variables other than name, labels, stream_output.
     assert "job_variables" not in pool
     assert all("job_variables" not in d for d in _deployments())
+
+
+def test_the_log_is_monitored_daily_since_the_last_run() -> None:
+    daily = _project()["definitions"]["schedules"]["daily"]
+    log = _by_name("monitoring-log")
+    assert log["schedules"] == [daily] == _by_name("monitoring")["schedules"]
+    assert log["parameters"] == {"model_name": "gss-income", "source": "log"}  # no since
 
 
 POOL_TEMPLATE = REPO / "work-pools" / "modelcycle-process.json"

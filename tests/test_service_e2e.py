@@ -35,6 +35,7 @@ DRIFT_EVENT = "modelcycle.model.drift-detected"
 SCHEDULED = {
     "retraining": "0 3 * * 1",
     "monitoring": "30 2 * * *",
+    "monitoring-log": "30 2 * * *",
     "experiment": "15 * * * *",
     "retention": "15 4 * * *",
 }
@@ -42,6 +43,7 @@ DEPLOYMENTS = {
     "training/training",
     "training/retraining",
     "monitoring/monitoring",
+    "monitoring/monitoring-log",
     "experiment/experiment",
     "promotion/promotion",
     "rollback/rollback",

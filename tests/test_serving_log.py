@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelcycle.logstore import iter_frames, list_segments
 from modelcycle.serving import (
     LogOverloaded,
     LogRecordError,
@@ -27,7 +28,6 @@ from modelcycle.serving import (
     read_feedback,
     read_predictions,
 )
-from modelcycle.serving._segments import iter_frames, list_segments
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "gss-income"
@@ -70,7 +70,7 @@ log.close()
 # A compactor that kills itself with SIGKILL at a chosen step.
 COMPACTOR = """
 import os, signal, sys
-import modelcycle.serving._compact as c
+import modelcycle.logstore._compact as c
 root, step = sys.argv[1], sys.argv[2]
 
 def die():

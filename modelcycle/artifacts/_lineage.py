@@ -110,6 +110,10 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# How a version relates to its parent, by training mode (a scratch run has no parent).
+RELATIONS = {"fine_tune": "fine-tuned", "distil": "distilled"}
+
+
 def run_lineage(
     resolved_config: Mapping[str, Any],
     fingerprints: Mapping[str, str],
@@ -127,6 +131,7 @@ def run_lineage(
         "data_fingerprints": dict(fingerprints),
         "data_source": source,
         "training_mode": mode,
+        "relation": RELATIONS.get(mode),
         "parent_version": parent_version,
         "flow_run_id": run_id,
     }

@@ -229,3 +229,18 @@ def _untrusted_types(data: bytes, trusted: Sequence[str], location: str | Path) 
         raise ModelcycleError(f"{location}: not a readable skops model file ({exc})") from exc
     allowed = set(trusted)
     return [name for name in found if name not in allowed]
+
+
+def load_compiled(data: bytes, expected_sha256: str, location: str) -> Any:
+    """A compiled form (`training.CompiledModel`) from bytes, parsed only once their SHA-256
+    equals the one recorded for them: the runtime's own parser is not trusted with a file
+    nobody vouched for, pickle or not."""
+    from modelcycle.training import CompiledModel
+
+    actual = sha256_bytes(data)
+    if actual != expected_sha256.lower():
+        raise IntegrityError(
+            f"{location}: SHA-256 is {actual} but {expected_sha256} was recorded; refusing to "
+            "load the compiled form"
+        )
+    return CompiledModel.from_verified_bytes(data)

@@ -283,3 +283,78 @@ def card(
     except ModelcycleError as exc:
         fail(str(exc))
     print(text)
+
+
+def distil_config_path(name: str, config: str | None) -> tuple[str, int]:
+    """The config the student is trained from, and the teacher's version: `--config`, else the
+    champion's own resolved config as its verified manifest recorded it (written under the
+    state folder, so the flow reads a file like any other run and the Prefect UI shows it)."""
+    import yaml
+
+    from modelcycle.registry import open_run
+    from modelcycle.settings import get_settings
+
+    record = open_registry().champion(name)
+    if record is None:
+        raise ModelcycleError(f"model {name!r} has no champion to distil (train one first)")
+    if config is not None:
+        return config, record.version
+    recorded = open_run(record).config
+    folder = get_settings().home / "distil"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-v{record.version}.yaml"
+    header = f"# The resolved config of {name} v{record.version}, read from its run's manifest.\n"
+    path.write_text(header + yaml.safe_dump(recorded, sort_keys=False), encoding="utf-8")
+    return str(path), record.version
+
+
+def _check_student(name: str, path: str, overrides: dict[str, Any]) -> None:
+    """The config must be this model's, and the student an allowed estimator for its task
+    (checked by name before anything is imported, as the teacher's is)."""
+    from modelcycle.cli._train import parse_overrides
+    from modelcycle.config import apply_overrides, load_config
+    from modelcycle.training import resolve_estimator, student_spec
+
+    config = apply_overrides(load_config(path), parse_overrides(overrides), path)
+    if config.name != name:
+        raise ModelcycleError(f"--config: {path} is the config of {config.name!r}, not {name!r}")
+    student_name, _ = student_spec(config)
+    resolve_estimator(student_name, config=config)
+
+
+@models_app.command("distil")
+def distil(
+    name: Annotated[str, typer.Argument(help="Model name; its champion is the teacher.")],
+    student: Annotated[
+        str | None,
+        typer.Option(help="Student estimator import path (default: the config's, else HGB)."),
+    ] = None,
+    params: Annotated[
+        str | None, typer.Option(help="Student parameters as JSON, e.g. '{\"max_depth\": 6}'.")
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(help="Pipeline config (default: the one the champion was trained from)."),
+    ] = None,
+) -> None:
+    """Train a smaller student on the champion's outputs, judge it with every gate check plus
+    fidelity to the teacher, and register it (parent: the champion, relation `distilled`)."""
+    from modelcycle.cli._train import print_training_outcome, run_training
+    from modelcycle.config import TrainingMode
+
+    try:
+        student_params = None
+        if params is not None:
+            try:
+                student_params = json.loads(params)
+            except json.JSONDecodeError as exc:
+                raise ModelcycleError(f"--params: expected a JSON object ({exc})") from None
+            if not isinstance(student_params, dict):
+                raise ModelcycleError(f"--params: expected a JSON object, got {params!r}")
+        path, teacher = distil_config_path(name, config)
+        overrides = {"student": student, "student_params": student_params}
+        _check_student(name, path, overrides)  # before a flow run exists
+        console.print(f"distilling {name} v{teacher} (config {path})", highlight=False)
+        print_training_outcome(run_training(path, TrainingMode.distil, overrides))
+    except ModelcycleError as exc:
+        fail(str(exc))

@@ -19,7 +19,7 @@ from modelcycle.cli._console import (
 from modelcycle.errors import ModelcycleError
 
 
-def run_monitoring(model: str, window: str, **kwargs: Any) -> dict[str, Any]:
+def run_monitoring(model: str, window: str | None, **kwargs: Any) -> dict[str, Any]:
     """Run the flow on the temporary (or configured) Prefect server."""
     from modelcycle.cli._runtime import prepare_prefect_env
 
@@ -65,8 +65,35 @@ def print_monitoring_outcome(outcome: dict[str, Any]) -> None:
         from modelcycle.monitoring import DRIFT_EVENT  # loaded by the flow; not at CLI start-up
 
         console.print(f"  event {DRIFT_EVENT} emitted ({outcome['event_id']})")
+    _print_production(outcome.get("production"))
     if outcome.get("html_report"):
         console.print(f"  report: {outcome['html_report']}", highlight=False)
+
+
+def _print_production(production: dict[str, Any] | None) -> None:
+    """The log's own figures: labels, each version's service health, back-fills, rollback."""
+    if not production:
+        return
+    labels = production["labels"]
+    delay = labels.get("delay_hours")
+    waited = "" if not delay else f", label delay p50 {delay['p50']:.1f} h"
+    console.print(
+        f"  labels: {labels['labelled']:,} of {labels['rows']:,} rows "
+        f"({labels['coverage']:.0%}){waited}",
+        highlight=False,
+    )
+    for row in production["service"]["rows"]:
+        error = row["error_rate"]
+        console.print(
+            f"  v{row['version']}: {row['rows']:,} rows, {row['requests']:,} requests, "
+            f"p50 {row['latency_p50_ms']:.1f} ms, p99 {row['latency_p99_ms']:.1f} ms, "
+            f"error rate {'-' if error is None else f'{error:.2%}'}",
+            highlight=False,
+        )
+    for line in production.get("backfilled") or []:
+        console.print(f"  back-filled {line}", highlight=False)
+    for plot in production.get("plots") or []:
+        console.print(f"  plot: {plot}", highlight=False)
 
 
 def monitored_model(model: str | None) -> str:
@@ -85,7 +112,9 @@ def monitored_model(model: str | None) -> str:
 
 
 def monitor(
-    window: Annotated[str, typer.Argument(help="CSV/Parquet file or glob (quote it).")],
+    window: Annotated[
+        str | None, typer.Argument(help="CSV/Parquet file or glob (quote it); or use --log.")
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(help="Model whose champion is monitored (default: the registry's only one)."),
@@ -106,22 +135,85 @@ def monitor(
             "`monitoring:` section, or a pipeline config of the model.",
         ),
     ] = None,
+    log: Annotated[
+        bool,
+        typer.Option(
+            "--log",
+            help="Monitor the model's prediction log (what the service answered) instead of "
+            "a file.",
+        ),
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="With --log: from this time (ISO date/datetime, UTC unless a zone is "
+            "given); default where the last monitoring run of the log stopped."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="With --log: up to this time, excluded; default now.")
+    ] = None,
 ) -> None:
-    """Run the monitoring flow on one window."""
+    """Run the monitoring flow on one window: a file, or the prediction log (--log)."""
     try:
+        source = _source(window, log, since, until, start, end, latest_only)
         time_range = _time_range(start, end)
         if thresholds is not None:
             _check_thresholds(thresholds, model)
+        bounds = {"since": _moment("--since", since), "until": _moment("--until", until)}
+        if source == "file":
+            bounds = {}
         outcome = run_monitoring(
             monitored_model(model),
             window,
             time_range=time_range,
             latest_only=latest_only,
             config_path=thresholds,
+            **({"source": "log", **bounds} if source == "log" else {}),
         )
     except ModelcycleError as exc:
         fail(str(exc))
     print_monitoring_outcome(outcome)
+
+
+def _source(
+    window: str | None,
+    log: bool,
+    since: str | None,
+    until: str | None,
+    start: str | None,
+    end: str | None,
+    latest_only: bool,
+) -> str:
+    """`file` or `log`, or one line saying which options do not go together."""
+    if log and window is not None:
+        raise ModelcycleError("give a WINDOW file or --log, not both")
+    if not log and window is None:
+        raise ModelcycleError("WINDOW: name a CSV/Parquet file or glob, or give --log")
+    if not log and (since or until):
+        raise ModelcycleError("--since/--until select a range of the prediction log: add --log")
+    if log and (start or end or latest_only):
+        raise ModelcycleError(
+            "--start/--end/--latest-only select rows of window files; with --log use "
+            "--since/--until"
+        )
+    return "log" if log else "file"
+
+
+def _moment(option: str, value: str | None) -> Any:
+    """An ISO date or datetime as a UTC datetime (naive values are UTC)."""
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ModelcycleError(
+            f"{option} {value!r}: expected an ISO date or datetime, e.g. 2026-05-04 or "
+            "2026-05-04T08:00:00+00:00"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def _time_range(start: str | None, end: str | None) -> Any:

@@ -28,6 +28,7 @@ EVIDENCE = {
     "robustness": "gate/robustness.json",
     "budgets": "gate/budgets.json",
     "degenerate_predictions": "gate.json",
+    "fidelity": "gate/fidelity.json",
 }
 DEGENERATE = "degenerate_predictions"
 
@@ -408,3 +409,33 @@ def with_approval(
     }
     outcome: Outcome = "promote" if record["approved"] else "reject"
     return replace(decision, outcome=outcome, approval=record)
+
+
+def fidelity_evidence(student: Outputs, teacher: Outputs, config: PipelineConfig) -> dict[str, Any]:
+    """How closely a distilled student reproduces its teacher on the holdout rows: the share
+    of identical labels (and the largest probability gap) for classifiers, the R^2 of the
+    student's predictions against the teacher's for regressors."""
+    rows = len(student.pred)
+    if config.task.is_classification:
+        same = np.asarray(student.pred) == np.asarray(teacher.pred)
+        gap = (
+            float(np.max(np.abs(student.proba - teacher.proba)))
+            if student.proba is not None and teacher.proba is not None and rows
+            else None
+        )
+        return {
+            "measure": "label agreement",
+            "value": float(same.mean()) if rows else math.nan,
+            "rows": rows,
+            "max_proba_difference": gap,
+        }
+    s, t = np.asarray(student.pred, float), np.asarray(teacher.pred, float)
+    spread = float(np.sum((t - t.mean()) ** 2)) if rows else 0.0
+    r2 = 1.0 - float(np.sum((s - t) ** 2)) / spread if spread > 0 else math.nan
+    return {"measure": "R^2 against the teacher", "value": r2, "rows": rows}
+
+
+def fidelity_check(evidence: dict[str, Any], config: PipelineConfig) -> GateCheck:
+    limit = config.model.distillation.min_fidelity
+    what = f"{evidence['measure']} with the teacher on {evidence['rows']} holdout rows"
+    return _limit_check("fidelity", "fidelity", evidence["value"], limit, ">=", what)

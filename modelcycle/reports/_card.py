@@ -41,6 +41,8 @@ def card_facts(
     importance: list[dict[str, Any]],
     gate: dict[str, Any],
     cleaning: dict[str, Any] | None = None,
+    distillation: dict[str, Any] | None = None,
+    compiled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "model": config.name,
@@ -66,9 +68,12 @@ def card_facts(
         },
         "training": {
             "mode": mode,
-            "estimator": config.model.estimator,
+            "estimator": distillation["student"] if distillation else config.model.estimator,
             "params": best_params,
-            "balance": config.model.balance.model_dump(),
+            # A student is fitted on its teacher's outputs, without balancing weights of its own.
+            "balance": config.model.balance.model_dump()
+            if not distillation
+            else {"classes": False, "sensitive_groups": False},
         },
         "primary_metric": config.evaluation.primary_metric,
         "confidence": config.gate.non_inferiority.confidence,
@@ -85,8 +90,11 @@ def card_facts(
         "budgets": budgets,
         "importance": importance,
         "gate": gate,
+        "distillation": distillation,
+        "compiled": compiled,
         "lineage": {
             "parent_version": lineage.get("parent_version"),
+            "relation": lineage.get("relation"),
             "code_version": lineage.get("code_version"),
             "config_hash": lineage.get("config_hash"),
             "flow_run_id": run_id,
@@ -264,6 +272,7 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
         f"- parameters: `{facts['training']['params']}`",
         f"- balancing of rare groups: {_balance_text(facts['training']['balance'])}",
         "",
+        *distillation_lines(facts.get("distillation"), facts["lineage"]),
         f"## Metrics on the holdout ({pct} bootstrap intervals)",
         *_table(
             ["metric", "value", "low", "high"],
@@ -315,6 +324,7 @@ def render_card(facts: dict[str, Any], registry: dict[str, Any] | None = None) -
         ),
         "## Robustness",
         *_robustness_lines(facts["robustness"]),
+        *compiled_lines(facts.get("compiled")),
         "## Budgets",
         f"- prediction latency: {_fmt(facts['budgets']['latency_ms_per_1000'], 1)} ms per "
         "1,000 rows (median of 3)",
@@ -464,3 +474,62 @@ def read_card_facts(version: ModelVersion) -> dict[str, Any]:
             "model cards existed, or its run folder was moved)"
         ) from exc
     return json.loads(data)
+
+
+def distillation_lines(distil: dict[str, Any] | None, lineage: dict[str, Any]) -> list[str]:
+    """Student and teacher side by side: what distilling gained (size, latency) and lost
+    (metrics, fidelity), all measured in the same run on the same holdout rows."""
+    if not distil:
+        return []
+    student, teacher = distil["student_measures"], distil["teacher_measures"]
+    fidelity = distil["fidelity"]
+    rows = [
+        ["model file (MB)", student["model_mb"], teacher["model_mb"]],
+        [
+            "latency (ms / 1,000 rows)",
+            student["latency_ms_per_1000"],
+            teacher["latency_ms_per_1000"],
+        ],
+        *[
+            [metric, value, teacher["metrics"].get(metric)]
+            for metric, value in student["metrics"].items()
+        ],
+    ]
+    counts = distil["rows"]
+    return [
+        f"## Distilled from v{lineage.get('parent_version')}",
+        f"- student `{distil['student']}` with `{distil['params']}`, trained on the teacher's "
+        f"{distil['targets']} over {counts['train']} training rows and {counts['neighbours']} "
+        "synthetic neighbours",
+        f"- fidelity: {fidelity['measure']} {_fmt(fidelity['value'])} on {fidelity['rows']} "
+        f"holdout rows (gate: at least {_fmt(distil['min_fidelity'])})",
+        "",
+        *_table(["measure", "student (this version)", "teacher"], rows),
+    ]
+
+
+def compiled_lines(compiled: dict[str, Any] | None) -> list[str]:
+    """The compiled form: kept (with its runtime and parity per set of rows) or why not."""
+    if not compiled:
+        return []
+    runtime = f"{compiled['runtime']} {compiled['runtime_version'] or '(not installed)'}"
+    if not compiled["kept"]:
+        return ["## Compiled form", f"- not kept ({runtime}): {compiled['reason']}", ""]
+    rows = [
+        [name, r.get("rows"), r.get("differing_labels"), _scientific(r.get("max_difference"))]
+        for name, r in compiled["parity"].items()
+    ]
+    return [
+        "## Compiled form",
+        f"- `{compiled['file']}` ({runtime}), SHA-256 `{compiled['sha256']}`; served instead "
+        "of the pipeline when its hash verifies",
+        f"- parity with the pipeline (labels identical, largest difference at most "
+        f"{compiled['tolerance']:g}):",
+        "",
+        *_table(["rows", "count", "differing labels", "largest difference"], rows),
+    ]
+
+
+def _scientific(value: float | None) -> str:
+    """Parity differences are around 1e-16: fixed-point digits would show them as 0."""
+    return "n/a" if value is None else f"{value:.1e}"

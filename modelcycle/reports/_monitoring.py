@@ -95,6 +95,7 @@ def monitoring_markdown(
     html_sample: dict[str, int] | None,
     incidents: list[dict[str, Any]],
     event_emitted: bool,
+    production: list[str] | None = None,
 ) -> str:
     lines = [
         f"# Monitoring {model} v{version}: {_ICON[decision.status.value]}",
@@ -123,6 +124,7 @@ def monitoring_markdown(
     if findings:
         lines += ["", "## Schema findings", ""]
         lines += [f"- {f.severity}: {f.message}" for f in findings]
+    lines += production or []
     lines += ["", "## Evidence", "", f"- Run folder: `{run_uri}`"]
     if html_name:
         sample = html_sample or {}

@@ -4,6 +4,7 @@ event, the summary and the flow's answer are derived from them, so they cannot d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from modelcycle.monitoring import (
@@ -11,12 +12,15 @@ from modelcycle.monitoring import (
     Decision,
     DriftResult,
     Finding,
+    ProductionReport,
     Quality,
     SampledReport,
     Status,
 )
 from modelcycle.registry import ModelVersion
 from modelcycle.reports._monitoring import monitoring_markdown
+from modelcycle.reports._monitoring_plots import production_figures
+from modelcycle.reports._monitoring_production import production_markdown
 
 HTML_REPORT = "report.html"
 
@@ -36,6 +40,7 @@ class MonitoringRun:
     prediction: ColumnDrift | None
     quality: Quality | None
     html: SampledReport | None
+    production: ProductionReport | None = None  # prediction-log windows only
 
     @property
     def model(self) -> str:
@@ -65,7 +70,19 @@ class MonitoringRun:
             },
             "quality.json": self.quality.to_dict() if self.quality else None,
             "html_sample.json": self.html.facts() if self.html else None,
+            **({"production.json": self._production()} if self.production else {}),
         }
+
+    @cached_property
+    def figures(self) -> dict[str, Any]:
+        """PNG plots of the recent log windows, by file name (none for file windows); drawn
+        once, for the evidence folder and the summary that links them."""
+        return {} if self.production is None else production_figures(self.production)
+
+    def _production(self) -> dict[str, Any] | None:
+        if self.production is None:
+            return None
+        return {**self.production.to_dict(), "plots": sorted(self.figures)}
 
     def folder_metadata(self) -> dict[str, Any]:
         return {"monitored_version": self.version, "status": self.decision.status.value}
@@ -109,6 +126,9 @@ class MonitoringRun:
             html_sample=self.html.facts() if self.html else None,
             incidents=incidents,
             event_emitted=event_id is not None,
+            production=None
+            if self.production is None
+            else production_markdown(self.production, run_uri, sorted(self.figures)),
         )
 
     def outcome(
@@ -130,4 +150,5 @@ class MonitoringRun:
             "html_report": self.html_uri(run_uri),
             "incidents": incidents,
             "event_id": event_id,
+            "production": self._production(),
         }

@@ -12,13 +12,14 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from modelcycle.artifacts import RunFolder
+from modelcycle.artifacts import RunFolder, sha256_bytes
 from modelcycle.config import PipelineConfig, TrainingMode
 from modelcycle.data import CleaningReport
 from modelcycle.gate import GateDecision, PairedInterval
 from modelcycle.registry import ModelVersion, Registration
 from modelcycle.reports._card import card_facts, render_card
 from modelcycle.reports._training import training_summary
+from modelcycle.training import COMPILED_FILE, CompileOutcome
 from modelcycle.utils import json_ready
 
 MODEL_FILE = "model.skops"
@@ -41,6 +42,7 @@ class RunContents:
     figures: dict[str, Figure]
     metadata: dict[str, Any]
     evidence: dict[str, Any] = field(default_factory=dict)  # file name -> JSON
+    binary_files: dict[str, bytes] = field(default_factory=dict)  # e.g. the compiled form
     texts: dict[str, str] = field(default_factory=dict)  # file name -> text (card, CSV)
     # What monitoring compares windows with (modelcycle.monitoring.Reference.files()).
     reference_files: dict[str, bytes] = field(default_factory=dict)
@@ -81,6 +83,11 @@ class TrainingRun:
     importance_figure: Figure
     gate: GateDecision
     reference_files: dict[str, bytes]
+    # A distilled student's side of the comparison with its teacher (None for other modes).
+    distillation: dict[str, Any] | None = None
+    # The compiled form, when compilation was requested: its bytes (kept only when parity
+    # passed) and the evidence (runtime, version, parity per set of rows, or why not).
+    compiled: CompileOutcome | None = None
 
     @property
     def model(self) -> str:
@@ -113,6 +120,8 @@ class TrainingRun:
                 importance=self.importance.to_dict(orient="records"),
                 gate=self.gate.to_dict(),
                 cleaning=self.cleaning.to_dict(),
+                distillation=self.distillation,
+                compiled=self._compiled_summary(),
             )
         )
 
@@ -129,7 +138,12 @@ class TrainingRun:
             cleaning=self.cleaning.to_dict(),
             search_results=self.search_results,
             figures={**self.figures, "permutation_importance.png": self.importance_figure},
-            metadata={**self.lineage, "model_file": MODEL_FILE, "model_sha256": self.model_sha256},
+            metadata={
+                **self.lineage,
+                "model_file": MODEL_FILE,
+                "model_sha256": self.model_sha256,
+                **({"compiled_form": self._compiled_summary()} if self.compiled else {}),
+            },
             evidence={
                 "metric_intervals.json": self.metric_intervals,
                 "gate/non_inferiority.json": self._non_inferiority() or {"champion": None},
@@ -139,6 +153,12 @@ class TrainingRun:
                 },
                 "gate/robustness.json": self.robustness,
                 "gate/budgets.json": self.budgets,
+                **({"compiled.json": self.compiled.evidence} if self.compiled else {}),
+                **(
+                    {"gate/fidelity.json": self.distillation["fidelity"]}
+                    if self.distillation
+                    else {}
+                ),
                 "card.json": facts,
             },
             texts={
@@ -146,6 +166,11 @@ class TrainingRun:
                 "card.md": render_card(facts),
             },
             reference_files=self.reference_files,
+            binary_files=(
+                {COMPILED_FILE: self.compiled.data}
+                if self.compiled is not None and self.compiled.data is not None
+                else {}
+            ),
         )
 
     def registration(self, folder: RunFolder) -> Registration:
@@ -213,6 +238,27 @@ class TrainingRun:
             "non_inferiority": self._non_inferiority(),
             "failed_checks": [c.name for c in self.gate.checks if c.failed],
             "run_folder": run_uri,
+        }
+
+    def _compiled_summary(self) -> dict[str, Any] | None:
+        """What the manifest and the card say about the compiled form; the file's SHA-256 is
+        also in the manifest's file list, which is what serving verifies it against."""
+        if self.compiled is None:
+            return None
+        evidence = self.compiled.evidence
+        kept = self.compiled.data is not None
+        return {
+            "file": COMPILED_FILE if kept else None,
+            "sha256": sha256_bytes(self.compiled.data) if kept else None,
+            "kept": kept,
+            "runtime": evidence["runtime"],
+            "runtime_version": evidence["runtime_version"],
+            "reason": evidence.get("reason"),
+            "parity": {
+                name: {k: v for k, v in result.items()}
+                for name, result in (evidence.get("parity") or {}).get("sets", {}).items()
+            },
+            "tolerance": (evidence.get("parity") or {}).get("tolerance"),
         }
 
     def _non_inferiority(self) -> dict[str, Any] | None:

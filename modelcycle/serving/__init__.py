@@ -1,6 +1,15 @@
 """Serving: the prediction service (the champion behind an HTTP API, a new champion picked up
 without a restart) and its durable prediction log."""
 
+from modelcycle.logstore import (
+    CompactionReport,
+    CorruptSegmentError,
+    LogRecordError,
+    compact,
+    logged_models,
+    read_feedback,
+    read_predictions,
+)
 from modelcycle.serving._app import (
     API_VERSION,
     Service,
@@ -12,7 +21,6 @@ from modelcycle.serving._app import (
 from modelcycle.serving._auth import ensure_token_file, load_tokens, token_matches
 from modelcycle.serving._batcher import MicroBatcher
 from modelcycle.serving._catalog import Catalog, Slot
-from modelcycle.serving._compact import CompactionReport, compact, logged_models
 from modelcycle.serving._experiment import Analysis, Guardrail, analyse
 from modelcycle.serving._fast import (
     PARITY_TOLERANCE,
@@ -27,12 +35,9 @@ from modelcycle.serving._log import (
     LogOverloaded,
     LogWriteError,
     PredictionLog,
-    read_feedback,
-    read_predictions,
 )
 from modelcycle.serving._metrics import MULTIPROC_ENV, Metrics, create_metrics, render_metrics
 from modelcycle.serving._model import Predictions, ServedModel, load_served
-from modelcycle.serving._records import LogRecordError
 from modelcycle.serving._routing import (
     SHADOW_SUFFIX,
     ShadowScorer,
@@ -49,7 +54,6 @@ from modelcycle.serving._schema import (
     build_schema,
     learned_categories,
 )
-from modelcycle.serving._segments import CorruptSegmentError
 from modelcycle.serving._server import (
     APP_FACTORY,
     THREAD_ENV,

@@ -121,6 +121,7 @@ class Service:
             self.metrics,
             settings.pii,
             settings.pinned_cache,
+            settings.compiled,
             settings.fast_path,
         )
         self.batcher = MicroBatcher(
@@ -183,7 +184,7 @@ class Service:
     def compact_log(self) -> None:
         """Move sealed segments of every served model into Parquet; never raises (a failed
         compaction leaves its segments in place, and the next one retries them)."""
-        from modelcycle.serving._compact import compact
+        from modelcycle.logstore import compact
 
         for name in list(self.catalog.slots):
             try:

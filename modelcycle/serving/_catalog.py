@@ -49,9 +49,11 @@ class Catalog:
         metrics: Metrics,
         pii_policy: Literal["refuse", "drop"],
         pinned_cache: int,
+        use_compiled: bool = True,
         fast_path: bool = True,
     ) -> None:
         self.registry = registry
+        self.use_compiled = use_compiled
         self.metrics = metrics
         self.pii_policy: Literal["refuse", "drop"] = pii_policy
         self.pinned_cache = pinned_cache
@@ -120,12 +122,14 @@ class Catalog:
                 record = await asyncio.to_thread(self.registry.get_version, name, version)
             finally:
                 self._fresh_connections()
-            served = await asyncio.to_thread(load_served, record, self.pii_policy, False)
+            served = await asyncio.to_thread(
+                load_served, record, self.pii_policy, self.use_compiled, False
+            )
             slot.classes[version] = served.classes
         return slot.classes[version]
 
     def _load(self, record: ModelVersion) -> ServedModel:
-        served = load_served(record, self.pii_policy, self.fast_path)
+        served = load_served(record, self.pii_policy, self.use_compiled, self.fast_path)
         version = (record.model_name, str(record.version))
         self.metrics.fast_path.labels(*version).set(1 if served.fast is not None else 0)
         return served

@@ -30,57 +30,32 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-import pandas as pd
 
 from modelcycle.errors import ModelcycleError
-
-from ._compact import PartCache, id_days, locate, lookup_compacted, read_log
-from ._records import LogRecordError, check_feedback, check_predictions, parse_time
-from ._segments import (
+from modelcycle.logstore import (
     KIND_FEEDBACK,
     KIND_PREDICTIONS,
     SEALED_SUFFIX,
     STEM,
+    LogRecordError,
+    PartCache,
     SegmentFile,
+    check_feedback,
     check_name,
+    check_predictions,
     encode_frame,
+    id_days,
     iter_frames,
     list_segments,
+    locate,
+    lookup_compacted,
+    parse_time,
     try_lock,
 )
 
 logger = logging.getLogger(__name__)
 
 Durability = Literal["strict", "relaxed"]
-
-
-def read_predictions(
-    root: str,
-    model: str,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    *,
-    spool: str | os.PathLike[str] | None = None,
-) -> pd.DataFrame:
-    """Every logged prediction with `since <= time < until`, each id once, oldest first.
-
-    Columns: id, time (UTC), model, version, request_id, role, latency_ms, flags, then
-    `input.<name>` and `output.<name>[.<key>]` (e.g. `output.probabilities.<class>`).
-    Damaged segments are skipped, logged, and named in `frame.attrs["refused"]`.
-    """
-    return read_log(root, model, "predictions", since, until, spool)
-
-
-def read_feedback(
-    root: str,
-    model: str,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    *,
-    spool: str | os.PathLike[str] | None = None,
-) -> pd.DataFrame:
-    """Logged true outcomes (id, label, time, model); the earliest per id, as known_ids says."""
-    return read_log(root, model, "feedback", since, until, spool)
 
 
 class LogOverloaded(ModelcycleError):

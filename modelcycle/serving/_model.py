@@ -18,13 +18,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from modelcycle.artifacts import config_hash, load_model
+from modelcycle.artifacts import config_hash, load_compiled, load_model
 from modelcycle.config import PipelineConfig, parse_config
 from modelcycle.errors import IntegrityError
 from modelcycle.monitoring import REFERENCE_DATA
 from modelcycle.registry import ModelVersion, VerifiedRun, open_run
 from modelcycle.serving._fast import FastPredictor, build_fast_predictor
 from modelcycle.serving._schema import InputSchema, build_schema
+from modelcycle.training import runtime_version
+
+logger = logging.getLogger(__name__)
 
 logger = logging.getLogger("modelcycle.serving")
 # Rows of the run's reference sample the fast path is checked on when a version is loaded
@@ -50,8 +53,10 @@ class ServedModel:
     schema: InputSchema
     classes: tuple[Any, ...] | None
     loaded_at: datetime
+    # "treelite 4.8.1" when `pipeline` is the version's verified compiled form, else None.
+    compiled: str | None = None
     fast: FastPredictor | None = None
-    fast_reason: str = "off"  # "ok" when `fast` serves, else why the pipeline does
+    fast_reason: str = "off"  # "ok" when `fast` serves, else why it does not
 
     @property
     def name(self) -> str:
@@ -109,6 +114,7 @@ class ServedModel:
             "created_by": r.created_by,
             "metrics": dict(r.metrics),
             "gate_decision": r.gate.get("decision"),
+            "compiled_form": self.compiled,  # the runtime answering, or None: the pipeline
         }
 
 
@@ -125,12 +131,18 @@ def class_named(classes: tuple[Any, ...] | None, value: Any) -> Any | None:
 
 
 def load_served(
-    record: ModelVersion, pii_policy: Literal["refuse", "drop"], fast_path: bool = True
+    record: ModelVersion,
+    pii_policy: Literal["refuse", "drop"],
+    use_compiled: bool = True,
+    fast_path: bool = True,
 ) -> ServedModel:
     """Verify and load one registered version; raises IntegrityError when anything differs.
 
-    With `fast_path`, the numpy path is built and checked against the pipeline on the run's
-    reference sample and edge rows; when it cannot be, the reason is logged and kept.
+    With `use_compiled`, a compiled form training kept answers instead of the pipeline (the
+    pipeline still defines the request schema); a compiled file that does not verify refuses
+    the version like a changed model file would. Otherwise, with `fast_path`, the numpy path
+    is built and checked against the pipeline on the run's reference sample and edge rows;
+    when it cannot be, the reason is logged and kept.
     """
     run = open_run(record)
     manifest = run.manifest
@@ -145,16 +157,20 @@ def load_served(
     classes = None
     if config.task.is_classification:
         classes = tuple(_plain(c) for c in np.asarray(pipeline.classes_).tolist())
+    compiled = _compiled_form(run, manifest) if use_compiled else None
     fast, reason = None, "off (MODELCYCLE_SERVE_FAST_PATH=false)"
-    if fast_path:
+    if compiled is not None:
+        reason = f"off: the compiled form serves ({_runtime_of(compiled)})"
+    elif fast_path:
         fast, reason = _fast_path(run, record, config, pipeline, classes is not None)
     return ServedModel(
         record=record,
-        pipeline=pipeline,
+        pipeline=pipeline if compiled is None else compiled,
         config=config,
         schema=build_schema(config, pipeline, pii_policy),
         classes=classes,
         loaded_at=datetime.now(UTC),
+        compiled=None if compiled is None else _runtime_of(compiled),
         fast=fast,
         fast_reason=reason,
     )
@@ -204,6 +220,34 @@ def _reference_sample(run: VerifiedRun, config: PipelineConfig) -> pd.DataFrame 
         return None
     names = [c for c in config.features.all if c in frame.columns]
     return frame[names].head(PARITY_SAMPLE_ROWS)
+
+
+def _compiled_form(run: Any, manifest: dict[str, Any]) -> Any | None:
+    """The compiled form the manifest lists, read through the verified run (its bytes must
+    hash to the manifest's entry) and parsed only after a second check against the SHA-256
+    the training run recorded for it; None when there is none or the runtime is missing."""
+    summary = manifest.get("compiled_form")
+    if not isinstance(summary, dict) or not summary.get("kept") or not summary.get("file"):
+        return None
+    if runtime_version() is None:
+        logger.warning(
+            "%s has a compiled form but treelite is not installed: serving the pipeline",
+            run.version.model_name,
+        )
+        return None
+    name = summary["file"]
+    data = run.read(name)
+    where = f"{run.version.artifact_uri.rstrip('/')}/{name}"
+    return load_compiled(data, summary["sha256"], where)
+
+
+def _runtime_of(compiled: Any) -> str:
+    return f"{compiled.spec['runtime']} {compiled.spec['runtime_version']}"
+
+
+def _read_manifest(record: ModelVersion) -> dict[str, Any]:
+    """The run manifest, only if it is the one the registry anchored for this version."""
+    return open_run(record).manifest
 
 
 def _plain(value: Any) -> Any:

@@ -109,7 +109,7 @@ def _rollouts(catalog: Catalog) -> Rollouts:
 def _load_challenger(catalog: Catalog, name: str, experiment: Experiment) -> ServedModel | None:
     try:
         record = catalog.registry.get_version(name, experiment.challenger)
-        served = load_served(record, catalog.pii_policy, catalog.fast_path)
+        served = load_served(record, catalog.pii_policy, catalog.use_compiled, catalog.fast_path)
     except Exception as exc:
         catalog.metrics.verification_failures.labels(name, str(experiment.challenger)).inc()
         logger.error(
@@ -255,9 +255,10 @@ class ShadowScorer:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every queued request was scored (tests, orderly shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self._rows > 0 and time.monotonic() < deadline:  # Queue has no public count
-            await asyncio.sleep(0.01)
+        # asyncio.Queue has no public `unfinished_tasks`: reading it raised AttributeError, so
+        # every in-process stop of the service failed; join() is the public way to wait.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout)
 
     async def _run(self) -> None:
         while True:

@@ -108,6 +108,12 @@ class ServeSettings(BaseSettings):
         None,
         description="Prediction log folder or fsspec URL; default $MODELCYCLE_HOME/predictions.",
     )
+    compiled: bool = Field(
+        True,
+        description="Answer with a version's compiled form when training kept one (parity "
+        "proven) and its SHA-256 verifies against the run manifest; false serves the "
+        "pipeline. Without the `compile` extra installed, the pipeline answers.",
+    )
     pinned_cache: int = Field(
         4, ge=0, description="Non-champion versions kept loaded per model for pinned routes."
     )

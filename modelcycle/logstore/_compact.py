@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import io
 import logging
 import os
@@ -31,8 +32,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
@@ -255,6 +258,35 @@ def records_frame(kind: Kind, rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def read_predictions(
+    root: str,
+    model: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    spool: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """Every logged prediction with `since <= time < until`, each id once, oldest first.
+
+    Columns: id, time (UTC), model, version, request_id, role, latency_ms, flags, then
+    `input.<name>` and `output.<name>[.<key>]` (e.g. `output.probabilities.<class>`).
+    Damaged segments are skipped, logged, and named in `frame.attrs["refused"]`.
+    """
+    return read_log(root, model, "predictions", since, until, spool)
+
+
+def read_feedback(
+    root: str,
+    model: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    spool: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """Logged true outcomes (id, label, time, model); the earliest per id, as known_ids says."""
+    return read_log(root, model, "feedback", since, until, spool)
+
+
 def read_log(
     root: str | os.PathLike[str],
     model: str,
@@ -272,19 +304,140 @@ def read_log(
     location = locate(root, spool)
     start, end = utc(since), utc(until)
     refused: list[str] = []
-    frames = []
+    tables: list[pa.Table] = []
     # Segments before parts: see the module docstring.
     rows = _segment_rows(location, model, kind, refused)
     if rows:
-        frames.append(records_frame(kind, rows))
+        tables.append(_to_arrow(records_frame(kind, rows)))
     for part in _parts(location, model, kind, start, end):
         try:
-            frames.append(pq.read_table(part, filesystem=location.fs).to_pandas())
+            tables.append(pq.read_table(part, filesystem=location.fs))
         except (OSError, pa.ArrowException) as exc:
             refused.append(f"{part}: unreadable Parquet part ({exc})")
             logger.error("prediction log: refused %s", refused[-1])
-    columns = BASE_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    base = BASE_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS
+    frame = _arrow_frame(tables, kind, base, start, end)
+    if frame is None:
+        frame = _pandas_frame([t.to_pandas() for t in tables], kind, base, start, end)
+    frame.attrs["refused"] = refused
+    return frame
+
+
+def _arrow_frame(
+    tables: list[pa.Table],
+    kind: Kind,
+    base: list[str],
+    start: datetime | None,
+    end: datetime | None,
+) -> pd.DataFrame | None:
+    """`_pandas_frame`'s result, computed in Arrow: filtering, the (time, id) sort and the
+    duplicate check run on columns instead of Python objects (measured on a million logged
+    rows: 35 s with pandas on a loaded 2-core machine, most of it factorizing the ids for the
+    sort, turning each row's flags array into a list and copying columns). None when the
+    parts' schemas do not combine (a column logged with different types): pandas then does it.
+    """
+    if not tables:
+        return None
+    stamp = pa.timestamp("ns", tz="UTC")
+    try:
+        cast = [
+            t.set_column(t.schema.get_field_index("time"), "time", t["time"].cast(stamp))
+            for t in tables
+        ]
+        table = pa.concat_tables(cast, promote_options="default")
+    except (pa.ArrowException, KeyError, ValueError):
+        return None
+    if start is not None:
+        table = table.filter(pc.greater_equal(table["time"], pa.scalar(start, type=stamp)))
+    if end is not None:
+        table = table.filter(pc.less(table["time"], pa.scalar(end, type=stamp)))
+    if table.num_rows == 0 or any(c not in table.column_names for c in base):
+        return None
+    if not _sorted(table):  # parts are sorted each; one worker's day is already in order
+        table = table.take(pc.sort_indices(table, [("time", "ascending"), ("id", "ascending")]))
+    # Feedback: the earliest answer for an id wins (see PredictionLog.known_ids). A prediction
+    # is logged once; the same record seen twice (in a segment and in the part a compaction
+    # made of it before deleting it) has the same time and id, so it sits next to itself.
+    if _has_duplicates(table, kind):
+        ids = table["id"].to_numpy(zero_copy_only=False)
+        table = table.filter(pa.array(~pd.Index(ids).duplicated(keep="first")))
+    rest = sorted(c for c in table.column_names if c not in base)
+    table = table.select([*base, *rest])
+    empty = [c for c in rest if table[c].null_count == table.num_rows]
+    for name in empty:  # a column with no value at all holds None, as from segments
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, pa.nulls(table.num_rows))
+    flags = _flag_lists(table["flags"]) if kind == "predictions" else None
+    frame = table.drop_columns(["flags"]).to_pandas() if flags is not None else table.to_pandas()
+    if flags is not None:  # the log holds lists; Parquet would give arrays back
+        frame.insert(base.index("flags"), "flags", flags)
+    frame["time"] = frame["time"].astype("datetime64[ns, UTC]")
+    return frame
+
+
+def _has_duplicates(table: pa.Table, kind: Kind) -> bool:
+    if kind == "feedback":
+        return pc.count_distinct(table["id"]).as_py() < table.num_rows
+    ids = table["id"]
+    if len(ids) < 2:
+        return False
+    same = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+    return bool(pc.any(same).as_py())
+
+
+def _sorted(table: pa.Table) -> bool:
+    """Ordered by (time, id) already: times never decrease, and equal times (the rows of one
+    request) have increasing ids."""
+    times = table["time"].cast(pa.int64()).to_numpy()
+    if len(times) < 2:
+        return True
+    steps = np.diff(times)
+    if (steps < 0).any():
+        return False
+    ties = np.flatnonzero(steps == 0)
+    if not len(ties):
+        return True
+    ids = table["id"]
+    before = pc.take(ids, pa.array(ties)).to_numpy(zero_copy_only=False)
+    after = pc.take(ids, pa.array(ties + 1)).to_numpy(zero_copy_only=False)
+    return bool((before < after).all())
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic collector while many acyclic objects are made (each thousand new
+    objects would start a pass over the young ones, and some over everything alive)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _flag_lists(column: pa.ChunkedArray) -> list[list[str]]:
+    """Each row's flags as a list; most rows have none, so only the others are converted."""
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+    with _gc_paused():  # a million small lists, no cycles: collection passes cost 2 s here
+        flags: list[list[str]] = [[] for _ in range(len(lengths))]
+    flagged = np.flatnonzero(lengths)
+    if len(flagged):
+        for position, values in zip(
+            flagged.tolist(), pc.take(column, pa.array(flagged)).to_pylist(), strict=True
+        ):
+            flags[position] = list(values)
+    return flags
+
+
+def _pandas_frame(
+    frames: list[pd.DataFrame],
+    kind: Kind,
+    base: list[str],
+    start: datetime | None,
+    end: datetime | None,
+) -> pd.DataFrame:
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=base)
     frame["time"] = pd.to_datetime(frame["time"], utc=True).astype("datetime64[ns, UTC]")
     if start is not None:
         frame = frame[frame["time"] >= start]
@@ -295,9 +448,7 @@ def read_log(
     frame = frame.reset_index(drop=True)
     if kind == "predictions":  # Parquet gives arrays back; the log holds lists
         frame["flags"] = [list(flags) for flags in frame["flags"]]
-    frame = _canonical(frame, BASE_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS)
-    frame.attrs["refused"] = refused
-    return frame
+    return _canonical(frame, base)
 
 
 def _canonical(frame: pd.DataFrame, base: list[str]) -> pd.DataFrame:
