@@ -24,13 +24,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from conftest import small_config_dict, write_config
 from serving_support import ServiceProcess, Trained, start_service, train_and_register
 
 from modelcycle.errors import IntegrityError
 from modelcycle.registry import Registry
-from modelcycle.serving import ID_PATTERN, read_feedback, read_predictions
+from modelcycle.serving import ID_PATTERN, compact, read_feedback, read_predictions
 
 MODEL = "gss-income"
 TAMPER = "gss-tamper"
@@ -81,10 +82,18 @@ def world(tmp_path_factory: pytest.TempPathFactory, small_parquet: Path) -> Iter
     raw = small_config_dict(small_parquet)
     config = write_config(home, raw, "income.yaml")
     tamper = write_config(home, {**raw, "name": TAMPER}, "tamper.yaml")
+    # Another version of the same model that predicts other classes (gender, not income):
+    # feedback on its answers is checked against its classes, not the champion's.
+    other = {**raw, "target": "gender", "sensitive_columns": []}
+    other["columns"] = {k: v for k, v in raw["columns"].items() if k != "high_income"}
+    other["model"] = {k: v for k, v in raw["model"].items() if k != "balance"}
+    other["evaluation"] = {**raw["evaluation"], "slices": ["educcat"], "positive_class": "Male"}
+    other_classes = write_config(home, other, "other-classes.yaml")
     versions = {
         "v1": train_and_register(config, registry_url, store, max_iter=20, promote=True),
         "v2": train_and_register(config, registry_url, store, max_iter=40, promote=False),
         "v3": train_and_register(config, registry_url, store, max_iter=60, promote=False),
+        "v4": train_and_register(other_classes, registry_url, store, max_iter=20, promote=False),
         "t1": train_and_register(tamper, registry_url, store, max_iter=20, promote=True),
         "t2": train_and_register(tamper, registry_url, store, max_iter=30, promote=False),
     }
@@ -96,6 +105,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, small_parquet: Path) -> Iter
             "MODELCYCLE_SERVE_POLL_SECONDS": str(POLL_SECONDS),
             "MODELCYCLE_SERVE_MAX_ROWS_PER_REQUEST": str(MAX_ROWS),
             "MODELCYCLE_SERVE_MAX_BODY_BYTES": str(MAX_BODY),
+            # Segments sealed and compacted every second or two: every test below runs with
+            # compaction moving the log under it (checked at the end of the file).
+            "MODELCYCLE_SERVE_LOG_SEGMENT_SECONDS": "1.5",
+            "MODELCYCLE_SERVE_COMPACT_SECONDS": "1",
         },
         ["--workers", "2"],
     )
@@ -230,6 +243,8 @@ def test_model_facts_name_version_lineage_and_input_schema(world: World) -> None
     assert schema["required"] == world.versions["v1"].config.features.all
     assert schema["additionalProperties"] is False
     assert "respondent_id" not in schema["properties"]
+    assert facts["fast_path"] == {"on": True, "reason": "ok"}
+    assert world.metric("modelcycle_serve_fast_path", model=MODEL, version="1") == 1
     assert openapi.status_code == 200
     assert "/v1/models/{name}/versions/{version}/predict" in openapi.json()["paths"]
 
@@ -366,6 +381,36 @@ def test_feedback_recorded_once_and_refused_per_item(world: World) -> None:
         ids[1]: "0",
         ids[2]: "0",
     }
+
+
+def test_feedback_is_checked_against_the_classes_of_the_answering_version(world: World) -> None:
+    pinned = world.versions["v4"]
+    assert pinned.version == 4 and list(pinned.pipeline.classes_) == ["Female", "Male"]
+    with world.service.client() as client:
+        response = client.post(
+            f"/v1/models/{MODEL}/versions/4/predict", json={"rows": _rows(pinned, 3)}
+        )
+        assert response.status_code == 200 and response.json()["version"] == 4, response.text
+        world.remember(response.json())
+        ids = [p["id"] for p in response.json()["predictions"]]
+        champion = _predict(world, {"rows": _rows(world.versions["v1"], 1)}).json()
+        url = f"/v1/models/{MODEL}/feedback"
+        theirs = client.post(url, json=[{"id": ids[0], "label": "Female"}])
+        wrong = client.post(url, json=[{"id": ids[1], "label": 1}])
+        mixed = client.post(
+            url,
+            json=[
+                {"id": ids[2], "label": "Male"},
+                {"id": champion["predictions"][0]["id"], "label": "Male"},
+            ],
+        )
+    assert theirs.status_code == 200 and theirs.json()["recorded"] == 1, theirs.text
+    _refused(world, wrong, 422, "item 0", "['Female', 'Male']", "version 4")
+    assert [i["status"] for i in mixed.json()["items"]] == ["recorded", "refused"]
+    assert "[0, 1]" in mixed.json()["items"][1]["message"]
+    feedback = read_feedback(str(world.service.log_root), MODEL)
+    mine = feedback.loc[feedback["id"].isin(ids)]
+    assert dict(zip(mine["id"], mine["label"], strict=True)) == {ids[0]: "Female", ids[2]: "Male"}
 
 
 # -- the registry moves ---------------------------------------------------------------------
@@ -554,3 +599,23 @@ def test_every_answer_is_in_the_log_exactly_once(world: World) -> None:
         assert len(mine) == len(answered) == mine["id"].nunique()
         assert dict(zip(mine["id"], mine["version"], strict=True)) == answered
     assert world.answered, "no answer was recorded by the tests above"
+
+
+def test_compaction_under_the_service_lost_and_duplicated_nothing(world: World) -> None:
+    """Last in the file: it stops the service. Compaction ran every second under every test
+    above (kills and swaps included); afterwards the Parquet parts, read raw (no
+    de-duplication), hold every acknowledged answer exactly once with its version."""
+    root = world.service.log_root
+    assert list((root / MODEL / "predictions").rglob("part-*.parquet")), "nothing compacted"
+    assert world.metric("modelcycle_serve_log_compacted_total", model=MODEL) > 0
+    world.service.stop()  # seals the open segments
+    for model in (MODEL, TAMPER):
+        report = compact(str(root), model)
+        assert not report.refused and not report.still_open
+        assert not list((root / model / "segments").glob("*.*")), "segments left behind"
+        parts = sorted((root / model / "predictions").rglob("part-*.parquet"))
+        table = pd.concat([pq.read_table(p, columns=["id", "version"]).to_pandas() for p in parts])
+        assert table["id"].is_unique, "a record compacted twice"
+        answered = {i: v for i, (m, v) in world.answered.items() if m == model}
+        found = dict(zip(table["id"], table["version"], strict=True))
+        assert {i: found.get(i) for i in answered} == answered

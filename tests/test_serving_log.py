@@ -477,3 +477,34 @@ def test_queued_submits_share_one_fsync_and_numpy_outputs_are_plain_values(
     assert len(frame) == 50
     assert frame["output.p"].tolist() == [0.75] * 50
     assert frame["output.label"].tolist() == [1] * 50
+
+
+def test_log_compact_command_compacts_every_model_and_names_a_damaged_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from modelcycle.cli import app
+
+    monkeypatch.setenv("MODELCYCLE_HOME", str(tmp_path / "home"))
+    _two_days_of_traffic(tmp_path)
+    before = read_predictions(str(tmp_path), MODEL)
+    first = CliRunner().invoke(app, ["log", "compact", "--root", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    assert f"{MODEL}: 2 segment(s) into 4 Parquet part(s) (12 predictions, 2 feedback)" in (
+        first.output
+    )
+    assert list_segments(tmp_path, MODEL) == []
+    pd.testing.assert_frame_equal(before, read_predictions(str(tmp_path), MODEL))
+
+    with PredictionLog(str(tmp_path), "bad") as log:
+        for i in range(3):
+            log.submit_predictions([_record(f"b{i}")]).result(timeout=30)
+    (damaged,) = list_segments(tmp_path, MODEL)
+    data = bytearray(damaged.read_bytes())
+    data[_frame_ends(damaged)[1] + 30] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    second = CliRunner().invoke(app, ["log", "compact", "--root", str(tmp_path)])
+    assert second.exit_code == 1
+    assert damaged.name in second.output and "refused" in second.output
+    assert damaged.exists()

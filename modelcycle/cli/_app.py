@@ -26,7 +26,7 @@ from modelcycle.cli._privacy import privacy_app
 from modelcycle.cli._records import records_app
 from modelcycle.cli._reproduce import reproduce
 from modelcycle.cli._runlog import reset as reset_run_log
-from modelcycle.cli._serve import serve
+from modelcycle.cli._serve import log_app, serve
 from modelcycle.cli._service import service_app
 from modelcycle.cli._trace import trace
 from modelcycle.cli._train import train
@@ -76,6 +76,7 @@ app.add_typer(incidents_app, name="incidents")
 app.add_typer(audit_app, name="audit")
 app.add_typer(records_app, name="records")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(log_app, name="log")
 app.command("monitor")(monitor)
 app.command("demo")(demo)
 app.command("train")(train)

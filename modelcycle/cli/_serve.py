@@ -59,3 +59,58 @@ def serve(
         run_service(settings)
     except ModelcycleError as exc:
         fail(str(exc))
+
+
+log_app = typer.Typer(help="The prediction log the service writes.", no_args_is_help=True)
+
+
+@log_app.command("compact")
+def compact_log(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            metavar="NAME",
+            help="Model whose log to compact (repeat for several); default: every model with "
+            "segments on this machine.",
+        ),
+    ] = None,
+    root: Annotated[
+        str | None,
+        typer.Option(
+            help="The log's root (default: MODELCYCLE_SERVE_LOG_ROOT, else the state "
+            "folder's predictions/)."
+        ),
+    ] = None,
+) -> None:
+    """Move sealed log segments on this machine into date-partitioned Parquet now.
+
+    A running service does this every MODELCYCLE_SERVE_COMPACT_SECONDS; this is for an
+    instance that is stopped for good, or a service run with compaction off. Safe beside a
+    running service (one compactor per model at a time); exits 1 naming any segment it
+    refused as damaged (the rest is compacted).
+    """
+    from modelcycle.errors import ModelcycleError
+    from modelcycle.serving import compact, logged_models, read_settings
+
+    where = read_settings(log_root=root).resolved_log_root
+    try:
+        names = model or logged_models(where)
+        refused: list[str] = []
+        for name in names:
+            report = compact(where, name)
+            open_note = (
+                f"; {len(report.still_open)} still being written" if report.still_open else ""
+            )
+            typer.echo(
+                f"{name}: {len(report.segments)} segment(s) into {len(report.parts)} Parquet "
+                f"part(s) ({report.predictions:,} predictions, {report.feedback:,} feedback)"
+                f"{open_note}"
+            )
+            refused += report.refused
+    except ModelcycleError as exc:
+        fail(str(exc))
+    if not names:
+        typer.echo(f"no prediction log segments under {where}")
+    if refused:
+        fail(f"{len(refused)} segment(s) refused as damaged and left in place: {refused[0]}")

@@ -146,6 +146,18 @@ def compact(
     return report
 
 
+def logged_models(
+    root: str | os.PathLike[str], spool: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Models with a segment folder in this machine's spool: what `compact` can act on here."""
+    location = locate(root, spool)
+    if not location.spool.is_dir():
+        return []
+    return sorted(
+        p.name for p in location.spool.iterdir() if p.is_dir() and (p / "segments").is_dir()
+    )
+
+
 @contextlib.contextmanager
 def _compaction_lock(folder: Path):
     fd = os.open(folder / ".compact.lock", os.O_RDWR | os.O_CREAT, 0o644)

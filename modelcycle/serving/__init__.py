@@ -6,14 +6,29 @@ from modelcycle.logstore import (
     CorruptSegmentError,
     LogRecordError,
     compact,
+    logged_models,
     read_feedback,
     read_predictions,
 )
-from modelcycle.serving._app import API_VERSION, Service, create_app, decode_json
+from modelcycle.serving._app import (
+    API_VERSION,
+    Service,
+    ServiceApp,
+    create_app,
+    create_service_app,
+    decode_json,
+)
 from modelcycle.serving._auth import ensure_token_file, load_tokens, token_matches
 from modelcycle.serving._batcher import MicroBatcher
 from modelcycle.serving._catalog import Catalog, Slot
 from modelcycle.serving._experiment import Analysis, Guardrail, analyse
+from modelcycle.serving._fast import (
+    PARITY_TOLERANCE,
+    FastPredictor,
+    build_fast_predictor,
+    check_parity,
+    parity_rows,
+)
 from modelcycle.serving._ids import ID_PATTERN, IdFactory, id_millis
 from modelcycle.serving._log import (
     LogClosedError,
@@ -60,6 +75,7 @@ __all__ = [
     "ENV_PREFIX",
     "ID_PATTERN",
     "MULTIPROC_ENV",
+    "PARITY_TOLERANCE",
     "SHADOW_SUFFIX",
     "THREAD_ENV",
     "TOKENS_ENV",
@@ -68,6 +84,7 @@ __all__ = [
     "Catalog",
     "CompactionReport",
     "CorruptSegmentError",
+    "FastPredictor",
     "Feature",
     "Guardrail",
     "IdFactory",
@@ -85,16 +102,20 @@ __all__ = [
     "ServeSettings",
     "ServedModel",
     "Service",
+    "ServiceApp",
     "ShadowScorer",
     "Slot",
     "analyse",
     "announce",
+    "build_fast_predictor",
     "build_schema",
     "canary_bucket",
     "check_models",
+    "check_parity",
     "compact",
     "create_app",
     "create_metrics",
+    "create_service_app",
     "decode_json",
     "deprecation_headers",
     "ensure_token_file",
@@ -102,6 +123,8 @@ __all__ = [
     "learned_categories",
     "load_served",
     "load_tokens",
+    "logged_models",
+    "parity_rows",
     "prepare_environment",
     "read_feedback",
     "read_predictions",

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from modelcycle.errors import ModelcycleError
 from modelcycle.registry import ModelVersion, Registry, VersionStatus
@@ -35,6 +35,7 @@ class Slot:
     last_poll_ok: float = field(default_factory=time.monotonic)
     refused: dict[int, str] = field(default_factory=dict)  # version -> sha256 that failed
     pinned: OrderedDict[int, ServedModel] = field(default_factory=OrderedDict)
+    classes: dict[int, tuple[Any, ...] | None] = field(default_factory=dict)  # by version
     routing: Routing = field(default_factory=Routing)  # experiment and deprecation notices
 
 
@@ -49,12 +50,14 @@ class Catalog:
         pii_policy: Literal["refuse", "drop"],
         pinned_cache: int,
         use_compiled: bool = True,
+        fast_path: bool = True,
     ) -> None:
         self.registry = registry
         self.use_compiled = use_compiled
         self.metrics = metrics
         self.pii_policy: Literal["refuse", "drop"] = pii_policy
         self.pinned_cache = pinned_cache
+        self.fast_path = fast_path
         self.fixed = bool(names)
         self.slots: dict[str, Slot] = {name: Slot(name) for name in names}
         self._pin_locks: dict[str, asyncio.Lock] = {}
@@ -89,9 +92,7 @@ class Catalog:
                 return cached
             record = await asyncio.to_thread(self._pinned_record, name, version)
             try:
-                served = await asyncio.to_thread(
-                    load_served, record, self.pii_policy, self.use_compiled
-                )
+                served = await asyncio.to_thread(self._load, record)
             except ModelcycleError as exc:
                 self.metrics.verification_failures.labels(name, str(version)).inc()
                 logger.error("%s v%d failed verification; not loaded: %s", name, version, exc)
@@ -105,6 +106,33 @@ class Catalog:
                 while len(slot.pinned) > self.pinned_cache:
                     slot.pinned.popitem(last=False)
             return served
+
+    async def classes_of(self, name: str, version: int) -> tuple[Any, ...] | None:
+        """The classes of the version that answered a prediction (None: a regressor), which
+        is what feedback on it is checked against: the champion may have moved on to a
+        version with other classes. Any registered version counts, retired ones included;
+        one not loaded here is loaded and verified once, and only its classes are kept.
+        Raises ModelcycleError when the version cannot be read."""
+        slot = self._slot(name)
+        for served in (slot.current, *slot.pinned.values()):
+            if served is not None and served.version == version:
+                return served.classes
+        if version not in slot.classes:
+            try:
+                record = await asyncio.to_thread(self.registry.get_version, name, version)
+            finally:
+                self._fresh_connections()
+            served = await asyncio.to_thread(
+                load_served, record, self.pii_policy, self.use_compiled, False
+            )
+            slot.classes[version] = served.classes
+        return slot.classes[version]
+
+    def _load(self, record: ModelVersion) -> ServedModel:
+        served = load_served(record, self.pii_policy, self.use_compiled, self.fast_path)
+        version = (record.model_name, str(record.version))
+        self.metrics.fast_path.labels(*version).set(1 if served.fast is not None else 0)
+        return served
 
     def _pinned_record(self, name: str, version: int) -> ModelVersion:
         try:
@@ -199,7 +227,7 @@ class Catalog:
     def _swap(self, slot: Slot, record: ModelVersion) -> None:
         name, version = slot.name, record.version
         try:
-            served = load_served(record, self.pii_policy, self.use_compiled)
+            served = self._load(record)
         except Exception as exc:
             self.metrics.verification_failures.labels(name, str(version)).inc()
             if slot.refused.get(version) != record.model_sha256:

@@ -36,6 +36,8 @@ class Metrics:
     verification_failures: Any
     loaded: Any
     reloads: Any
+    fast_path: Any
+    compacted: Any
     registry: Any = None  # set when not in multiprocess mode: the registry to render
 
 
@@ -122,6 +124,22 @@ def _instruments(own: Any) -> Metrics:
             "modelcycle_serve_reloads",
             "Champion swaps made without a restart.",
             ["model", "version"],
+            registry=own,
+        ),
+        fast_path=Gauge(
+            "modelcycle_serve_fast_path",
+            "1 when the version answers through the numpy fast path (it matched the pipeline "
+            "when loaded), 0 when the pipeline serves; the reason is in the log and in GET "
+            "/v1/models/{name}.",
+            ["model", "version"],
+            registry=own,
+            multiprocess_mode="livemin",
+        ),
+        compacted=Counter(
+            "modelcycle_serve_log_compacted",
+            "Log records moved from sealed segments into Parquet by the service's compaction, "
+            "by model and kind (predictions, feedback).",
+            ["model", "kind"],
             registry=own,
         ),
         registry=own,

@@ -9,21 +9,30 @@ registration cannot change what the service accepts.
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from modelcycle.artifacts import config_hash, load_compiled, load_model
 from modelcycle.config import PipelineConfig, parse_config
 from modelcycle.errors import IntegrityError
-from modelcycle.registry import ModelVersion, open_run
+from modelcycle.monitoring import REFERENCE_DATA
+from modelcycle.registry import ModelVersion, VerifiedRun, open_run
+from modelcycle.serving._fast import FastPredictor, build_fast_predictor
 from modelcycle.serving._schema import InputSchema, build_schema
 from modelcycle.training import runtime_version
 
 logger = logging.getLogger(__name__)
+
+logger = logging.getLogger("modelcycle.serving")
+# Rows of the run's reference sample the fast path is checked on when a version is loaded
+# (edge rows are added to them); enough to reach most leaves, a fraction of a second.
+PARITY_SAMPLE_ROWS = 2000
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class ServedModel:
     loaded_at: datetime
     # "treelite 4.8.1" when `pipeline` is the version's verified compiled form, else None.
     compiled: str | None = None
+    fast: FastPredictor | None = None
+    fast_reason: str = "off"  # "ok" when `fast` serves, else why it does not
 
     @property
     def name(self) -> str:
@@ -60,14 +71,24 @@ class ServedModel:
         return self.classes is not None
 
     def predict(self, batches: list[Any]) -> Predictions:
-        """Predict a micro-batch from one frame; run in the worker's single prediction thread."""
+        """Predict a micro-batch; run in the worker's single prediction thread. The fast path
+        (checked against the pipeline when the version was loaded) reads the parsed columns;
+        otherwise one DataFrame goes through the pipeline."""
+        if self.fast is not None:
+            return self._answers(self.fast.predict_values(batches))
         frame = self.schema.frame(batches)
         if self.classes is None:
             values = np.asarray(self.pipeline.predict(frame), dtype="float64")
             return Predictions([float(v) for v in values], None)
         if not hasattr(self.pipeline, "predict_proba"):
             return Predictions([_plain(v) for v in self.pipeline.predict(frame)], None)
-        proba = np.asarray(self.pipeline.predict_proba(frame), dtype="float64")
+        return self._answers(np.asarray(self.pipeline.predict_proba(frame), dtype="float64"))
+
+    def _answers(self, values: np.ndarray) -> Predictions:
+        """Labels (and probabilities) from the probabilities, or predictions, of a batch."""
+        if self.classes is None:
+            return Predictions([float(v) for v in values], None)
+        proba = values
         keys = [str(c) for c in self.classes]
         labels = [self.classes[i] for i in proba.argmax(axis=1)]
         rows = [dict(zip(keys, map(float, row), strict=True)) for row in proba.tolist()]
@@ -75,14 +96,7 @@ class ServedModel:
 
     def label_for(self, value: Any) -> Any | None:
         """The class a feedback label names (1, "1" and 1.0 all name class 1), or None."""
-        if self.classes is None:
-            return None
-        for cls in self.classes:
-            if isinstance(value, bool) != isinstance(cls, bool):
-                continue
-            if value == cls or str(value) == str(cls):
-                return cls
-        return None
+        return class_named(self.classes, value)
 
     def lineage(self) -> dict[str, Any]:
         r = self.record
@@ -104,14 +118,31 @@ class ServedModel:
         }
 
 
+def class_named(classes: tuple[Any, ...] | None, value: Any) -> Any | None:
+    """The class of `classes` a label names (1, "1" and 1.0 all name class 1), or None."""
+    if classes is None:
+        return None
+    for cls in classes:
+        if isinstance(value, bool) != isinstance(cls, bool):
+            continue
+        if value == cls or str(value) == str(cls):
+            return cls
+    return None
+
+
 def load_served(
-    record: ModelVersion, pii_policy: Literal["refuse", "drop"], use_compiled: bool = True
+    record: ModelVersion,
+    pii_policy: Literal["refuse", "drop"],
+    use_compiled: bool = True,
+    fast_path: bool = True,
 ) -> ServedModel:
     """Verify and load one registered version; raises IntegrityError when anything differs.
 
     With `use_compiled`, a compiled form training kept answers instead of the pipeline (the
     pipeline still defines the request schema); a compiled file that does not verify refuses
-    the version like a changed model file would.
+    the version like a changed model file would. Otherwise, with `fast_path`, the numpy path
+    is built and checked against the pipeline on the run's reference sample and edge rows;
+    when it cannot be, the reason is logged and kept.
     """
     run = open_run(record)
     manifest = run.manifest
@@ -127,6 +158,11 @@ def load_served(
     if config.task.is_classification:
         classes = tuple(_plain(c) for c in np.asarray(pipeline.classes_).tolist())
     compiled = _compiled_form(run, manifest) if use_compiled else None
+    fast, reason = None, "off (MODELCYCLE_SERVE_FAST_PATH=false)"
+    if compiled is not None:
+        reason = f"off: the compiled form serves ({_runtime_of(compiled)})"
+    elif fast_path:
+        fast, reason = _fast_path(run, record, config, pipeline, classes is not None)
     return ServedModel(
         record=record,
         pipeline=pipeline if compiled is None else compiled,
@@ -135,7 +171,55 @@ def load_served(
         classes=classes,
         loaded_at=datetime.now(UTC),
         compiled=None if compiled is None else _runtime_of(compiled),
+        fast=fast,
+        fast_reason=reason,
     )
+
+
+def _fast_path(
+    run: VerifiedRun,
+    record: ModelVersion,
+    config: PipelineConfig,
+    pipeline: Any,
+    is_classifier: bool,
+) -> tuple[FastPredictor | None, str]:
+    """The checked fast path of a version, or None and the reason (logged either way)."""
+    where = f"{record.model_name} v{record.version}"
+    if is_classifier and not hasattr(pipeline, "predict_proba"):
+        reason = "a classifier without predict_proba"
+        logger.warning("%s: the pipeline serves, no fast path: %s", where, reason)
+        return None, reason
+    sample = _reference_sample(run, config)
+    try:
+        fast, reason = build_fast_predictor(
+            pipeline,
+            list(config.features.numeric),
+            list(config.features.categorical),
+            sample,
+            is_classifier,
+        )
+    except Exception as exc:  # the pipeline serves whatever went wrong here
+        fast, reason = None, f"could not be built: {type(exc).__name__}: {exc}"
+    if fast is None:
+        logger.warning("%s: the pipeline serves, no fast path: %s", where, reason)
+    else:
+        rows = 0 if sample is None else len(sample)
+        logger.info("%s: fast path on (parity checked on %d sample rows + edge rows)", where, rows)
+    return fast, reason
+
+
+def _reference_sample(run: VerifiedRun, config: PipelineConfig) -> pd.DataFrame | None:
+    """The first rows of the run's reference sample, verified against the manifest; None when
+    the run has none (edge rows alone are then checked)."""
+    if REFERENCE_DATA not in run.manifest.get("files", {}):
+        return None
+    try:
+        frame = pd.read_parquet(io.BytesIO(run.read(REFERENCE_DATA)))
+    except Exception as exc:
+        logger.warning("reference sample unreadable for the parity check: %s", exc)
+        return None
+    names = [c for c in config.features.all if c in frame.columns]
+    return frame[names].head(PARITY_SAMPLE_ROWS)
 
 
 def _compiled_form(run: Any, manifest: dict[str, Any]) -> Any | None:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from modelcycle.registry import Deprecation, Experiment, ExperimentMode, Rollouts
+from modelcycle.serving._batcher import predicts_inline
 from modelcycle.serving._model import ServedModel, load_served
 from modelcycle.serving._schema import RequestRefused
 
@@ -108,7 +109,7 @@ def _rollouts(catalog: Catalog) -> Rollouts:
 def _load_challenger(catalog: Catalog, name: str, experiment: Experiment) -> ServedModel | None:
     try:
         record = catalog.registry.get_version(name, experiment.challenger)
-        served = load_served(record, catalog.pii_policy, catalog.use_compiled)
+        served = load_served(record, catalog.pii_policy, catalog.use_compiled, catalog.fast_path)
     except Exception as exc:
         catalog.metrics.verification_failures.labels(name, str(experiment.challenger)).inc()
         logger.error(
@@ -273,7 +274,8 @@ class ShadowScorer:
                 self._queue.task_done()
 
     def _predict(self, item: _ShadowItem) -> tuple[Any, Any]:
-        """Parse and predict in the shadow's thread: nothing of it runs on the event loop."""
+        """Parse and predict, in the shadow's thread (on the event loop only for a small batch
+        on the numpy trees, as the champion's batcher does, so their latencies compare)."""
         batch = item.model.schema.parse(item.payload, self.service.settings.max_rows_per_request)
         if batch.size != len(item.ids):
             raise ValueError("the shadow's schema accepted a different number of rows")
@@ -284,7 +286,10 @@ class ShadowScorer:
         started = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
-            batch, predictions = await loop.run_in_executor(self._executor, self._predict, item)
+            if predicts_inline(model, len(item.ids)):  # as the champion's batcher does
+                batch, predictions = self._predict(item)
+            else:
+                batch, predictions = await loop.run_in_executor(self._executor, self._predict, item)
         except Exception as exc:
             logger.warning(
                 "shadow %s v%d could not score a request: %s", model.name, model.version, exc

@@ -14,7 +14,7 @@ from modelcycle.serving._metrics import MULTIPROC_ENV
 from modelcycle.serving._settings import ServeSettings
 from modelcycle.settings import get_settings
 
-APP_FACTORY = "modelcycle.serving:create_app"
+APP_FACTORY = "modelcycle.serving:create_service_app"
 # Read by OpenMP and BLAS when they load, which is after these are set: each worker is a
 # fresh process (spawned) that imports numpy and scikit-learn only when it builds the app.
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -59,6 +59,12 @@ class ServeSettings(BaseSettings):
         description="Longest a batch waits for requests already being read; it never waits "
         "when no other request is in flight.",
     )
+    fast_path: bool = Field(
+        True,
+        description="Answer through the numpy fast path when it reproduces the pipeline "
+        "(checked on the run's reference sample and edge rows whenever a version is loaded; "
+        "else the pipeline serves and the reason is logged). Off: always the pipeline.",
+    )
     max_rows_per_request: int = Field(1000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     pii: Literal["refuse", "drop"] = Field(
@@ -84,6 +90,19 @@ class ServeSettings(BaseSettings):
         "records that arrive during one fsync form the next group anyway, and a lone request "
         "does not wait (measured: one strict record 0.2 ms at 0 against 3.3-4.0 ms at 2 ms; "
         "eight concurrent submitters 3,000 against 2,300-2,600 records/s).",
+    )
+    log_segment_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="A worker seals its open log segment after this long (or 64 MB), so "
+        "compaction can move it to Parquet.",
+    )
+    compact_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How often each worker compacts sealed log segments (its own and those of "
+        "workers that died) into date-partitioned Parquet; one compactor per model at a time "
+        "(a file lock), so workers take turns. 0: never (run `compact` yourself).",
     )
     log_root: str | None = Field(
         None,
