@@ -91,9 +91,9 @@ def training(
     config = load_pipeline_config(config_path, overrides)
     champion = load_champion(config.name, settings.registry_url, fine_tuning or distilling)
     parent = champion.version.version if champion else None
-    table, source, duplicated = load_data(config, settings.data_dir)
-    validate_data(table, config, source, duplicated)
-    cleaned, cleaning = clean_data(table, config, duplicated)
+    rows = load_data(config, settings.data_dir)
+    validate_data(rows.table, config, rows.source, rows.duplicated)
+    cleaned, cleaning = clean_data(rows.table, config, rows.duplicated)
     train, holdout = split_data(cleaned, config)
     fingerprints = fingerprint_data(train, holdout)
     profile = profile_data(train, holdout)
@@ -129,7 +129,9 @@ def training(
     reference = build_reference_data(
         train, holdout, trained.pipeline, config, evaluated.metrics, config_path, importance.table
     )
-    lineage = record_lineage(config, fingerprints, source, mode.value, parent, run_id)
+    lineage = record_lineage(
+        config, fingerprints, rows.source, mode.value, parent, run_id, rows.log
+    )
     model_file = serialize_model(trained.pipeline)
     compiled = (
         compile_model(trained.pipeline, holdout, config, threads)

@@ -7,7 +7,7 @@ Unknown keys are errors, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -230,6 +230,56 @@ def _bound_text(bound: datetime | date | float | None) -> str:
     return f"{bound:g}" if bound != int(bound) else str(int(bound))
 
 
+class PredictionLogSource(_Strict):
+    """Labelled traffic as training rows: the logged inputs of one model's predictions joined
+    by id to their feedback labels (the log's rule: the earliest label of an id counts)."""
+
+    root: str | None = Field(
+        None,
+        description="Prediction log folder or fsspec URL (default $MODELCYCLE_HOME/predictions, "
+        "where `modelcycle serve` writes).",
+    )
+    model: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="Whose predictions to read (default: this config's name).",
+    )
+    since: datetime | date | None = Field(
+        None, description="First prediction time kept (a date is its midnight UTC; naive is UTC)."
+    )
+    until: datetime | date | None = Field(
+        None, description="Predictions before this time are kept (exclusive; naive is UTC)."
+    )
+    only: bool = Field(
+        False,
+        description="Train on the labelled log alone; false appends its rows to `source`.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PredictionLogSource:
+        since, until = self.since, self.until
+        if since is not None and until is not None and log_instant(since) >= log_instant(until):
+            raise ValueError(f"since ({self.since}) is not before until ({self.until})")
+        return self
+
+    def describe(self) -> str:
+        start = self.since.isoformat() if self.since is not None else ""
+        end = self.until.isoformat() if self.until is not None else ""
+        span = (
+            f"{start} to {end}"
+            if start and end
+            else (f"from {start}" if start else (f"before {end}" if end else "all"))
+        )
+        return f"labelled prediction log ({span})"
+
+
+def log_instant(bound: datetime | date) -> datetime:
+    """A log bound as an aware UTC instant: a date is its midnight, a naive time is UTC."""
+    if not isinstance(bound, datetime):
+        return datetime(bound.year, bound.month, bound.day, tzinfo=UTC)
+    return bound.replace(tzinfo=UTC) if bound.tzinfo is None else bound.astimezone(UTC)
+
+
 class DataSource(_Strict):
     source: str = Field(
         description="CSV or Parquet file path (relative to the config file), or `demo` for "
@@ -239,10 +289,23 @@ class DataSource(_Strict):
     time_range: TimeRange | None = Field(
         None, description="Keep only rows whose time column falls in this range."
     )
+    prediction_log: PredictionLogSource | None = Field(
+        None,
+        description="Also (or only) train on the labelled prediction log; `time_range` applies "
+        "to `source`, the log has its own `since`/`until`.",
+    )
 
     @property
     def is_demo(self) -> bool:
         return self.source == DEMO_SOURCE
+
+    @model_serializer(mode="wrap")
+    def _without_unset_log(self, handler: Any) -> Any:
+        """A config without a log source dumps (and hashes) as before the field existed."""
+        data = handler(self)
+        if isinstance(data, dict) and self.prediction_log is None:
+            data.pop("prediction_log", None)
+        return data
 
 
 # One-hot encoding is dense: each category of each categorical feature becomes a float64
@@ -753,6 +816,27 @@ class Monitoring(_Strict):
         description="Earlier log windows whose realised quality is recomputed when labels "
         "arrive after they were first reported.",
     )
+    retrain_data: Literal["source", "log", "source_and_log"] = Field(
+        "source",
+        description="What the drift event asks the retraining to learn from: the config's "
+        "source, the labelled prediction log of this model alone, or both (the event's "
+        "`retrain_overrides` payload).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default_retrain_data(self, handler: Any) -> Any:
+        """`retrain_data: source` (the default) dumps (and hashes) as before the field existed,
+        so the config hashes of versions trained before stay the same."""
+        data = handler(self)
+        if isinstance(data, dict) and self.retrain_data == "source":
+            data.pop("retrain_data", None)
+        return data
+
+    def retrain_overrides(self) -> dict[str, Any]:
+        """The `overrides` parameter the drift event hands the retraining deployment."""
+        if self.retrain_data == "source":
+            return {}
+        return {"prediction_log": {"only": self.retrain_data == "log"}}
 
     @model_validator(mode="after")
     def _retrains_on_new_data(self) -> Monitoring:
@@ -1183,6 +1267,11 @@ class TrainingOverrides(_Strict):
         None, description="Train on this CSV/Parquet file instead of the config's source."
     )
     time_range: TimeRange | None = Field(None, description="Replace the config's time range.")
+    prediction_log: PredictionLogSource | None = Field(
+        None,
+        description="Replace (or add) the labelled prediction log as a training source; the "
+        "drift event sets it from monitoring.retrain_data.",
+    )
     seed: int | None = Field(None, description="Replace split.seed (also the estimator's seed).")
     estimator_params: dict[str, Any] | None = Field(None, description="Merged over model.params.")
     skip_search: bool = Field(False, description="Fit the configured parameters only.")
@@ -1208,6 +1297,8 @@ def apply_overrides(
         raw["data"]["source"] = source if source == DEMO_SOURCE else str(Path(source).resolve())
     if overrides.time_range is not None:
         raw["data"]["time_range"] = overrides.time_range.model_dump(exclude_none=True)
+    if overrides.prediction_log is not None:
+        raw["data"]["prediction_log"] = overrides.prediction_log.model_dump(mode="json")
     if overrides.seed is not None:
         raw["split"]["seed"] = overrides.seed
         if "random_state" in raw["model"]["params"]:

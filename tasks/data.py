@@ -11,6 +11,7 @@ from modelcycle import data
 from modelcycle.artifacts import fingerprint_frame
 from modelcycle.config import PipelineConfig, TrainingOverrides, apply_overrides, load_config
 from modelcycle.data import CleaningReport
+from modelcycle.logstore import compact
 from modelcycle.training import build_pipeline
 from tasks.common import TASK_OPTIONS
 
@@ -27,18 +28,55 @@ def load_pipeline_config(
 
 
 @task(name="load-data", **TASK_OPTIONS)
-def load_data(config: PipelineConfig, data_dir: Path) -> tuple[pd.DataFrame, str, pd.Series | None]:
-    """The declared columns of the source in the period (PII already dropped), where they came
-    from, and which rows repeat an earlier row of the file (when duplicates are dropped)."""
-    source = data.resolve_source(config, data_dir)
-    loaded = data.load_source(config, source)
-    table = loaded.table
-    get_run_logger().info("Loaded %d rows x %d columns from %s", *table.shape, source)
-    if config.data.time_range is not None:
-        get_run_logger().info(
-            "Time range %s on %s", config.data.time_range.describe(), config.time_column
+def load_data(config: PipelineConfig, data_dir: Path) -> data.TrainingRows:
+    """The declared columns of the source in the period (PII already dropped), and the
+    labelled prediction log's rows when the config asks for them; where they came from, and
+    which rows repeat an earlier row of the file (when duplicates are dropped)."""
+    logger = get_run_logger()
+    log_source = config.data.prediction_log
+    file_rows, file_source = None, None
+    if log_source is None or not log_source.only:
+        path = data.resolve_source(config, data_dir)
+        file_rows, file_source = data.load_source(config, path), str(path)
+        logger.info("Loaded %d rows x %d columns from %s", *file_rows.table.shape, path)
+        if config.data.time_range is not None:
+            logger.info(
+                "Time range %s on %s", config.data.time_range.describe(), config.time_column
+            )
+    if log_source is not None:
+        _compact_log(data.log_root(log_source), log_source.model or config.name)
+    rows = data.combine_sources(config, file_rows, file_source)
+    if rows.log is not None:
+        log = rows.log
+        logger.info(
+            "Prediction log %s: %d labelled of %d predictions (%s) from %d parts",
+            log.root,
+            log.labelled,
+            log.predictions,
+            log.source.describe(),
+            len(log.parts),
         )
-    return table, str(source), loaded.duplicated
+        if log.foreign_feedback:
+            logger.warning("Ignored %d feedback records naming another model", log.foreign_feedback)
+    return rows
+
+
+def _compact_log(root: str, model: str) -> None:
+    """Sealed segments become parts first, so what the service has finished writing is read
+    (segments still open by a live writer are not, and are said to be)."""
+    report = compact(root, model)
+    logger = get_run_logger()
+    if report.segments:
+        logger.info("Compacted %d log segments of %s", len(report.segments), model)
+    if report.still_open:
+        logger.info(
+            "%d log segments of %s are still being written and are not read: %s",
+            len(report.still_open),
+            model,
+            ", ".join(report.still_open),
+        )
+    for refused in report.refused:
+        logger.error("Prediction log: refused %s", refused)
 
 
 @task(name="validate-data", **TASK_OPTIONS)

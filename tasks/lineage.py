@@ -9,6 +9,7 @@ from sklearn.pipeline import Pipeline
 
 from modelcycle.artifacts import dump_model, run_lineage, sha256_bytes
 from modelcycle.config import PipelineConfig
+from modelcycle.data import LabelledLog
 from tasks.common import TASK_OPTIONS
 
 
@@ -20,9 +21,14 @@ def record_lineage(
     mode: str,
     parent_version: int | None,
     flow_run_id: str,
+    log: LabelledLog | None = None,
 ) -> dict[str, Any]:
+    """With a labelled prediction log among the data, its parts and their SHA-256 too."""
     resolved = config.model_dump(mode="json")
-    return run_lineage(resolved, fingerprints, source, mode, parent_version, flow_run_id)
+    lineage = run_lineage(resolved, fingerprints, source, mode, parent_version, flow_run_id)
+    if log is not None:
+        lineage["prediction_log"] = log.lineage()
+    return lineage
 
 
 @task(name="serialize-model", **TASK_OPTIONS)

@@ -110,6 +110,7 @@ def collect_monitoring_run(
         window=window.facts(),
         config_path=champion.reference.meta["config_path"],
         retrain_mode=champion.config.monitoring.retrain_mode,
+        retrain_overrides=champion.config.monitoring.retrain_overrides(),
         decision=decision,
         findings=findings,
         features=features,

@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmarks.drift_data import COLUMNS, SCENARIOS, make_frames
+from benchmarks.drift_data import (
+    CAT_HEAVY_COLUMNS,
+    CAT_HEAVY_SHIFTS,
+    COLUMNS,
+    SCENARIOS,
+    make_categorical_frames,
+    make_frames,
+)
 from modelcycle.monitoring import (
     ColumnKind,
     ColumnRule,
@@ -21,12 +28,12 @@ from modelcycle.monitoring import (
 )
 
 
-def _agree(reference, current, rules=None):
-    ours = dataset_drift(reference, current, COLUMNS, rules)
+def _agree(reference, current, rules=None, columns=COLUMNS):
+    ours = dataset_drift(reference, current, columns, rules)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = evidently_drift(reference, current, COLUMNS, rules)
-    assert set(theirs) == set(COLUMNS)
+        theirs = evidently_drift(reference, current, columns, rules)
+    assert set(theirs) == set(columns)
     for column in ours.columns:
         other = theirs[column.column]
         where = f"{column.column}: ours {column.method} {column.score}, Evidently {other}"
@@ -57,6 +64,57 @@ def test_scores_and_verdicts_agree_with_evidently(rows, scenario):
         assert {"num_00", "num_03", "num_07", "num_12", "cat_1", "cat_3"} <= set(
             ours.drifted_columns
         )
+
+
+# Two cases, Evidently costs seconds each: its tests (chi-square, Z) on a clear shift, and
+# its distances on the borderline scenario, where a verdict could flip.
+@pytest.mark.parametrize(
+    ("rows", "scenario"),
+    [((1000, 700), "clear_shift"), ((5000, 4000), "borderline")],
+    ids=["tests-1000-clear-shift", "distances-5000-borderline"],
+)
+def test_a_categorical_heavy_table_agrees_with_evidently(rows, scenario):
+    """13 text columns (shared string objects, missing values) and 3 numbers: the counting
+    paths for text give Evidently's scores and verdicts."""
+    reference, current = make_categorical_frames(*rows, scenario, seed=11)
+    ours = _agree(reference, current, columns=CAT_HEAVY_COLUMNS)
+    if scenario == "clear_shift":
+        assert set(CAT_HEAVY_SHIFTS["clear_shift"]) <= set(ours.drifted_columns)
+    # The same table as pandas categoricals (Parquet dictionaries read as such) agrees too.
+    text = [c for c, kind in CAT_HEAVY_COLUMNS.items() if kind is ColumnKind.categorical]
+    as_category = {c: "category" for c in text}
+    again = dataset_drift(
+        reference.astype(as_category), current.astype(as_category), CAT_HEAVY_COLUMNS
+    )
+    for first, second in zip(ours.columns, again.columns, strict=True):
+        assert (first.method, first.drifted) == (second.method, second.drifted), first.column
+        assert first.score == pytest.approx(second.score, rel=1e-12, abs=1e-15), first.column
+
+
+def _pandas_counts(values: pd.Series) -> dict:
+    counts = values.value_counts(dropna=True, sort=False)
+    return {key: int(n) for key, n in counts.items() if n > 0}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        # equal strings held by different objects count as one value, as in pandas
+        ["".join(["re", "gion"]) for _ in range(5)] + ["region", "other", None, np.nan],
+        [1, 1.0, True, "1", None, pd.NA, float("nan"), "x", "x"],
+        [],
+        [None, None],
+        [f"v{i}" for i in range(5000)] + ["v1"] * 3,  # past the distinct-objects limit
+    ],
+    ids=["equal-strings", "mixed-types", "empty", "all-missing", "many-distinct"],
+)
+def test_text_counts_are_pandas_value_counts(values):
+    from modelcycle.monitoring._drift import _count_side
+
+    column = pd.Series(values, dtype=object)
+    assert dict(_count_side(column).counts.items()) == _pandas_counts(column)
+    as_category = column.astype("category")
+    assert dict(_count_side(as_category).counts.items()) == _pandas_counts(as_category)
 
 
 def test_per_column_overrides_agree_with_evidently():

@@ -189,6 +189,7 @@ def test_drift_opens_one_incident_then_updates_it_and_emits_the_event(
     assert set(payload["drifted_columns"]) == set(outcome["drifted_columns"])
     assert payload["config_path"] == str(small_config.resolve())
     assert payload["retrain_mode"] == "fine_tune"  # configs/demo.yaml monitoring.retrain_mode
+    assert payload["retrain_overrides"] == {}  # monitoring.retrain_data: source (the default)
 
     # The same drift again (newest file only): the open incident grows, no new one.
     again = _monitor(tmp_path / "windows" / "gss-*.parquet", latest_only=True)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -56,6 +57,10 @@ DEMO_POLL_SECONDS = 1.0
 SERVICE_START_SECONDS = 120.0
 SWITCH_SECONDS = 30.0
 FEEDBACK_CHUNK = 500
+# The loop: two years of production with their labels, the second held out by the time split
+# of the retraining on the log; then the year after, answered by whatever the gate decided.
+DEMO_LOOP_YEARS = (2010, 2012)
+DEMO_NEXT_YEAR = 2014
 
 
 def demo(
@@ -69,6 +74,13 @@ def demo(
     ] = True,
     monitor: Annotated[
         bool, typer.Option(help="Then monitor the unseen years 2008-2018, one window each.")
+    ] = True,
+    loop: Annotated[
+        bool,
+        typer.Option(
+            help=f"Then close the loop: serve {' and '.join(map(str, DEMO_LOOP_YEARS))} with "
+            f"their labels, fine-tune on the labelled log, serve {DEMO_NEXT_YEAR} (needs serve)."
+        ),
     ] = True,
 ) -> None:
     """The lifecycle on the demo model: train, judge a fine-tuned challenger with every gate
@@ -108,6 +120,11 @@ def demo(
     if monitor:
         try:
             _monitor_unseen_years(model)
+        except ModelcycleError as exc:
+            fail(str(exc))
+    if loop and serve:
+        try:
+            _loop_chapter(model, config)
         except ModelcycleError as exc:
             fail(str(exc))
     try:
@@ -349,8 +366,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
-def _survey_year(config_path: str, year: int) -> tuple[list[dict[str, Any]], list[Any]]:
-    """The model's inputs (missing values as null) and the true labels of one survey year."""
+def _survey_year(
+    config_path: str, year: int, context: bool = False
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The model's inputs (missing values as null) and the true labels of one survey year;
+    with `context`, also the columns the service logs beside them (year, gender), which a
+    retraining on the log needs for its time split and its fairness check."""
     import pandas as pd
 
     from modelcycle.config import load_config
@@ -360,7 +381,10 @@ def _survey_year(config_path: str, year: int) -> tuple[list[dict[str, Any]], lis
     config = load_config(config_path)
     table = pd.read_parquet(ensure_demo_file(get_settings().data_dir))
     year_rows = table.loc[table[config.time_column] == year]
-    features = year_rows[[*config.features.numeric, *config.features.categorical]]
+    columns = [*config.features.numeric, *config.features.categorical]
+    if context:
+        columns += [config.time_column or "", *config.sensitive_columns]
+    features = year_rows[columns]
     records = features.astype(object).where(features.notna(), None).to_dict(orient="records")
     return records, [label.item() for label in year_rows[config.target].to_numpy()]
 
@@ -384,7 +408,9 @@ def _post_rows(
     return _Answer(time.time(), 200, body["version"], ids, seconds)
 
 
-def _replay(service: _Service, model: str, rows: list[dict[str, Any]]) -> list[_Answer]:
+def _replay(
+    service: _Service, model: str, rows: list[dict[str, Any]], title: str = ""
+) -> list[_Answer]:
     """Each respondent as one request, DEMO_CLIENTS at a time, behind a progress bar."""
     local = threading.local()
 
@@ -399,7 +425,8 @@ def _replay(service: _Service, model: str, rows: list[dict[str, Any]]) -> list[_
         Progress(*columns, console=console) as progress,
         ThreadPoolExecutor(DEMO_CLIENTS) as pool,
     ):
-        task = progress.add_task(f"{DEMO_TRAFFIC_YEAR} as traffic", total=len(rows), rate="")
+        title = title or f"{DEMO_TRAFFIC_YEAR} as traffic"
+        task = progress.add_task(title, total=len(rows), rate="")
         began = time.monotonic()
         for answer in pool.map(send, rows):
             answers.append(answer)
@@ -639,10 +666,10 @@ def _wait_for_shadow(service: _Service, model: str, answers: list[_Answer]) -> i
     return found
 
 
-def _send_feedback(
-    service: _Service, model: str, answers: list[_Answer], labels: list[Any]
-) -> None:
+def _send_feedback(service: _Service, model: str, answers: list[_Answer], labels: list[Any]) -> int:
+    """The true outcomes, by prediction id, in chunks; how many the service recorded."""
     items = [{"id": a.ids[0], "label": y} for a, y in zip(answers, labels, strict=True)]
+    recorded = 0
     with service.client() as client:
         for start in range(0, len(items), FEEDBACK_CHUNK):
             response = client.post(
@@ -650,6 +677,8 @@ def _send_feedback(
             )
             if response.status_code != 200:
                 raise ModelcycleError(f"feedback: HTTP {response.status_code}: {response.text}")
+            recorded += int(response.json()["recorded"])
+    return recorded
 
 
 def _run_experiment_flow(model: str) -> dict[str, Any]:
@@ -661,3 +690,138 @@ def _run_experiment_flow(model: str) -> dict[str, Any]:
 
     with embedded_server_settings():
         return experiment(model_name=model, actor="demo")
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop: production traffic and its labels become the next version's training data
+# ---------------------------------------------------------------------------------------------
+
+
+def _loop_chapter(model: str, config: str) -> None:
+    """Serve two unseen years with their labels, fine-tune the champion on that labelled log
+    (as the drift event asks when `monitoring.retrain_data` is `log`), let the gate judge it on
+    the later year, and serve the year after: did quality come back?"""
+    from datetime import UTC, datetime
+
+    from modelcycle.config import load_config
+
+    first, second = DEMO_LOOP_YEARS
+    console.rule(f"5. close the loop: {first} and {second} as traffic, their labels sent back")
+    since = datetime.now(UTC).replace(microsecond=0)
+    before = _champion_version(model)
+    with _prediction_service(model) as service:
+        for year in DEMO_LOOP_YEARS:
+            rows, labels = _survey_year(config, year, context=True)
+            answers = _replay(service, model, rows, f"{year} as traffic")
+            _send_labels_back(service, model, answers, labels)
+    console.print("stopping the service (its log segments are sealed, ready to be read)")
+    _print_log_quality(model, service.log_root, since, "champion")
+
+    monitoring = load_config(config).monitoring
+    overrides = {"prediction_log": {"since": since.isoformat(), "only": True}}
+    console.rule(
+        f"6. retrain: fine-tune v{before} on the labelled log, judged on {second} by the gate"
+    )
+    console.print(
+        f"the drift event of the monitoring above asks for mode {monitoring.retrain_mode}; with "
+        "`monitoring.retrain_data: log` it also names the log (`retrain_overrides`), which is "
+        f"what this run is given: {overrides}",
+        highlight=False,
+    )
+    outcome = run_training(config, TrainingMode(monitoring.retrain_mode), overrides)
+    print_training_outcome(outcome)
+    _print_log_lineage(model, outcome["version"])
+    after = _champion_version(model)
+
+    console.rule(f"7. {DEMO_NEXT_YEAR}: the service answers with v{after}; did quality recover?")
+    next_since = datetime.now(UTC).replace(microsecond=0)
+    rows, labels = _survey_year(config, DEMO_NEXT_YEAR, context=True)
+    with _prediction_service(model) as service:
+        answers = _replay(service, model, rows, f"{DEMO_NEXT_YEAR} as traffic")
+        _send_labels_back(service, model, answers, labels)
+        pinned = _replay_pinned(service, model, rows, before, labels) if after != before else None
+    _print_log_quality(model, service.log_root, next_since, "champion")
+    if pinned is not None:
+        console.print(
+            f"the same {len(rows):,} respondents asked of v{before} (pinned route): ROC AUC "
+            f"{pinned:.4f}",
+            highlight=False,
+        )
+    elif outcome["status"] != "champion":
+        console.print(f"the gate kept v{before}: the candidate was {outcome['status']}")
+
+
+def _champion_version(model: str) -> int:
+    champion = open_registry().champion(model)
+    if champion is None:
+        raise ModelcycleError(f"{model} has no champion to serve")
+    return champion.version
+
+
+def _send_labels_back(
+    service: _Service, model: str, answers: list[_Answer], labels: list[Any]
+) -> None:
+    recorded = _send_feedback(service, model, answers, labels)
+    console.print(f"feedback: {recorded:,} true labels sent back, by prediction id")
+
+
+def _replay_pinned(
+    service: _Service, model: str, rows: list[dict[str, Any]], version: int, labels: list[Any]
+) -> float:
+    """The earlier champion on the same rows, through its pinned route (logged as `pinned`,
+    and never labelled: it is a comparison, not traffic to learn from)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = []
+    with service.client() as client:
+        for start in range(0, len(rows), FEEDBACK_CHUNK):
+            path = f"/v1/models/{model}/versions/{version}/predict"
+            response = client.post(path, json={"rows": rows[start : start + FEEDBACK_CHUNK]})
+            if response.status_code != 200:
+                raise ModelcycleError(f"pinned v{version}: HTTP {response.status_code}")
+            scores += [p["probabilities"]["1"] for p in response.json()["predictions"]]
+    return float(roc_auc_score(labels, scores))
+
+
+def _print_log_quality(model: str, root: str, since: Any, role: str) -> None:
+    """Realised quality per year and answering version, from the log alone: the logged outputs
+    joined by id to the labels that came back."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    from modelcycle.serving import read_feedback, read_predictions
+
+    with warnings.catch_warnings():  # pandas on parts where an input was never sent
+        warnings.simplefilter("ignore", FutureWarning)
+        predictions = read_predictions(root, model, since=since)
+        labels = read_feedback(root, model)[["id", "label"]]
+    predictions = predictions[predictions["role"] == role]
+    joined = predictions.merge(labels, on="id")
+    score = "output.probabilities.1"
+    for (year, version), rows in joined.groupby(["input.year", "version"]):
+        truth = rows["label"].astype(int)
+        console.print(
+            f"log, {int(year)} answered by v{version}: {len(rows):,} labelled of "
+            f"{int((predictions['input.year'] == year).sum()):,}; realised ROC AUC "
+            f"{roc_auc_score(truth, rows[score]):.4f}, accuracy "
+            f"{accuracy_score(truth, rows['output.label'].astype(int)):.4f}",
+            highlight=False,
+        )
+
+
+def _print_log_lineage(model: str, version: int) -> None:
+    """What the registry's version records of the log it learned from."""
+    from modelcycle.artifacts import ArtifactStore
+    from modelcycle.settings import get_settings
+
+    record = open_registry().get_version(model, version)
+    store = ArtifactStore(get_settings().artifact_store)
+    manifest = store.read_manifest(model, record.run_id, record.manifest_sha256)
+    log = manifest.get("metadata", manifest).get("prediction_log")
+    if log is None:
+        return
+    console.print(
+        f"v{version} learned from {log['labelled_rows']:,} labelled rows of the prediction log "
+        f"({len(log['parts'])} Parquet parts, each with its SHA-256 in the manifest; all "
+        f"parts: {log['parts_sha256'][:16]}…)",
+        highlight=False,
+    )

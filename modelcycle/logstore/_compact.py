@@ -493,6 +493,22 @@ def _parts(
     end: datetime | None,
     days: set[date] | None = None,
 ) -> list[str]:
+    first = start.date() if start is not None else None
+    last = end.date() if end is not None else None
+    listed = list_parts(location, model, kind, first, last)
+    return [part for part, day in listed if days is None or day in days]
+
+
+def list_parts(
+    location: LogLocation,
+    model: str,
+    kind: Kind,
+    first_day: date | None = None,
+    last_day: date | None = None,
+) -> list[tuple[str, date]]:
+    """Every published part of one kind with `first_day <= day <= last_day`, oldest first,
+    with its partition's day. Names outside the layout (a compactor's temporaries) are not
+    parts. Monitoring's reader and training's (`modelcycle.data`) both list parts here."""
     folder = location.kind_dir(model, kind)
     if not location.fs.isdir(folder):
         return []
@@ -502,14 +518,10 @@ def _parts(
         if match is None:
             continue
         day = date.fromisoformat(match[1])
-        if start is not None and day < start.date():
-            continue
-        if end is not None and day > end.date():
-            continue
-        if days is not None and day not in days:
+        if (first_day is not None and day < first_day) or (last_day is not None and day > last_day):
             continue
         names = sorted(location.fs.ls(entry, detail=False))
-        found += [n for n in names if _PART.fullmatch(n.rsplit("/", 1)[-1])]
+        found += [(n, day) for n in names if _PART.fullmatch(n.rsplit("/", 1)[-1])]
     return found
 
 

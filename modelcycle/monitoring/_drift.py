@@ -28,6 +28,7 @@ samples are small.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import warnings
 from collections.abc import Mapping
@@ -221,11 +222,55 @@ def _numeric_side(column: pd.Series | np.ndarray) -> _Numeric:
 
 
 def _count_side(column: pd.Series) -> _Counts:
+    """Counts of a categorical column's non-missing values, the cheapest way its dtype allows:
+    text is where a categorical-heavy table spends its time (pandas' `value_counts` on a
+    million strings took 100-130 ms a column and side; these paths 2-12 ms)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return _Counts(_category_counts(column))
+    if column.dtype == object:
+        return _Counts(_object_counts(column.to_numpy()))
     values = column
     if pd.api.types.is_float_dtype(values.dtype):
         values = values.replace([np.inf, -np.inf], np.nan)
     counts = values.value_counts(dropna=True, sort=False)
-    return _Counts(counts[counts > 0])  # a categorical dtype also lists unused categories
+    return _Counts(counts[counts > 0])
+
+
+def _category_counts(column: pd.Series) -> pd.Series:
+    """From the codes (-1 is missing); unused categories are not values of this side."""
+    categories = column.cat.categories
+    counts = np.bincount(column.cat.codes.to_numpy() + 1, minlength=len(categories) + 1)[1:]
+    used = counts > 0
+    return pd.Series(counts[used], index=categories[used])
+
+
+# An object array holds pointers to its values, and text read by pandas (CSV) or pyarrow
+# (Parquet) is one Python object per distinct string: counting the pointers (integers, no
+# string compared) and then merging the few distinct objects by value gives pandas' counts.
+# Past this many distinct objects (text not shared, e.g. built row by row) the pointers save
+# nothing, and pandas counts the values themselves.
+_DISTINCT_OBJECTS_LIMIT = 4096
+
+
+def _object_counts(values: np.ndarray) -> pd.Series:
+    """`value_counts(dropna=True)` of an object array, equal values merged whatever object
+    holds them (so "a" built twice counts once, as in pandas); missing values dropped."""
+    values = np.ascontiguousarray(values)
+    if values.size == 0:
+        return pd.Series([], dtype="int64", index=pd.Index([], dtype=object))
+    pointers = np.ctypeslib.as_array(
+        ctypes.cast(values.ctypes.data, ctypes.POINTER(ctypes.c_ssize_t)), shape=(values.size,)
+    ).copy()
+    per_object = pd.Series(pointers).value_counts(sort=False)
+    if len(per_object) > _DISTINCT_OBJECTS_LIMIT:
+        return pd.Series(values).value_counts(dropna=True, sort=False)
+    # The array holds a reference to every object it points at, so each address is live.
+    objects = [ctypes.cast(int(address), ctypes.py_object).value for address in per_object.index]
+    counts = pd.Series(per_object.to_numpy(), index=pd.Index(objects, dtype=object))
+    counts = counts[~pd.isna(counts.index)]
+    if counts.index.has_duplicates:  # equal values held by different objects
+        counts = counts.groupby(level=0, sort=False).sum()
+    return counts
 
 
 def _distinct_sorted(values: np.ndarray, limit: int) -> np.ndarray:
@@ -275,6 +320,9 @@ def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     n, m = u.size, v.size
     if n == m:
         return float(np.abs(u - v).mean())
+    grid = _distinct_values(u, v)
+    if grid is not None:
+        return _wasserstein_on_grid(u, v, grid)
     # Shared steps appear twice; the repeat has width 0 and adds nothing.
     steps = np.sort(
         np.concatenate(
@@ -285,6 +333,31 @@ def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     iu = (steps + m - 1) // m - 1
     iv = (steps + n - 1) // n - 1
     return float(np.dot(widths, np.abs(u[iu] - v[iv])) / (n * m))
+
+
+# Up to this many distinct values over both sides (ages, counts, scores, years), the distance
+# is summed over them instead of over every row: 1M rows a side with 40 distinct values took
+# 0.4-0.8 s on the merged grid of steps, and takes milliseconds on the values.
+GRID_VALUES_LIMIT = 65_536
+
+
+def _distinct_values(u: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+    """The sorted distinct values of two sorted samples, or None when there are many."""
+    ours = _distinct_sorted(u, GRID_VALUES_LIMIT)
+    if ours.size > GRID_VALUES_LIMIT:
+        return None
+    theirs = _distinct_sorted(v, GRID_VALUES_LIMIT)
+    if theirs.size > GRID_VALUES_LIMIT:
+        return None
+    return np.union1d(ours, theirs)
+
+
+def _wasserstein_on_grid(u: np.ndarray, v: np.ndarray, grid: np.ndarray) -> float:
+    """scipy's formula, the integral of |U(x) - V(x)| over x with the empirical CDFs U, V,
+    summed only where the CDFs can change: between consecutive distinct values."""
+    u_cdf = np.searchsorted(u, grid[:-1], side="right") / u.size
+    v_cdf = np.searchsorted(v, grid[:-1], side="right") / v.size
+    return float(np.sum(np.multiply(np.abs(u_cdf - v_cdf), np.diff(grid))))
 
 
 def _wasserstein_normed(ref: _Numeric, cur: _Numeric) -> float:

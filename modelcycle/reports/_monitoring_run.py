@@ -3,7 +3,7 @@ event, the summary and the flow's answer are derived from them, so they cannot d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -41,6 +41,8 @@ class MonitoringRun:
     quality: Quality | None
     html: SampledReport | None
     production: ProductionReport | None = None  # prediction-log windows only
+    # the retraining's `overrides` (monitoring.retrain_data): the labelled log as its data
+    retrain_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -104,6 +106,7 @@ class MonitoringRun:
             "status": self.decision.status.value,
             "config_path": self.config_path,
             "retrain_mode": self.retrain_mode,
+            "retrain_overrides": self.retrain_overrides,
             "share_drifted": self.features.share_drifted if self.features else None,
             "weighted_share": self.features.weighted_share if self.features else None,
             "reasons": self.decision.reasons,

@@ -1,0 +1,74 @@
+"""The demo's loop chapter, end to end: a real `modelcycle serve` process answers two unseen
+years, their labels go back as feedback, the training flow fine-tunes the champion on that
+labelled log, the gate decides, and a second service answers the next year.
+
+Each year is cut to a fixed sample so the chapter takes a minute, not several; checked from the
+registry, the run's manifest and the prediction log, not from the console.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from serving_support import free_port, train_and_register
+
+from modelcycle.data import DEMO_FILE
+
+MODEL = "gss-income"
+ROWS_PER_YEAR = 400
+
+
+def test_the_loop_chapter_retrains_on_the_labelled_log_and_serves_the_next_year(
+    state, prefect_harness, small_config: Path, demo_parquet: Path, monkeypatch
+) -> None:
+    from modelcycle.artifacts import ArtifactStore
+    from modelcycle.cli import _demo
+    from modelcycle.registry import Registry
+    from modelcycle.serving import read_feedback, read_predictions
+
+    state.data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(demo_parquet, state.data_dir / DEMO_FILE)
+    train_and_register(small_config, state.registry_url, state.artifact_store, 30, promote=True)
+    monkeypatch.setattr(_demo, "_free_port", free_port)
+    whole_year = _demo._survey_year
+
+    def sample(config: str, year: int, context: bool = False):
+        rows, labels = whole_year(config, year, context)
+        return rows[:ROWS_PER_YEAR], labels[:ROWS_PER_YEAR]
+
+    monkeypatch.setattr(_demo, "_survey_year", sample)
+
+    _demo._loop_chapter(MODEL, str(small_config))
+
+    registry = Registry(state.registry_url)
+    try:
+        candidate = registry.get_version(MODEL, 2)
+        champion = registry.champion(MODEL).version
+    finally:
+        registry.close()
+    assert candidate.parent_version == 1  # fine-tuned from the champion, on the log
+    manifest = ArtifactStore(state.artifact_store).read_manifest(
+        MODEL, candidate.run_id, candidate.manifest_sha256
+    )
+    lineage = manifest.get("metadata", manifest)["prediction_log"]
+    # Both loop years, every row labelled: the training and holdout rows of the candidate.
+    assert lineage["labelled_rows"] == 2 * ROWS_PER_YEAR and lineage["only"] is True
+    root = state.home / "predictions"
+    for part in lineage["parts"]:
+        assert Path(part["path"]).is_relative_to(root)
+
+    log = read_predictions(str(root), MODEL)
+    champion_rows = log.loc[log["role"] == "champion"]
+    years = champion_rows.groupby("input.year")["version"].agg(set).to_dict()
+    first, second = _demo.DEMO_LOOP_YEARS
+    assert years[first] == {1} and years[second] == {1}
+    assert years[_demo.DEMO_NEXT_YEAR] == {champion}  # the gate's choice answers the next year
+    assert champion_rows["input.gender"].notna().all()  # context logged for the retraining
+    feedback = read_feedback(str(root), MODEL)
+    assert feedback["id"].isin(champion_rows["id"]).all()
+    assert len(feedback) == 3 * ROWS_PER_YEAR
+    assert set(champion_rows["input.year"]) == {first, second, _demo.DEMO_NEXT_YEAR}
+    # The retrained version answers with the same classes (0/1, not 0.0/1.0).
+    scores = {c for c in log.columns if c.startswith("output.probabilities.")}
+    assert scores == {"output.probabilities.0", "output.probabilities.1"}, scores
