@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from serving_support import free_port, train_and_register
+from serving_support import free_port
 
 from modelcycle.data import DEMO_FILE
 
@@ -29,7 +29,9 @@ def test_the_loop_chapter_retrains_on_the_labelled_log_and_serves_the_next_year(
 
     state.data_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(demo_parquet, state.data_dir / DEMO_FILE)
-    train_and_register(small_config, state.registry_url, state.artifact_store, 30, promote=True)
+    # v1 through the training flow: monitoring on the log needs the reference it stores.
+    first = _demo.run_training(str(small_config), _demo.TrainingMode.scratch, None)
+    assert (first["version"], first["status"]) == (1, "champion")
     monkeypatch.setattr(_demo, "_free_port", free_port)
     whole_year = _demo._survey_year
 
@@ -69,6 +71,12 @@ def test_the_loop_chapter_retrains_on_the_labelled_log_and_serves_the_next_year(
     assert feedback["id"].isin(champion_rows["id"]).all()
     assert len(feedback) == 3 * ROWS_PER_YEAR
     assert set(champion_rows["input.year"]) == {first, second, _demo.DEMO_NEXT_YEAR}
+    # Monitoring read the two served years from the log, labels included, before retraining.
+    from modelcycle.monitoring import WindowHistory, history_path
+
+    windows = WindowHistory(history_path(state.home, MODEL)).load()
+    assert [w.rows() for w in windows[:1]] == [2 * ROWS_PER_YEAR]
+    assert windows[0].labelled() == 2 * ROWS_PER_YEAR
     # The retrained version answers with the same classes (0/1, not 0.0/1.0).
     scores = {c for c in log.columns if c.startswith("output.probabilities.")}
     assert scores == {"output.probabilities.0", "output.probabilities.1"}, scores

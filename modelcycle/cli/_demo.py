@@ -716,6 +716,8 @@ def _loop_chapter(model: str, config: str) -> None:
             _send_labels_back(service, model, answers, labels)
     console.print("stopping the service (its log segments are sealed, ready to be read)")
     _print_log_quality(model, service.log_root, since, "champion")
+    console.rule(f"monitoring on the prediction log: {first} and {second} as they were answered")
+    print_monitoring_outcome(run_monitoring(model, None, source="log", since=since))
 
     monitoring = load_config(config).monitoring
     overrides = {"prediction_log": {"since": since.isoformat(), "only": True}}
@@ -723,7 +725,7 @@ def _loop_chapter(model: str, config: str) -> None:
         f"6. retrain: fine-tune v{before} on the labelled log, judged on {second} by the gate"
     )
     console.print(
-        f"the drift event of the monitoring above asks for mode {monitoring.retrain_mode}; with "
+        f"a drift event of that monitoring asks for mode {monitoring.retrain_mode}; with "
         "`monitoring.retrain_data: log` it also names the log (`retrain_overrides`), which is "
         f"what this run is given: {overrides}",
         highlight=False,
