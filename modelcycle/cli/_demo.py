@@ -706,7 +706,7 @@ def _loop_chapter(model: str, config: str) -> None:
     from modelcycle.config import load_config
 
     first, second = DEMO_LOOP_YEARS
-    console.rule(f"5. close the loop: {first} and {second} as traffic, their labels sent back")
+    console.rule(f"7. close the loop: {first} and {second} as traffic, their labels sent back")
     since = datetime.now(UTC).replace(microsecond=0)
     before = _champion_version(model)
     with _prediction_service(model) as service:
@@ -722,7 +722,7 @@ def _loop_chapter(model: str, config: str) -> None:
     monitoring = load_config(config).monitoring
     overrides = {"prediction_log": {"since": since.isoformat(), "only": True}}
     console.rule(
-        f"6. retrain: fine-tune v{before} on the labelled log, judged on {second} by the gate"
+        f"8. retrain: fine-tune v{before} on the labelled log, judged on {second} by the gate"
     )
     console.print(
         f"a drift event of that monitoring asks for mode {monitoring.retrain_mode}; with "
@@ -735,7 +735,7 @@ def _loop_chapter(model: str, config: str) -> None:
     _print_log_lineage(model, outcome["version"])
     after = _champion_version(model)
 
-    console.rule(f"7. {DEMO_NEXT_YEAR}: the service answers with v{after}; did quality recover?")
+    console.rule(f"9. {DEMO_NEXT_YEAR}: the service answers with v{after}; did quality recover?")
     next_since = datetime.now(UTC).replace(microsecond=0)
     rows, labels = _survey_year(config, DEMO_NEXT_YEAR, context=True)
     with _prediction_service(model) as service:
