@@ -11,6 +11,7 @@ from prefect import flow
 
 from modelcycle.settings import get_settings
 from tasks.governance import (
+    check_test_score,
     promote_version,
     publish_governance_record,
     retire_version,
@@ -37,6 +38,7 @@ def promotion(
         force: Allow a rejected or retired version (recorded as forced).
     """
     registry_url = get_settings().registry_url
+    check_test_score(registry_url, model_name, version, force)
     move = promote_version(registry_url, model_name, version, reason, actor, force)
     return publish_governance_record(move)
 

@@ -48,6 +48,7 @@ from tasks.gate import (
     measure_non_inferiority,
     publish_gate_report,
 )
+from tasks.governance import held_by_test_score
 from tasks.lineage import record_lineage, serialize_model
 from tasks.monitoring import build_reference_data
 from tasks.registry import (
@@ -200,7 +201,10 @@ def training(
         record_approval(settings.registry_url, version, gate.approval)
     if gate.passed and parent is not None and config.gate.after_pass == "shadow":
         start_shadow(settings.registry_url, version, actor)  # the experiment flow decides
-    elif gate.passed:  # only over the champion the gate judged against (compare and swap)
+    elif gate.passed and not (
+        config.gate.min_ml_test_score is not None
+        and held_by_test_score(settings.registry_url, config.name, version.version, actor)
+    ):  # only over the champion the gate judged against (compare and swap)
         version = promote_champion(
             settings.registry_url, version, actor, run.promotion_reason, judged_against=parent
         )

@@ -670,6 +670,23 @@ class Gate(_Strict):
         "champion, or put it in `shadow` (scored on live traffic beside the champion) for the "
         "`experiment` flow to promote or stop.",
     )
+    min_ml_test_score: float | None = Field(
+        None,
+        ge=0.0,
+        le=7.0,
+        description="Promote only a version whose ML Test Score (Breck et al. 2017: the "
+        "minimum of the four section sums, 0-7), scored from its records as `modelcycle models "
+        "score` shows it, reaches this; checked by every promotion (a training run's, the "
+        "promotion flow's, the experiment's). Unset: not required.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_test_score(self, handler: Any) -> Any:
+        """A gate without a minimum dumps (and hashes) as before the field existed."""
+        data = handler(self)
+        if isinstance(data, dict) and self.min_ml_test_score is None:
+            data.pop("min_ml_test_score", None)
+        return data
 
 
 DriftMethod = Literal["wasserstein", "jensenshannon", "ks", "chisquare", "z", "chi2_contingency"]

@@ -3,12 +3,16 @@ entry, and show what happened in the Prefect UI."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from modelcycle.registry import Move, Registry
+from modelcycle.artifacts import ArtifactStore
+from modelcycle.errors import RegistryError
+from modelcycle.registry import IncidentLog, Move, Registry
+from modelcycle.reports import collect_records, ml_test_score
 from tasks.common import TASK_OPTIONS
 
 
@@ -21,6 +25,66 @@ def promote_version(
     )
     get_run_logger().info("%s v%d is now champion (%s)", model_name, version, reason)
     return move
+
+
+def test_score_shortfall(registry_url: str, model_name: str, version: int) -> str | None:
+    """Why the version may not be promoted under its own gate's `min_ml_test_score`, or None.
+
+    Scored from the records as they stand at the move, exactly as `modelcycle models score`
+    shows it (`prefect.yaml` read from the folder the flow runs in, where the deployments are
+    declared), so the number a reviewer reads is the number the policy judged."""
+    from modelcycle.settings import get_settings
+
+    registry = Registry(registry_url)
+    record = registry.get_version(model_name, version)
+    manifest = ArtifactStore(get_settings().artifact_store).read_manifest(
+        model_name, record.run_id, record.manifest_sha256
+    )
+    minimum = ((manifest.get("config") or {}).get("gate") or {}).get("min_ml_test_score")
+    if minimum is None:  # the common case: no scoring, no reading of every record
+        return None
+    incidents = IncidentLog(registry_url).list(model_name)
+    chain = registry.verify_audit(model_name)[0]
+    records = collect_records(record, registry.audit_log(model_name), chain, incidents, Path.cwd())
+    score = ml_test_score(records)
+    if score.final >= minimum:
+        return None
+    weakest = min(score.sections.items(), key=lambda item: item[1])
+    return (
+        f"{model_name} v{version}: ML Test Score {score.final:g} is below the gate's minimum "
+        f"{minimum:g} (gate.min_ml_test_score; weakest section {weakest[0]} {weakest[1]:g}); "
+        f"see `modelcycle models score {model_name} {version}`"
+    )
+
+
+@task(name="check-ml-test-score", **TASK_OPTIONS)
+def check_test_score(registry_url: str, model_name: str, version: int, force: bool) -> None:
+    """Refuse a promotion below the version's minimum ML Test Score before anything moves; a
+    forced promotion goes through, recorded as forced."""
+    shortfall = test_score_shortfall(registry_url, model_name, version)
+    if shortfall is not None and not force:
+        raise RegistryError(shortfall)
+    if shortfall is not None:
+        get_run_logger().warning("forced past the minimum: %s", shortfall)
+
+
+@task(name="hold-below-ml-test-score", **TASK_OPTIONS)
+def held_by_test_score(registry_url: str, model_name: str, version: int, actor: str) -> bool:
+    """A passed candidate below its minimum ML Test Score stays a candidate; the audit log says
+    why (a person can promote it later, forced, or after the records it lacks exist)."""
+    shortfall = test_score_shortfall(registry_url, model_name, version)
+    if shortfall is None:
+        return False
+    Registry(registry_url).append_audit(
+        actor=actor,
+        action="promotion-skipped",
+        model_name=model_name,
+        version=version,
+        reason=shortfall,
+        details={"policy": "gate.min_ml_test_score"},
+    )
+    get_run_logger().warning("not promoted: %s", shortfall)
+    return True
 
 
 @task(name="rollback-champion", **TASK_OPTIONS)
