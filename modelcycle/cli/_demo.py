@@ -725,9 +725,9 @@ def _loop_chapter(model: str, config: str) -> None:
         f"8. retrain: fine-tune v{before} on the labelled log, judged on {second} by the gate"
     )
     console.print(
-        f"a drift event of that monitoring asks for mode {monitoring.retrain_mode}; with "
-        "`monitoring.retrain_data: log` it also names the log (`retrain_overrides`), which is "
-        f"what this run is given: {overrides}",
+        "the drift events of the yearly monitoring (2010 on) ask for mode "
+        f"{monitoring.retrain_mode}; with `monitoring.retrain_data: log` they also name the "
+        f"log (`retrain_overrides`), which is what this run is given: {overrides}",
         highlight=False,
     )
     outcome = run_training(config, TrainingMode(monitoring.retrain_mode), overrides)
