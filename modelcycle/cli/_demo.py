@@ -460,16 +460,7 @@ def _report_traffic(
         f"p99 {_percentile(latencies, 0.99):.1f} ms ({DEMO_CLIENTS} clients, one row a "
         "request, measured by the client)"
     )
-    items = [{"id": a.ids[0], "label": y} for a, y in zip(answers, labels, strict=True)]
-    recorded = 0
-    with service.client() as client:
-        for start in range(0, len(items), FEEDBACK_CHUNK):
-            response = client.post(
-                f"/v1/models/{model}/feedback", json=items[start : start + FEEDBACK_CHUNK]
-            )
-            if response.status_code != 200:
-                raise ModelcycleError(f"feedback: HTTP {response.status_code}: {response.text}")
-            recorded += int(response.json()["recorded"])
+    recorded = _send_feedback(service, model, answers, labels)
     console.print(f"feedback: {recorded:,} true labels sent back, by prediction id")
     ids = {i for a in answers for i in a.ids}
     logged = read_predictions(service.log_root, model)
