@@ -25,6 +25,30 @@ from modelcycle.serving._schema import Batch
 logger = logging.getLogger("modelcycle.serving")
 
 
+def _cap_threads(threads: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
+def capped_executor(name: str, threads: int) -> ThreadPoolExecutor:
+    """The one thread a queue's predictions run in. OpenMP's limit is per thread, so it is set
+    once, in that thread, when it starts."""
+    return ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix=name, initializer=_cap_threads, initargs=(threads,)
+    )
+
+
+async def stop_worker(task: asyncio.Task[None] | None, executor: ThreadPoolExecutor | None) -> None:
+    """Cancel a queue's draining task, then let its thread finish what it holds."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
 @dataclass
 class _Item:
     model: ServedModel
@@ -53,24 +77,11 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="predict", initializer=self._cap_threads
-        )
+        self._executor = capped_executor("predict", self.threads)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-
-    def _cap_threads(self) -> None:
-        """OpenMP's limit is per thread; set it once in the thread that predicts."""
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=self.threads)
+        await stop_worker(self._task, self._executor)
 
     async def predict(self, model: ServedModel, batch: Batch) -> Predictions:
         future: asyncio.Future[Predictions] = asyncio.get_running_loop().create_future()

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from modelcycle.registry import Deprecation, Experiment, ExperimentMode, Rollouts
-from modelcycle.serving._batcher import predicts_inline
+from modelcycle.serving._batcher import capped_executor, predicts_inline, stop_worker
 from modelcycle.serving._model import ServedModel, load_served
 from modelcycle.serving._schema import RequestRefused
 
@@ -226,23 +226,11 @@ class ShadowScorer:
         self.scored = 0
 
     def start(self) -> None:
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="shadow", initializer=self._cap_threads
-        )
+        self._executor = capped_executor("shadow", self.service.settings.threads)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-
-    def _cap_threads(self) -> None:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=self.service.settings.threads)
+        await stop_worker(self._task, self._executor)
 
     def offer(self, model: ServedModel, payload: Any, ids: list[str], request_id: str, time: str):
         """Queue one answered request; never waits (full queue: the request is not shadowed)."""
