@@ -12,7 +12,6 @@ from prefect.artifacts import create_markdown_artifact
 from modelcycle.artifacts import ArtifactStore
 from modelcycle.errors import RegistryError
 from modelcycle.registry import IncidentLog, Move, Registry
-from modelcycle.reports import collect_records, ml_test_score
 from tasks.common import TASK_OPTIONS
 
 
@@ -43,6 +42,8 @@ def test_score_shortfall(registry_url: str, model_name: str, version: int) -> st
     minimum = ((manifest.get("config") or {}).get("gate") or {}).get("min_ml_test_score")
     if minimum is None:  # the common case: no scoring, no reading of every record
         return None
+    from modelcycle.reports import collect_records, ml_test_score  # the monitoring stack: slow
+
     incidents = IncidentLog(registry_url).list(model_name)
     chain = registry.verify_audit(model_name)[0]
     records = collect_records(record, registry.audit_log(model_name), chain, incidents, Path.cwd())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,8 +18,10 @@ from modelcycle.cli._console import (
     open_registry,
 )
 from modelcycle.errors import ModelcycleError
-from modelcycle.registry import ModelVersion, Registry
-from modelcycle.reports import VersionRecords
+
+if TYPE_CHECKING:  # reports import the monitoring stack: seconds a `--help` should not pay
+    from modelcycle.registry import ModelVersion, Registry
+    from modelcycle.reports import VersionRecords
 
 
 class DocFormat(StrEnum):
