@@ -230,6 +230,17 @@ def _bound_text(bound: datetime | date | float | None) -> str:
     return f"{bound:g}" if bound != int(bound) else str(int(bound))
 
 
+class PinnedLogPart(_Strict):
+    """One compacted part of the prediction log, named with the SHA-256 of its bytes."""
+
+    path: str = Field(
+        min_length=1,
+        description="The part's path on the log's file system, under the log's root: "
+        "`<root>/<model>/predictions|feedback/date=YYYY-MM-DD/part-*.parquet`.",
+    )
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of its bytes.")
+
+
 class PredictionLogSource(_Strict):
     """Labelled traffic as training rows: the logged inputs of one model's predictions joined
     by id to their feedback labels (the log's rule: the earliest label of an id counts)."""
@@ -254,13 +265,32 @@ class PredictionLogSource(_Strict):
         False,
         description="Train on the labelled log alone; false appends its rows to `source`.",
     )
+    parts: list[PinnedLogPart] | None = Field(
+        None,
+        description="Read exactly these parts, each checked against its SHA-256, instead of "
+        "listing the log as it is now (`since`/`until` still filter their rows); a part "
+        "missing or changed is refused by name. `modelcycle models reproduce` sets it from "
+        "a version's lineage.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PredictionLogSource:
         since, until = self.since, self.until
         if since is not None and until is not None and log_instant(since) >= log_instant(until):
             raise ValueError(f"since ({self.since}) is not before until ({self.until})")
+        paths = [part.path for part in self.parts or []]
+        repeated = sorted({p for p in paths if paths.count(p) > 1})
+        if repeated:
+            raise ValueError(f"parts: {repeated[0]} is listed more than once")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_parts(self, handler: Any) -> Any:
+        """Without a pin the source dumps (and a config hashes) as before the field existed."""
+        data = handler(self)
+        if isinstance(data, dict) and self.parts is None:
+            data.pop("parts", None)
+        return data
 
     def describe(self) -> str:
         start = self.since.isoformat() if self.since is not None else ""

@@ -1,6 +1,8 @@
 """The demo's loop chapter, end to end: a real `modelcycle serve` process answers two unseen
 years, their labels go back as feedback, the training flow fine-tunes the champion on that
-labelled log, the gate decides, and a second service answers the next year.
+labelled log, the gate decides, and a second service answers the next year. Then the
+fine-tuned version is reproduced: its range is open, and the next year's labelled answers
+have joined the log since, so only the parts its lineage recorded give the same model.
 
 Each year is cut to a fixed sample so the chapter takes a minute, not several; checked from the
 registry, the run's manifest and the prediction log, not from the console.
@@ -19,7 +21,7 @@ MODEL = "gss-income"
 ROWS_PER_YEAR = 400
 
 
-def test_the_loop_chapter_retrains_on_the_labelled_log_and_serves_the_next_year(
+def test_the_loop_chapter_retrains_on_the_labelled_log_serves_the_next_year_and_reproduces(
     state, prefect_harness, small_config: Path, demo_parquet: Path, monkeypatch
 ) -> None:
     from modelcycle.artifacts import ArtifactStore
@@ -80,3 +82,20 @@ def test_the_loop_chapter_retrains_on_the_labelled_log_and_serves_the_next_year(
     # The retrained version answers with the same classes (0/1, not 0.0/1.0).
     scores = {c for c in log.columns if c.startswith("output.probabilities.")}
     assert scores == {"output.probabilities.0", "output.probabilities.1"}, scores
+
+    # Reproduce v2 after the next year was served and labelled: its range has no end, so the
+    # log now holds a third year of labelled rows in the same range (and the same day's
+    # partitions); the re-run reads only the parts its lineage recorded.
+    from modelcycle.cli._reproduce import reproduce_version
+
+    assert lineage["until"] is None and len(feedback) > lineage["labelled_rows"]
+    result = reproduce_version(MODEL, 2)
+    assert result["identical"] is True, result["differences"]
+    assert result["reproduced_sha256"] == candidate.model_sha256
+    differing = {d["what"] for d in result["differences"]}
+    assert not {"config hash", "data fingerprint (train)", "data fingerprint (holdout)"} & differing
+    registry = Registry(state.registry_url)
+    try:  # the re-run's registry was temporary: the user's holds the loop's versions only
+        assert [v.version for v in registry.list_versions(MODEL)] == [1, 2]
+    finally:
+        registry.close()

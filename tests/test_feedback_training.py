@@ -17,7 +17,7 @@ from conftest import small_config_dict, write_config
 
 from modelcycle.config import PredictionLogSource, TrainingOverrides, load_config
 from modelcycle.data import combine_sources, load_source, read_labelled_log
-from modelcycle.errors import DataError
+from modelcycle.errors import DataError, ModelcycleError
 from modelcycle.serving import IdFactory, PredictionLog, compact
 
 MODEL = "gss-income"
@@ -257,16 +257,90 @@ def test_since_after_until_is_refused() -> None:
         PredictionLogSource(since="2026-03-02", until="2026-03-01")
 
 
+def _pinned(source: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**source, "parts": [{"path": p["path"], "sha256": p["sha256"]} for p in parts]}
+
+
+def test_pinned_parts_are_read_exactly_and_a_changed_or_missing_one_is_refused(
+    tmp_path, traffic, small_parquet
+) -> None:
+    import pyarrow.parquet as pq
+
+    from modelcycle.records import apply_retention, check_recorded_parts
+    from modelcycle.registry import Registry
+
+    root = tmp_path / "log"
+    # Three days of traffic, one partition a day; then later traffic in the same open range.
+    write_traffic(root, traffic.iloc[:72].reset_index(drop=True), LOGGED, labelled=72)
+    source = {"root": str(root), "only": True, "since": START.isoformat()}
+    config = _config(small_parquet, tmp_path, source)
+    recorded = read_labelled_log(config, config.data.prediction_log)
+    parts = recorded.lineage()["parts"]
+    write_traffic(root, traffic.iloc[100:130].reset_index(drop=True), LOGGED, labelled=30)
+    assert read_labelled_log(config, config.data.prediction_log).labelled == 72 + 30
+
+    pinned = _config(small_parquet, tmp_path, _pinned(source, parts))
+    again = read_labelled_log(pinned, pinned.data.prediction_log)
+    pd.testing.assert_frame_equal(again.table, recorded.table)
+    assert again.lineage()["parts"] == parts
+    # The pin is how the re-run reads, not what the config says: unpinned, it dumps as before.
+    assert "parts" not in config.model_dump(mode="json")["data"]["prediction_log"]
+
+    # A part rewritten without one row, as an erasure leaves it: refused by name, one line.
+    changed = Path(next(p["path"] for p in parts if p["kind"] == "predictions"))
+    table = pq.read_table(changed)
+    pq.write_table(table.slice(1), changed)
+    with pytest.raises(DataError) as caught:
+        read_labelled_log(pinned, pinned.data.prediction_log)
+    message = str(caught.value)
+    assert message.startswith(f"{changed}: ") and "\n" not in message
+    assert "not the recorded" in message and "privacy erase" in message
+
+    # Every partition removed by the retention flow: the first recorded part is named missing,
+    # with the audit entry that removed it.
+    registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    try:
+        apply_retention(registry, str(root), MODEL, days=1, actor="test")
+        assert not changed.exists()
+        with pytest.raises(DataError, match=rf"{parts[0]['path']}: prediction log part is missing"):
+            read_labelled_log(pinned, pinned.data.prediction_log)
+        raw = pinned.model_dump(mode="json")
+        with pytest.raises(ModelcycleError) as refused:
+            check_recorded_parts(raw, registry.audit_log(MODEL), f"{MODEL} v7")
+    finally:
+        registry.close()
+    message = str(refused.value)
+    assert message.startswith(f"{MODEL} v7: cannot be reproduced") and "\n" not in message
+    assert f"{parts[0]['path']}: prediction log part is missing" in message
+    assert "retention removed its day" in message
+    assert f"{len(parts) - 1} more recorded parts differ" in message
+
+
+def test_a_pin_outside_the_models_log_is_refused(tmp_path, traffic, small_parquet) -> None:
+    root = tmp_path / "log"
+    write_traffic(root, traffic.iloc[:10].reset_index(drop=True), LOGGED, labelled=10)
+    stray = {"path": str(small_parquet), "sha256": "0" * 64}
+    config = _config(small_parquet, tmp_path, {"root": str(root), "only": True, "parts": [stray]})
+    with pytest.raises(DataError, match=rf"parts: {small_parquet} is not a part of 'gss-income'"):
+        read_labelled_log(config, config.data.prediction_log)
+
+
 def test_training_flow_fine_tunes_on_the_labelled_log_and_records_its_parts(
-    tmp_path, traffic, small_config, state, prefect_harness
+    tmp_path, traffic, small_config, state, prefect_harness, monkeypatch
 ) -> None:
     import json
+
+    import yaml
 
     from flows.training import training
     from modelcycle.registry import Registry
 
     root = tmp_path / "log"
-    write_traffic(root, traffic, LOGGED, labelled=500)
+    people = traffic.assign(subject_id=[f"R-{i}" for i in range(len(traffic))])
+    write_traffic(root, people, [*LOGGED, "subject_id"], labelled=500)
+    raw = yaml.safe_load(small_config.read_text())
+    raw["subject_keys"] = ["subject_id"]  # erasable by it (logged, never a feature)
+    small_config.write_text(yaml.safe_dump(raw, sort_keys=False))
     first = training(config_path=str(small_config))
     assert (first["version"], first["status"]) == (1, "champion")
 
@@ -287,3 +361,32 @@ def test_training_flow_fine_tunes_on_the_labelled_log_and_records_its_parts(
     # The 500 labelled rows, split by time, are all the run trained and judged on.
     profile = json.loads((folder / "profile.json").read_text())
     assert profile["train"]["rows"] + profile["holdout"]["rows"] == 500
+
+    # Erasing a person whose labelled answers v2 learned from lists v2 (v1 came from a file);
+    # the rewritten part then refuses v2's reproduction by name, before anything is trained.
+    from modelcycle.cli import _reproduce
+    from modelcycle.records import erase_subject
+
+    registry = Registry(state.registry_url)
+    try:
+        report = erase_subject(
+            registry, str(root), MODEL, "subject_id", "R-3", b"k" * 32, actor="test"
+        )
+        assert report.predictions == 1 and report.feedback == 1
+        assert report.trained_on_log == [second["version"]]
+        (rewritten,) = {p for p in report.parts if "/predictions/" in p}
+        assert rewritten in {p["path"] for p in lineage["parts"]}
+
+        def no_training(**kwargs: Any) -> None:
+            raise AssertionError("the re-run trained although a recorded part had changed")
+
+        monkeypatch.setattr("flows.training.training", no_training)
+        with pytest.raises(ModelcycleError) as refused:
+            _reproduce.reproduce_version(MODEL, second["version"])
+        message = str(refused.value)
+        assert f"{rewritten}: prediction log part has SHA-256" in message and "\n" not in message
+        assert "`modelcycle privacy erase` rewrote it" in message
+        assert [v.version for v in registry.list_versions(MODEL)] == [1, 2]
+        assert not [e for e in registry.audit_log(MODEL) if e.action == "reproduce"]
+    finally:
+        registry.close()

@@ -47,13 +47,19 @@ def reproduce_version(name: str, version: int) -> dict[str, Any]:
     """Re-run and compare; the temporary store is removed afterwards."""
     from modelcycle.cli._console import check_configured_server, embedded_server_settings
     from modelcycle.cli._runtime import prepare_prefect_env
-    from modelcycle.records import compare, parent_registration, rerun_config
+    from modelcycle.records import (
+        check_recorded_parts,
+        compare,
+        parent_registration,
+        rerun_config,
+    )
     from modelcycle.registry import Registry, VersionStatus, open_run
 
     registry = open_registry()
     original = registry.get_version(name, version)
     run = open_run(original)  # the recorded config is read only through a verified manifest
     config, notes = rerun_config(run)
+    check_recorded_parts(config, registry.audit_log(name), f"{name} v{version}")
     mode = str(run.manifest.get("training_mode") or "scratch")
     parent = (
         registry.get_version(name, original.parent_version)

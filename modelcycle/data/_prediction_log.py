@@ -14,6 +14,12 @@ lineage names exactly the bytes it learned from (records still in a segment are 
 yet; the training task compacts first). Unlike monitoring's reader, which skips a damaged
 part and reads the rest, a training run refuses it by name: a model must not silently learn
 from less than its lineage would claim.
+
+A source with `parts` (a pin) reads exactly those parts instead of listing the log: a version's
+reproduction must see the bytes it learned from, not the log as it is now, which has grown
+since (more traffic and feedback in the same open range) or shrunk (erasure rewrites a part
+without a person's rows, retention removes old days). Each pinned part is hashed before its
+rows are used; a missing or different one is refused by name.
 """
 
 from __future__ import annotations
@@ -30,10 +36,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
-from modelcycle.config import ColumnType, PipelineConfig, PredictionLogSource, log_instant
+from modelcycle.config import (
+    ColumnType,
+    PinnedLogPart,
+    PipelineConfig,
+    PredictionLogSource,
+    log_instant,
+)
 from modelcycle.data._prepare import SourceTable
 from modelcycle.errors import DataError
-from modelcycle.logstore import FORMAT, INPUT_PREFIX, Kind, LogLocation, list_parts, locate
+from modelcycle.logstore import (
+    FORMAT,
+    INPUT_PREFIX,
+    Kind,
+    LogLocation,
+    list_parts,
+    locate,
+    part_address,
+)
 from modelcycle.settings import get_settings
 
 LOG_FORMAT = FORMAT
@@ -144,8 +164,9 @@ def read_labelled_log(config: PipelineConfig, source: PredictionLogSource) -> La
     until = log_instant(source.until) if source.until is not None else None
     where = f"prediction log {root} (model {model!r}, {source.describe()})"
 
+    pinned = _pinned_parts(location, model, source.parts, root)
     parts: list[LogPart] = []
-    predictions = _read_kind(location, model, "predictions", since, until, parts)
+    predictions = _read_kind(location, model, "predictions", since, until, parts, pinned)
     predictions = predictions[predictions["model"] == model]
     if since is not None:
         predictions = predictions[predictions["time"] >= since]
@@ -156,7 +177,7 @@ def read_labelled_log(config: PipelineConfig, source: PredictionLogSource) -> La
         raise DataError(f"{where}: no predictions in the range; nothing to train on")
 
     # Labels arrive after their prediction: any feedback part from the range's first day on.
-    feedback = _read_kind(location, model, "feedback", since, None, parts)
+    feedback = _read_kind(location, model, "feedback", since, None, parts, pinned)
     foreign = int((feedback["model"] != model).sum())
     feedback = _first_per_id(feedback[feedback["model"] == model])
     joined = predictions.merge(feedback[["id", "label"]], on="id", how="inner")
@@ -178,6 +199,65 @@ def read_labelled_log(config: PipelineConfig, source: PredictionLogSource) -> La
     )
 
 
+@dataclass(frozen=True)
+class _Pin:
+    kind: Kind
+    path: str
+    day: date
+    sha256: str
+
+
+def _pinned_parts(
+    location: LogLocation, model: str, pins: list[PinnedLogPart] | None, root: str
+) -> list[_Pin] | None:
+    """The pinned parts with their kind and day read from their place in the layout; a path
+    outside this model's log at `root` is refused, as nothing would say what it holds."""
+    if pins is None:
+        return None
+    found = []
+    for pin in pins:
+        address = part_address(location, model, pin.path)
+        if address is None:
+            raise DataError(
+                f"data.prediction_log.parts: {pin.path} is not a part of {model!r}'s log under "
+                f"{root}; expected {location.kind_dir(model, 'predictions')}/date=YYYY-MM-DD/"
+                "part-*.parquet (or feedback/)"
+            )
+        found.append(_Pin(address[0], pin.path, address[1], pin.sha256))
+    return found
+
+
+def check_pinned_parts(source: PredictionLogSource) -> dict[str, str]:
+    """Pinned part -> why it cannot stand for what was recorded (one line); the parts whose
+    bytes still hash as pinned are left out. Compaction never rewrites a published part, so a
+    difference is a removal (retention), a rewrite without some rows (erasure), or damage."""
+    location = locate(log_root(source))
+    problems = {}
+    for pin in source.parts or []:
+        if not location.fs.exists(pin.path):
+            problems[pin.path] = _missing(pin.path)
+            continue
+        now = hashlib.sha256(location.fs.cat_file(pin.path)).hexdigest()
+        if now != pin.sha256:
+            problems[pin.path] = _changed(pin.path, now, pin.sha256)
+    return problems
+
+
+def _missing(path: str) -> str:
+    return (
+        f"{path}: prediction log part is missing (removed since it was recorded: retention "
+        "removes day partitions past their keep time); the rows it held cannot be read again"
+    )
+
+
+def _changed(path: str, now: str, recorded: str) -> str:
+    return (
+        f"{path}: prediction log part has SHA-256 {now[:16]}..., not the recorded "
+        f"{recorded[:16]}... (rewritten since: `modelcycle privacy erase` rewrites the parts "
+        "that held an erased person's rows)"
+    )
+
+
 def _read_kind(
     location: LogLocation,
     model: str,
@@ -185,13 +265,17 @@ def _read_kind(
     since: datetime | None,
     until: datetime | None,
     parts: list[LogPart],
+    pinned: list[_Pin] | None = None,
 ) -> pd.DataFrame:
-    """Every part of one kind whose day can hold times in the range (partitions are UTC days)."""
-    first = since.date() if since is not None else None
-    last = until.date() if until is not None else None
+    """Every part of one kind whose day can hold times in the range (partitions are UTC days),
+    or, with a pin, exactly the pinned parts of that kind, each checked before it is used."""
     frames = []
-    for path, day in list_parts(location, model, kind, first, last):
+    for path, day, expected in _parts_to_read(location, model, kind, since, until, pinned):
+        if expected is not None and not location.fs.exists(path):
+            raise DataError(_missing(path))
         part, frame = read_log_part(location.fs, path, kind, day)
+        if expected is not None and part.sha256 != expected:  # hashed from the bytes it parsed
+            raise DataError(_changed(path, part.sha256, expected))
         parts.append(part)
         frames.append(frame)
     columns = ["id", "time", "model"] + (["label"] if kind == "feedback" else [])
@@ -204,6 +288,22 @@ def _read_kind(
         frame = pd.concat(frames, ignore_index=True)
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return frame
+
+
+def _parts_to_read(
+    location: LogLocation,
+    model: str,
+    kind: Kind,
+    since: datetime | None,
+    until: datetime | None,
+    pinned: list[_Pin] | None,
+) -> list[tuple[str, date, str | None]]:
+    """(path, day, the SHA-256 it must have or None) for every part of `kind` to read."""
+    if pinned is not None:
+        return [(p.path, p.day, p.sha256) for p in pinned if p.kind == kind]
+    first = since.date() if since is not None else None
+    last = until.date() if until is not None else None
+    return [(path, day, None) for path, day in list_parts(location, model, kind, first, last)]
 
 
 def _first_per_id(frame: pd.DataFrame) -> pd.DataFrame:

@@ -525,6 +525,24 @@ def list_parts(
     return found
 
 
+def part_address(location: LogLocation, model: str, path: str) -> tuple[Kind, date] | None:
+    """The kind and day of a part named by its path, or None when the path is not a part of
+    this model's log at this location (another root, another model, not a part's name)."""
+    for kind in KINDS:
+        prefix = location.kind_dir(model, kind) + "/"
+        if not path.startswith(prefix):
+            continue
+        folder, _, name = path[len(prefix) :].partition("/")
+        match = _DATE_DIR.fullmatch(folder)
+        if match is None or not _PART.fullmatch(name):
+            return None
+        try:
+            return kind, date.fromisoformat(match[1])
+        except ValueError:
+            return None
+    return None
+
+
 def id_days(ids: Iterable[str]) -> set[date] | None:
     """Partitions that can hold these ids when they are UUIDv7 (time-ordered), else None."""
     days: set[date] = set()

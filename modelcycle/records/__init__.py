@@ -11,6 +11,8 @@ from modelcycle.records._events import (
 from modelcycle.records._reproduce import (
     Difference,
     Reproduction,
+    check_recorded_parts,
+    comparable_config,
     compare,
     parent_registration,
     rerun_config,
@@ -35,6 +37,8 @@ __all__ = [
     "RetentionReport",
     "Trace",
     "apply_retention",
+    "check_recorded_parts",
+    "comparable_config",
     "compare",
     "declared_subject_keys",
     "erase_subject",

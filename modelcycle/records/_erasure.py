@@ -158,12 +158,12 @@ def erase_subject(
                 plans.append((path, table.filter(pc.invert(mask))))
                 report.feedback += int(pc.sum(mask).as_py())
     report.parts = [path for path, _ in plans]
-    report.trained_on_log = _versions_trained_on_log(registry, model, log_root)
+    report.trained_on_log = _versions_trained_on_parts(registry, model, set(report.parts))
     report.note = (
-        "versions listed were trained from this prediction log"
+        "versions listed learned from prediction log parts that held this person's rows"
         if report.trained_on_log
-        else "no version of this model was trained from the prediction log (every training "
-        "source recorded is a file outside it), so no retraining is needed for this erasure"
+        else "no version of this model learned from a prediction log part that held this "
+        "person's rows (by the parts each lineage records), so no retraining is needed"
     )
     if plans:
         registry.append_audit(
@@ -196,16 +196,15 @@ def erase_subject(
     return report
 
 
-def _versions_trained_on_log(registry: Registry, model: str, log_root: str) -> list[int]:
-    """Versions whose recorded training source lies inside the prediction log."""
-    _, base = url_to_fs(log_root)
-    root = base.rstrip("/") + "/"
+def _versions_trained_on_parts(registry: Registry, model: str, parts: set[str]) -> list[int]:
+    """Versions whose lineage records one of these log parts among the data they learned from
+    (the parts about to be rewritten: each held the person's rows when it was read)."""
     found = []
     for version in registry.list_versions(model):
         try:
-            source = str(open_run(version).manifest.get("data_source") or "")
+            recorded = open_run(version).manifest.get("prediction_log") or {}
         except ModelcycleError:
             continue
-        if source.startswith(root) or source.startswith(log_root.rstrip("/") + "/"):
+        if parts & {str(part.get("path")) for part in recorded.get("parts") or []}:
             found.append(version.version)
     return found
