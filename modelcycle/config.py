@@ -300,7 +300,8 @@ class PredictionLogSource(_Strict):
             if start and end
             else (f"from {start}" if start else (f"before {end}" if end else "all"))
         )
-        return f"labelled prediction log ({span})"
+        pinned = f", exactly {len(self.parts)} recorded parts" if self.parts is not None else ""
+        return f"labelled prediction log ({span}{pinned})"
 
 
 def log_instant(bound: datetime | date) -> datetime:

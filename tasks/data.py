@@ -43,7 +43,7 @@ def load_data(config: PipelineConfig, data_dir: Path) -> data.TrainingRows:
             logger.info(
                 "Time range %s on %s", config.data.time_range.describe(), config.time_column
             )
-    if log_source is not None:
+    if log_source is not None and log_source.parts is None:  # a pin reads only its parts
         _compact_log(data.log_root(log_source), log_source.model or config.name)
     rows = data.combine_sources(config, file_rows, file_source)
     if rows.log is not None:
