@@ -159,8 +159,11 @@ def erase_subject(
                 report.feedback += int(pc.sum(mask).as_py())
     report.parts = [path for path, _ in plans]
     report.trained_on_log = _versions_trained_on_parts(registry, model, set(report.parts))
+    listed = ", ".join(f"v{v}" for v in report.trained_on_log)
     report.note = (
-        "versions listed learned from prediction log parts that held this person's rows"
+        f"{listed} learned from prediction log parts that held this person's rows (by the "
+        "parts each lineage records): retrain if they must forget them; they can no longer be "
+        "reproduced, as those parts are rewritten"
         if report.trained_on_log
         else "no version of this model learned from a prediction log part that held this "
         "person's rows (by the parts each lineage records), so no retraining is needed"
