@@ -359,10 +359,15 @@ def test_training_flow_fine_tunes_on_the_labelled_log_and_records_its_parts(
     # Erasing a person whose labelled answers v2 learned from lists v2 (v1 came from a file);
     # the rewritten part then refuses v2's reproduction by name, before anything is trained.
     from modelcycle.cli import _reproduce
-    from modelcycle.records import apply_retention, erase_subject
+    from modelcycle.records import HopStatus, apply_retention, erase_subject, trace_version
 
     registry = Registry(state.registry_url)
     try:
+        # The trace's data hop re-reads the log's recorded parts (not the config's file source).
+        (data_hop,) = [
+            h for h in trace_version(version, registry, state.data_dir) if h.name == "data"
+        ]
+        assert data_hop.status is HopStatus.VERIFIED, data_hop.detail
         report = erase_subject(
             registry, str(root), MODEL, "subject_id", "R-3", b"k" * 32, actor="test"
         )
@@ -370,6 +375,10 @@ def test_training_flow_fine_tunes_on_the_labelled_log_and_records_its_parts(
         assert report.trained_on_log == [second["version"]]
         (rewritten,) = {p for p in report.parts if "/predictions/" in p}
         assert rewritten in {p["path"] for p in lineage["parts"]}
+        (data_hop,) = [
+            h for h in trace_version(version, registry, state.data_dir) if h.name == "data"
+        ]
+        assert data_hop.status is HopStatus.UNVERIFIED and rewritten in data_hop.detail
 
         def no_training(**kwargs: Any) -> None:
             raise AssertionError("the re-run trained although a recorded part had changed")

@@ -72,7 +72,7 @@ class Reproduction:
 def rerun_config(run: VerifiedRun) -> tuple[dict[str, Any], list[str]]:
     """The recorded (verified) config, made to run unattended: a human approval is a decision
     about the model, not part of making it, so a re-run asks for none (and says so). A
-    prediction-log source is pinned to the parts the lineage recorded (`_pin_log_parts`)."""
+    prediction-log source is pinned to the parts the lineage recorded (`pin_log_parts`)."""
     config = copy.deepcopy(run.config)
     notes = []
     approval = config.get("gate", {}).get("approval", {})
@@ -82,11 +82,11 @@ def rerun_config(run: VerifiedRun) -> tuple[dict[str, Any], list[str]]:
             "file does not depend on it; the config hash of the re-run differs by that key)"
         )
         approval["mode"] = "never"
-    notes += _pin_log_parts(config, run)
+    notes += pin_log_parts(config, run)
     return config, notes
 
 
-def _pin_log_parts(config: dict[str, Any], run: VerifiedRun) -> list[str]:
+def pin_log_parts(config: dict[str, Any], run: VerifiedRun) -> list[str]:
     """Point the log source at exactly the recorded parts (and the recorded root, so a moved
     `MODELCYCLE_HOME` does not change what is read); `since`/`until` stay as recorded."""
     log = (config.get("data") or {}).get("prediction_log")

@@ -11,6 +11,7 @@ still read.
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from modelcycle import data
 from modelcycle.artifacts import code_version, fingerprint_frame
 from modelcycle.config import parse_config
 from modelcycle.errors import ArtifactStoreError, IntegrityError, ModelcycleError
+from modelcycle.records._reproduce import pin_log_parts
 from modelcycle.registry import AuditEntry, ModelVersion, Registry, VerifiedRun, open_run
 from modelcycle.serving import ID_PATTERN, id_millis, read_feedback, read_predictions
 
@@ -228,7 +230,9 @@ def _data_hop(version: ModelVersion, run: VerifiedRun | str, data_dir: Path) -> 
             facts,
         )
     try:
-        now = recompute_fingerprints(run.config, data_dir)
+        config = copy.deepcopy(run.config)
+        pin_log_parts(config, run)  # the log's rows as training read them, not as they are now
+        now = recompute_fingerprints(config, data_dir)
     except ModelcycleError as exc:
         return Hop(
             "data",
@@ -258,10 +262,15 @@ def _data_hop(version: ModelVersion, run: VerifiedRun | str, data_dir: Path) -> 
 
 def recompute_fingerprints(config_dict: dict[str, Any], data_dir: Path) -> dict[str, str]:
     """Fingerprints of the training and holdout rows the recorded config reads from its source
-    today: the same load, clean and split as the training flow."""
+    today: the same load (the file, the labelled prediction log, or both), clean and split as
+    the training flow."""
     config = parse_config(config_dict, "the recorded config")
-    source = data.resolve_source(config, data_dir)
-    loaded = data.load_source(config, source)
+    log = config.data.prediction_log
+    file_rows, file_source = None, None
+    if log is None or not log.only:
+        source = data.resolve_source(config, data_dir)
+        file_rows, file_source = data.load_source(config, source), str(source)
+    loaded = data.combine_sources(config, file_rows, file_source)
     cleaned, _ = data.clean(loaded.table, config, loaded.duplicated)
     train, holdout = data.split(cleaned, config)
     return {"train": fingerprint_frame(train), "holdout": fingerprint_frame(holdout)}
