@@ -149,7 +149,16 @@ def _monitor_log(
 
     # record: evidence, incidents, event, an automatic rollback if due, and the report
     run = collect_monitoring_run(
-        champion, data, findings, decision, features, prediction, quality, html, production
+        champion,
+        data,
+        findings,
+        decision,
+        features,
+        prediction,
+        quality,
+        html,
+        production,
+        log_range=(logged.since, logged.until),
     )
     folder = write_monitoring_folder(settings.artifact_store, run_id, run)
     incidents = record_incidents(settings.registry_url, run, folder.uri, actor)

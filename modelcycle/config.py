@@ -880,11 +880,23 @@ class Monitoring(_Strict):
             data.pop("retrain_data", None)
         return data
 
-    def retrain_overrides(self) -> dict[str, Any]:
-        """The `overrides` parameter the drift event hands the retraining deployment."""
+    def retrain_overrides(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> dict[str, Any]:
+        """The `overrides` parameter the drift event hands the retraining deployment.
+
+        A verdict on a range of the log names that range: the retraining learns from the
+        labelled traffic that drifted, and a closed range reads the same rows when the
+        version is reproduced later (an open one would take whatever arrived since).
+        """
         if self.retrain_data == "source":
             return {}
-        return {"prediction_log": {"only": self.retrain_data == "log"}}
+        log: dict[str, Any] = {"only": self.retrain_data == "log"}
+        if since is not None:
+            log["since"] = since.isoformat()
+        if until is not None:
+            log["until"] = until.isoformat()
+        return {"prediction_log": log}
 
     @model_validator(mode="after")
     def _retrains_on_new_data(self) -> Monitoring:

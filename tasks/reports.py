@@ -3,6 +3,7 @@ written, so the run folder, the registry, the card and the summary all read the 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from prefect import task
@@ -102,15 +103,17 @@ def collect_monitoring_run(
     quality: Quality | None,
     html: SampledReport | None,
     production: ProductionReport | None = None,
+    log_range: tuple[datetime | None, datetime] | None = None,
 ) -> MonitoringRun:
     """The window's facts, not its rows; the champion's training config is what a retraining
-    run triggered by this verdict starts from."""
+    run triggered by this verdict starts from (on the log range judged, when it was one)."""
+    since, until = log_range if log_range is not None else (None, None)
     return MonitoringRun(
         champion=champion.version,
         window=window.facts(),
         config_path=champion.reference.meta["config_path"],
         retrain_mode=champion.config.monitoring.retrain_mode,
-        retrain_overrides=champion.config.monitoring.retrain_overrides(),
+        retrain_overrides=champion.config.monitoring.retrain_overrides(since, until),
         decision=decision,
         findings=findings,
         features=features,

@@ -58,6 +58,14 @@ def test_the_loop_chapter_retrains_on_the_labelled_log_serves_the_next_year_and_
     lineage = manifest.get("metadata", manifest)["prediction_log"]
     # Both loop years, every row labelled: the training and holdout rows of the candidate.
     assert lineage["labelled_rows"] == 2 * ROWS_PER_YEAR and lineage["only"] is True
+    # ... started by the drift that monitoring found on the log: the range it judged, closed.
+    from modelcycle.monitoring import WindowHistory, history_path
+
+    windows = WindowHistory(history_path(state.home, MODEL)).load()
+    judged = windows[0]
+    assert judged.status == "drift", judged
+    assert (lineage["since"], lineage["until"]) == (judged.since, judged.until)
+    assert lineage["until"] is not None
     root = state.home / "predictions"
     for part in lineage["parts"]:
         assert Path(part["path"]).is_relative_to(root)
@@ -74,9 +82,6 @@ def test_the_loop_chapter_retrains_on_the_labelled_log_serves_the_next_year_and_
     assert len(feedback) == 3 * ROWS_PER_YEAR
     assert set(champion_rows["input.year"]) == {first, second, _demo.DEMO_NEXT_YEAR}
     # Monitoring read the two served years from the log, labels included, before retraining.
-    from modelcycle.monitoring import WindowHistory, history_path
-
-    windows = WindowHistory(history_path(state.home, MODEL)).load()
     assert [w.rows() for w in windows[:1]] == [2 * ROWS_PER_YEAR]
     assert windows[0].labelled() == 2 * ROWS_PER_YEAR
     # The retrained version answers with the same classes (0/1, not 0.0/1.0).

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import small_config_dict, write_config
 
-from modelcycle.config import PredictionLogSource, TrainingOverrides, load_config
+from modelcycle.config import PredictionLogSource, TrainingOverrides, load_config, log_instant
 from modelcycle.data import combine_sources, load_source, read_labelled_log
 from modelcycle.errors import DataError, ModelcycleError
 from modelcycle.serving import IdFactory, PredictionLog, compact
@@ -250,6 +250,28 @@ def test_the_drift_event_can_name_the_log_as_training_data() -> None:
         Monitoring(retrain_data="source_and_log").retrain_overrides()
     )
     assert both.prediction_log is not None and not both.prediction_log.only
+
+
+def test_a_verdict_on_a_log_range_asks_for_that_range() -> None:
+    """A drift found on the log retrains on the labelled traffic that drifted, in a closed
+    range; a file verdict (no range) and `source` ask for nothing of the kind."""
+    from datetime import timezone
+
+    from modelcycle.config import Monitoring
+
+    since = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    until = datetime(2026, 3, 8, 14, tzinfo=timezone(timedelta(hours=2)))  # 12:00 UTC
+    parsed = TrainingOverrides.model_validate(
+        Monitoring(retrain_data="log").retrain_overrides(since, until)
+    )
+    assert parsed.prediction_log is not None
+    assert parsed.prediction_log.only
+    assert log_instant(parsed.prediction_log.since) == since
+    assert log_instant(parsed.prediction_log.until) == datetime(2026, 3, 8, 12, tzinfo=UTC)
+    # The first log run of a model has no start: everything before its end.
+    opened = Monitoring(retrain_data="log").retrain_overrides(None, until)
+    assert "since" not in opened["prediction_log"] and "until" in opened["prediction_log"]
+    assert Monitoring().retrain_overrides(since, until) == {}
 
 
 def test_since_after_until_is_refused() -> None:

@@ -1,7 +1,8 @@
 """The loop in service mode, through the deployments on a real Prefect server (fixture `live`)
 and a real `modelcycle serve`: train -> serve later years with their labels sent back ->
-monitoring finds drift -> the drift event's payload names the labelled log -> the retraining
-deployment fine-tunes on it -> the gate -> the service answers with the gate's choice.
+the log's monitoring deployment finds drift in what the service answered -> the drift event's
+payload names that labelled log range -> the retraining deployment fine-tunes on it -> the
+gate -> the service answers with the gate's choice.
 
 One test: the server, worker and deployments are the session's; the service is started twice
 (after the retraining it must load what the registry then says).
@@ -26,7 +27,7 @@ from modelcycle.registry import Registry
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 MODEL = "gss-income-loop"
-TRAFFIC_YEARS = (2008, 2010)
+TRAFFIC_YEARS = (2014, 2016)  # both drift against 1974-2000
 ROWS_PER_YEAR = 300
 
 
@@ -98,15 +99,13 @@ def test_the_loop_retrains_on_the_labelled_log_through_the_deployments(
     finally:
         service.stop()  # its segments are sealed: the retraining can read them
 
-    # monitor: the same years as a window drift against 1974-2000; the event names the log
-    window = live.root / "loop-windows"
-    window.mkdir(exist_ok=True)
-    table = pd.read_parquet(demo_parquet)
-    table.loc[table["year"] >= 2008].to_parquet(window / "gss-later.parquet", index=False)
-    monitored = _run_deployment(
-        live, "monitoring/monitoring", model_name=MODEL, window=str(window / "gss-*.parquet")
-    )
+    # monitor what the service answered: the log drifts against 1974-2000, the event names it
+    monitored = _run_deployment(live, "monitoring/monitoring-log", model_name=MODEL)
     wait_for_state(live, monitored, {"COMPLETED"})
+    from modelcycle.monitoring import WindowHistory, history_path
+
+    (judged,) = WindowHistory(history_path(live.state, MODEL)).load()
+    assert judged.status == "drift", judged
 
     triggered = wait_for(
         lambda: (_retraining_runs(live, config) or [None])[0],
@@ -114,7 +113,9 @@ def test_the_loop_retrains_on_the_labelled_log_through_the_deployments(
         "the drift event to start a retraining run",
         interval=1,
     )
-    assert triggered.parameters["overrides"] == {"prediction_log": {"only": True}}
+    log_range = triggered.parameters["overrides"]["prediction_log"]
+    assert log_range["only"] is True  # the labelled log alone, up to the end of the range judged
+    assert log_range["until"] == judged.until and "since" not in log_range  # the first log run
     wait_for_state(live, str(triggered.id), {"COMPLETED"})
 
     registry = Registry(f"sqlite:///{live.state / 'registry.db'}")

@@ -59,8 +59,10 @@ SWITCH_SECONDS = 30.0
 FEEDBACK_CHUNK = 500
 # The loop: two years of production with their labels, the second held out by the time split
 # of the retraining on the log; then the year after, answered by whatever the gate decided.
-DEMO_LOOP_YEARS = (2010, 2012)
-DEMO_NEXT_YEAR = 2014
+DEMO_LOOP_YEARS = (2014, 2016)
+DEMO_NEXT_YEAR = 2018
+# Its monitoring asks a drift event for a retraining on the labelled log (retrain_data: log).
+DEMO_LOOP_CONFIG = "configs/demo-loop.yaml"
 
 
 def demo(
@@ -689,12 +691,11 @@ def _run_experiment_flow(model: str) -> dict[str, Any]:
 
 
 def _loop_chapter(model: str, config: str) -> None:
-    """Serve two unseen years with their labels, fine-tune the champion on that labelled log
-    (as the drift event asks when `monitoring.retrain_data` is `log`), let the gate judge it on
-    the later year, and serve the year after: did quality come back?"""
+    """Serve two unseen years with their labels, monitor what the service answered, and let the
+    drift event's payload drive the retraining: a fine-tune of the champion on the labelled
+    log range that drifted, judged on the later year by the gate; then serve the year after:
+    did quality come back?"""
     from datetime import UTC, datetime
-
-    from modelcycle.config import load_config
 
     first, second = DEMO_LOOP_YEARS
     console.rule(f"7. close the loop: {first} and {second} as traffic, their labels sent back")
@@ -708,20 +709,30 @@ def _loop_chapter(model: str, config: str) -> None:
     console.print("stopping the service (its log segments are sealed, ready to be read)")
     _print_log_quality(model, service.log_root, since, "champion")
     console.rule(f"monitoring on the prediction log: {first} and {second} as they were answered")
-    print_monitoring_outcome(run_monitoring(model, None, source="log", since=since))
-
-    monitoring = load_config(config).monitoring
-    overrides = {"prediction_log": {"since": since.isoformat(), "only": True}}
-    console.rule(
-        f"8. retrain: fine-tune v{before} on the labelled log, judged on {second} by the gate"
-    )
     console.print(
-        "the drift events of the yearly monitoring (2010 on) ask for mode "
-        f"{monitoring.retrain_mode}; with `monitoring.retrain_data: log` they also name the "
-        f"log (`retrain_overrides`), which is what this run is given: {overrides}",
+        f"+ modelcycle monitor --model {model} --log --since {since.isoformat()} "
+        f"--thresholds {DEMO_LOOP_CONFIG}   # monitoring.retrain_data: log",
         highlight=False,
     )
-    outcome = run_training(config, TrainingMode(monitoring.retrain_mode), overrides)
+    monitored = run_monitoring(model, None, source="log", since=since, config_path=DEMO_LOOP_CONFIG)
+    print_monitoring_outcome(monitored)
+    event = monitored.get("event")
+    if event is None:
+        console.print(f"no drift on the log ({monitored['status']}): nothing asks for a retraining")
+        return
+
+    mode, overrides = TrainingMode(event["retrain_mode"]), event["retrain_overrides"]
+    console.rule(
+        f"8. the drift event retrains: {mode.value} v{before} on the labelled log, judged on "
+        f"{second} by the gate"
+    )
+    console.print(
+        f"event {monitored['event_id']} (modelcycle.model.drift-detected) asks the retraining "
+        f"deployment for mode {mode.value} and overrides {overrides}; in service mode its "
+        "trigger starts that run, here the demo starts it with the same parameters",
+        highlight=False,
+    )
+    outcome = run_training(event["config_path"], mode, overrides)
     print_training_outcome(outcome)
     _print_log_lineage(model, outcome["version"])
     after = _champion_version(model)

@@ -153,5 +153,7 @@ class MonitoringRun:
             "html_report": self.html_uri(run_uri),
             "incidents": incidents,
             "event_id": event_id,
+            # What the event asked of the retraining (its payload), for whoever runs it by hand.
+            "event": self.event_payload(run_uri, incidents) if event_id else None,
             "production": self._production(),
         }
