@@ -1,8 +1,8 @@
 """The demo's loop chapter, end to end: a real `modelcycle serve` process answers two unseen
 years, their labels go back as feedback, the training flow fine-tunes the champion on that
 labelled log, the gate decides, and a second service answers the next year. Then the
-fine-tuned version is reproduced: its range is open, and the next year's labelled answers
-have joined the log since, so only the parts its lineage recorded give the same model.
+fine-tuned version is reproduced after the log moved on (the next year, and late answers
+inside its range): only the parts its lineage recorded give the same model.
 
 Each year is cut to a fixed sample so the chapter takes a minute, not several; checked from the
 registry, the run's manifest and the prediction log, not from the console.
@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 from serving_support import free_port
 
 from modelcycle.data import DEMO_FILE
 
 MODEL = "gss-income"
 ROWS_PER_YEAR = 400
+LATE = 20  # answers inside the retrained version's range that reach the log after it trained
 
 
 def test_the_loop_chapter_retrains_on_the_labelled_log_serves_the_next_year_and_reproduces(
@@ -88,12 +91,21 @@ def test_the_loop_chapter_retrains_on_the_labelled_log_serves_the_next_year_and_
     scores = {c for c in log.columns if c.startswith("output.probabilities.")}
     assert scores == {"output.probabilities.0", "output.probabilities.1"}, scores
 
-    # Reproduce v2 after the next year was served and labelled: its range has no end, so the
-    # log now holds a third year of labelled rows in the same range (and the same day's
-    # partitions); the re-run reads only the parts its lineage recorded.
+    # Reproduce v2 once the log has moved on: the next year was served and labelled into the
+    # same day's partitions, and answers inside v2's range arrive late (a worker's segment still
+    # open when v2 trained, compacted since). Read as it is now, the range holds more labelled
+    # rows than v2 learned from; the re-run reads only the parts its lineage recorded.
     from modelcycle.cli._reproduce import reproduce_version
+    from modelcycle.config import parse_config
+    from modelcycle.data import read_labelled_log
 
-    assert lineage["until"] is None and len(feedback) > lineage["labelled_rows"]
+    in_range = champion_rows.loc[champion_rows["input.year"] == first].head(LATE)
+    _log_late(root, in_range, feedback.set_index("id")["label"])
+    recorded = parse_config(manifest["config"], "v2's config")
+    now = read_labelled_log(recorded, recorded.data.prediction_log)
+    assert now.labelled == lineage["labelled_rows"] + LATE
+    assert {p.path for p in now.parts} > {p["path"] for p in lineage["parts"]}
+
     result = reproduce_version(MODEL, 2)
     assert result["identical"] is True, result["differences"]
     assert result["reproduced_sha256"] == candidate.model_sha256
@@ -104,3 +116,48 @@ def test_the_loop_chapter_retrains_on_the_labelled_log_serves_the_next_year_and_
         assert [v.version for v in registry.list_versions(MODEL)] == [1, 2]
     finally:
         registry.close()
+
+
+def _log_late(root: Path, rows: pd.DataFrame, labels: pd.Series) -> None:
+    """The same requests as `rows`, answered at their times under new ids by another worker,
+    with their labels; compacted now, after the training that could not see them."""
+    from modelcycle.serving import IdFactory, PredictionLog, compact
+
+    ids = IdFactory().new_ids(len(rows))
+    records, feedback = [], []
+    for identifier, (_, row) in zip(ids, rows.iterrows(), strict=True):
+        records.append(
+            {
+                "id": identifier,
+                "time": row["time"].isoformat(),
+                "model": MODEL,
+                "version": int(row["version"]),
+                "request_id": f"late-{identifier}",
+                "role": "champion",
+                "inputs": {
+                    c[len("input.") :]: _plain(row[c]) for c in row.index if c.startswith("input.")
+                },
+                "outputs": {"label": _plain(row["output.label"])},
+                "latency_ms": 1.0,
+                "flags": [],
+            }
+        )
+        feedback.append(
+            {
+                "id": identifier,
+                "label": _plain(labels[row["id"]]),
+                "time": row["time"].isoformat(),
+                "model": MODEL,
+            }
+        )
+    with PredictionLog(str(root), "late-worker") as log:
+        log.submit_predictions(records).result(timeout=60)
+        log.submit_feedback(feedback).result(timeout=60)
+    report = compact(str(root), MODEL)
+    assert not report.refused and any(s.startswith("late-worker-") for s in report.segments)
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
