@@ -6,8 +6,10 @@ the model file's SHA-256 first, and when that differs, the inputs that can expla
 fingerprints, package versions, code version, config hash) with the metrics of both.
 
 A version trained from the labelled prediction log is re-run on exactly the log parts its
-lineage recorded, each checked against its SHA-256, never on the log as it is now: with an
-open range (no `until`) the log has grown since, and erasure or retention may have changed it.
+lineage recorded, each checked against its SHA-256, never on the log as it is now: an open
+range (no `until`) has grown since, a closed one gains answers and labels that reached the log
+late (a worker's segment compacted after the training), and erasure or retention may have
+rewritten or removed a part.
 """
 
 from __future__ import annotations
