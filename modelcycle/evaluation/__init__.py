@@ -17,6 +17,12 @@ from modelcycle.evaluation._metrics import (
     slice_metrics,
     undefined_reason,
 )
+from modelcycle.evaluation._ranking import (
+    auc_from_groups,
+    average_precision_from_groups,
+    ranking_counts,
+    score_groups,
+)
 from modelcycle.evaluation._sequential import (
     SequentialBound,
     mixture_interval,
@@ -27,6 +33,8 @@ __all__ = [
     "PROBABILITY_METRICS",
     "Outputs",
     "SequentialBound",
+    "auc_from_groups",
+    "average_precision_from_groups",
     "compare",
     "compute_metrics",
     "importance_plot",
@@ -36,6 +44,8 @@ __all__ = [
     "plots",
     "positive_class",
     "predict_outputs",
+    "ranking_counts",
+    "score_groups",
     "scorer",
     "slice_metrics",
     "two_sample_bound",

@@ -19,6 +19,11 @@ from sklearn.calibration import calibration_curve
 from sklearn.pipeline import Pipeline
 
 from modelcycle.config import PipelineConfig, higher_is_better
+from modelcycle.evaluation._ranking import (
+    auc_from_groups,
+    average_precision_from_groups,
+    ranking_counts,
+)
 
 # Metrics computed from predicted probabilities, so the estimator needs predict_proba.
 PROBABILITY_METRICS = frozenset(
@@ -69,9 +74,10 @@ def _binary(metric: str, y: np.ndarray, outputs: Outputs, pos: Any) -> float:
         return float(skm.brier_score_loss(truth, scores))
     if truth.all() or not truth.any():
         return math.nan  # ranking metrics need both classes
+    counts = ranking_counts(truth, scores)
     if metric == "roc_auc":
-        return float(skm.roc_auc_score(truth, scores))
-    return float(skm.average_precision_score(truth, scores))
+        return float(auc_from_groups(*counts)[0])
+    return float(average_precision_from_groups(*counts)[0])
 
 
 def _classification(metric: str, y: np.ndarray, outputs: Outputs) -> float:

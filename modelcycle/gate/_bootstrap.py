@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from modelcycle.config import PipelineConfig, higher_is_better
-from modelcycle.evaluation import Outputs, metric_value, positive_class
+from modelcycle.evaluation import (
+    Outputs,
+    auc_from_groups,
+    average_precision_from_groups,
+    metric_value,
+    positive_class,
+    score_groups,
+)
 
 # Cells (resamples x rows) held in memory at once.
 _CHUNK_CELLS = 2_000_000
@@ -47,37 +54,6 @@ class PairedInterval:
 def _rates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), 0.0)
-
-
-def score_groups(scores: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each row's group among the distinct scores, in ascending score order (ties share one)."""
-    distinct, group = np.unique(scores, return_inverse=True)
-    return group.ravel(), len(distinct)
-
-
-def auc_from_groups(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """ROC AUC per row from positive/negative weight per score group (ascending scores);
-    a tie counts one half, as in scikit-learn. NaN without both classes."""
-    below = np.cumsum(neg, axis=1) - neg
-    numerator = (pos * (below + 0.5 * neg)).sum(axis=1)
-    denominator = pos.sum(axis=1) * neg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(
-            denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan
-        )
-
-
-def average_precision_from_groups(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """Average precision (scikit-learn's step sum) per row, from the same ascending groups:
-    each group, from the highest score down, adds its positives times the precision there."""
-    gained = np.ascontiguousarray(pos[:, ::-1])
-    tp = np.cumsum(gained, axis=1)
-    seen = tp + np.cumsum(neg[:, ::-1], axis=1)
-    precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
-    total = tp[:, -1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (gained * precision).sum(axis=1) / total
-    return np.where(total > 0, ap, np.nan)
 
 
 def _groups_from_weights(

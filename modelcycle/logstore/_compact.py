@@ -347,10 +347,9 @@ def _arrow_frame(
         table = pa.concat_tables(cast, promote_options="default")
     except (pa.ArrowException, KeyError, ValueError):
         return None
-    if start is not None:
-        table = table.filter(pc.greater_equal(table["time"], pa.scalar(start, type=stamp)))
-    if end is not None:
-        table = table.filter(pc.less(table["time"], pa.scalar(end, type=stamp)))
+    inside = _in_range(table["time"], start, end, stamp)
+    if inside is not None:
+        table = table.filter(inside)
     if table.num_rows == 0 or any(c not in table.column_names for c in base):
         return None
     if not _sorted(table):  # parts are sorted each; one worker's day is already in order
@@ -373,6 +372,22 @@ def _arrow_frame(
         frame.insert(base.index("flags"), "flags", flags)
     frame["time"] = frame["time"].astype("datetime64[ns, UTC]")
     return frame
+
+
+def _in_range(
+    times: pa.ChunkedArray, start: datetime | None, end: datetime | None, stamp: pa.DataType
+) -> pa.ChunkedArray | None:
+    """Which rows lie in [start, end), or None when all do: filtering copies every column
+    (0.3 s a bound at a million rows), and a range on day boundaries keeps whole parts."""
+    masks = []
+    if start is not None:
+        masks.append(pc.greater_equal(times, pa.scalar(start, type=stamp)))
+    if end is not None:
+        masks.append(pc.less(times, pa.scalar(end, type=stamp)))
+    if not masks:
+        return None
+    inside = masks[0] if len(masks) == 1 else pc.and_(masks[0], masks[1])
+    return None if pc.all(inside).as_py() else inside
 
 
 def _has_duplicates(table: pa.Table, kind: Kind) -> bool:
