@@ -418,9 +418,11 @@ def logged_outputs(log_window: LogWindow, champion: Monitored) -> tuple[Scored, 
     mine = (log_window.traffic["version"] == champion.version.version).to_numpy()
     if not mine.any():
         mine = np.ones(len(mine), dtype=bool)
-    table = log_window.window.table
+    table, outputs = log_window.window.table, log_window.outputs
+    if not mine.all():  # a copy of every column, only where another version answered too
+        table, outputs = table[mine].reset_index(drop=True), outputs[mine].reset_index(drop=True)
     window = Window(
-        table=table[mine].reset_index(drop=True),
+        table=table,
         pattern=log_window.window.pattern,
         files=log_window.window.files,
         rows_read=log_window.window.rows_read,
@@ -430,7 +432,7 @@ def logged_outputs(log_window: LogWindow, champion: Monitored) -> tuple[Scored, 
     proba = None if log_window.proba is None else log_window.proba[mine]
     scored = Scored(
         monitoring.model_inputs(window.table, config),
-        log_window.outputs[mine].reset_index(drop=True),
+        outputs,
         proba,
         log_window.classes,
     )

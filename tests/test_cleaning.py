@@ -165,3 +165,24 @@ def test_numeric_categories_compare_as_numbers(tmp_path: Path) -> None:
     config = parse_config(raw)
     (line,) = data.validation_violations(data.load_table(config, path), config)
     assert "'region'" in line and "e.g. 3.0" in line
+
+
+def test_a_text_category_is_typed_the_same_judged_per_value_or_per_row(tmp_path: Path) -> None:
+    """Object columns of text are judged once per distinct value (monitoring a million logged
+    rows); the same values as pandas' string dtype take the row-by-row path: both agree, and
+    a value outside `allowed` or missing becomes NaN."""
+    config = _config(tmp_path / "unused.csv")
+    raw = config.model_dump(mode="json")
+    raw["columns"] = {"region": {"type": "categorical", "allowed": ["north", "south"]}}
+    config = parse_config(raw)
+    rows = ["north", "south", "east", None, np.nan, "south", "north"] * 3
+    as_objects = pd.Series(rows, dtype=object, name="region")
+    judged = data.typed_valid(as_objects, config, "region")
+    row_by_row = data.typed_valid(as_objects.astype("string"), config, "region")
+    assert judged.dtype == object and row_by_row.dtype == object
+    assert judged.isna().tolist() == row_by_row.isna().tolist()
+    assert judged.dropna().tolist() == row_by_row.dropna().tolist()
+    assert judged.isna().tolist()[:7] == [False, False, True, True, True, False, False]
+    # A column mixing text and numbers keeps the row-by-row path (1 and True are not one value).
+    mixed = data.typed_valid(pd.Series(["north", 1, True], dtype=object), config, "region")
+    assert mixed.isna().tolist() == [False, True, True]

@@ -738,10 +738,30 @@ def column_violations(column: str, values: pd.Series, config: PipelineConfig) ->
 def typed_valid(values: pd.Series, config: PipelineConfig, column: str) -> pd.Series:
     """A column typed as training typed it; values the schema calls invalid become missing."""
     schema = _schema_for(config, column)
+    if schema is not None and schema.type is ColumnType.categorical and values.dtype == object:
+        by_value = _typed_valid_text(values, schema)
+        if by_value is not None:
+            return by_value
     bad = _bad(values, schema)
     if bad.any():
         values = values.where(~bad)
     return _typed(values, schema)
+
+
+def _typed_valid_text(values: pd.Series, schema: ColumnSchema) -> pd.Series | None:
+    """`typed_valid` judged once per distinct value, for a text column: a category column of a
+    million logged rows holds a handful of values (0.15 s a column row by row, a tenth of it
+    this way). None when a value is not text: 1, 1.0 and True would be counted as one value."""
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    if not all(isinstance(value, str) for value in distinct):
+        return None
+    each = pd.Series(distinct, dtype=object)
+    bad = _bad(each, schema)
+    typed = _typed(each.where(~bad), schema).to_numpy(dtype=object)
+    out = np.full(len(values), np.nan, dtype=object)
+    present = codes >= 0
+    out[present] = typed[codes[present]]
+    return pd.Series(out, index=values.index, name=values.name)
 
 
 MISSING_GROUP = "(missing)"
