@@ -424,3 +424,22 @@ def test_importing_the_library_leaves_matplotlib_alone_and_plots_still_render() 
     )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout == PNG_SIGNATURE
+
+
+def test_counted_metrics_equal_sklearn_including_zero_division() -> None:
+    """F1, precision, recall and Brier are computed from counts, not scikit-learn's functions
+    (which sort every row to find the labels); the same numbers, 0 where undefined."""
+    rng = np.random.default_rng(3)
+    scores = rng.random(5_000)
+    y = (rng.random(5_000) < scores).astype(int)
+    proba = np.column_stack([1 - scores, scores])
+    for pred in ((scores > 0.5).astype(int), np.zeros(5_000, int)):  # none predicted positive
+        got = compute_metrics(y, Outputs(pred, proba, np.array([0, 1])), _binary_config())
+        for name, fn in (
+            ("f1", skm.f1_score),
+            ("precision", skm.precision_score),
+            ("recall", skm.recall_score),
+        ):
+            assert got[name] == pytest.approx(fn(y, pred, zero_division=0), abs=1e-12), name
+        assert got["brier"] == pytest.approx(skm.brier_score_loss(y, scores), abs=1e-12)
+    assert got["precision"] == 0.0 and got["f1"] == 0.0  # the undefined case counts 0

@@ -64,14 +64,27 @@ def _positive_scores(outputs: Outputs, pos: Any) -> np.ndarray:
     return outputs.proba[:, index]
 
 
+def _counted(metric: str, truth: np.ndarray, predicted: np.ndarray) -> float:
+    """F1, precision or recall from the confusion counts, 0 where undefined (scikit-learn's
+    `zero_division=0`); its functions re-derive the label set first, a sort of every row."""
+    tp = int(np.count_nonzero(truth & predicted))
+    fp = int(np.count_nonzero(~truth & predicted))
+    fn = int(np.count_nonzero(truth & ~predicted))
+    numerator, denominator = {
+        "f1": (2 * tp, 2 * tp + fp + fn),
+        "precision": (tp, tp + fp),
+        "recall": (tp, tp + fn),
+    }[metric]
+    return numerator / denominator if denominator else 0.0
+
+
 def _binary(metric: str, y: np.ndarray, outputs: Outputs, pos: Any) -> float:
     truth = y == pos
     if metric in ("f1", "precision", "recall"):
-        fn = {"f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score}
-        return float(fn[metric](truth, outputs.pred == pos, zero_division=0))
+        return _counted(metric, truth, outputs.pred == pos)
     scores = _positive_scores(outputs, pos)
     if metric == "brier":
-        return float(skm.brier_score_loss(truth, scores))
+        return float(np.mean(np.square(truth.astype("float64") - scores)))
     if truth.all() or not truth.any():
         return math.nan  # ranking metrics need both classes
     counts = ranking_counts(truth, scores)
