@@ -186,3 +186,18 @@ def test_a_text_category_is_typed_the_same_judged_per_value_or_per_row(tmp_path:
     # A column mixing text and numbers keeps the row-by-row path (1 and True are not one value).
     mixed = data.typed_valid(pd.Series(["north", 1, True], dtype=object), config, "region")
     assert mixed.isna().tolist() == [False, True, True]
+
+
+def test_group_labels_name_text_groups_once_and_missing_as_its_own_group() -> None:
+    rows = pd.Series(["Male", "Female", None, np.nan, "Female"] * 4, dtype=object)
+    labels = data.group_labels(rows)
+    assert labels.tolist() == data.group_labels(rows.astype("string")).tolist()
+    assert labels.tolist()[:5] == [
+        "Male",
+        "Female",
+        data.MISSING_GROUP,
+        data.MISSING_GROUP,
+        "Female",
+    ]
+    mixed = pd.Series(["a", 1, 1.5, None], dtype=object)  # not all text: named row by row
+    assert data.group_labels(mixed).tolist() == ["a", "1", "1.5", data.MISSING_GROUP]

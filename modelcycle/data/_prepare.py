@@ -769,4 +769,9 @@ MISSING_GROUP = "(missing)"
 
 def group_labels(values: pd.Series) -> np.ndarray:
     """Group names as strings, missing values as one named group, for slices and weights."""
+    if values.dtype == object:  # text: named once per distinct value (a million logged rows)
+        codes, distinct = pd.factorize(values, use_na_sentinel=True)
+        if all(isinstance(value, str) for value in distinct):
+            names = np.array([*distinct, MISSING_GROUP], dtype=object)
+            return names[codes]  # the sentinel -1 picks the last name: missing
     return values.astype("string").fillna(MISSING_GROUP).to_numpy(dtype=object)
