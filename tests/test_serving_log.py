@@ -82,11 +82,11 @@ if step == "before_rename":
         die()
     c.os.replace = replace
 elif step == "after_first_part":
-    real_publish = c._publish
+    real_publish = c.publish_parquet
     def publish(*args):
         real_publish(*args)
         die()
-    c._publish = publish
+    c.publish_parquet = publish
 elif step == "before_segment_delete":
     def unlink(path):
         die()

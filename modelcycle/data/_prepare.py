@@ -738,7 +738,7 @@ def column_violations(column: str, values: pd.Series, config: PipelineConfig) ->
 def typed_valid(values: pd.Series, config: PipelineConfig, column: str) -> pd.Series:
     """A column typed as training typed it; values the schema calls invalid become missing."""
     schema = _schema_for(config, column)
-    if schema is not None and schema.type is ColumnType.categorical and values.dtype == object:
+    if schema is not None and schema.type is ColumnType.categorical:
         by_value = _typed_valid_text(values, schema)
         if by_value is not None:
             return by_value
@@ -748,13 +748,25 @@ def typed_valid(values: pd.Series, config: PipelineConfig, column: str) -> pd.Se
     return _typed(values, schema)
 
 
-def _typed_valid_text(values: pd.Series, schema: ColumnSchema) -> pd.Series | None:
-    """`typed_valid` judged once per distinct value, for a text column: a category column of a
-    million logged rows holds a handful of values (0.15 s a column row by row, a tenth of it
-    this way). None when a value is not text: 1, 1.0 and True would be counted as one value."""
+def _text_codes(values: pd.Series) -> tuple[np.ndarray, list[str]] | None:
+    """Each row's index among the distinct values (-1 for missing) when every value is text,
+    else None: 1, 1.0 and True would be counted as one value. A category column of a million
+    logged rows holds a handful, so per-value work replaces per-row work."""
+    if values.dtype != object:
+        return None
     codes, distinct = pd.factorize(values, use_na_sentinel=True)
     if not all(isinstance(value, str) for value in distinct):
         return None
+    return codes, list(distinct)
+
+
+def _typed_valid_text(values: pd.Series, schema: ColumnSchema) -> pd.Series | None:
+    """`typed_valid` judged once per distinct value (0.15 s a column at a million rows row by
+    row, a tenth of it this way); None when the column is not all text."""
+    coded = _text_codes(values)
+    if coded is None:
+        return None
+    codes, distinct = coded
     each = pd.Series(distinct, dtype=object)
     bad = _bad(each, schema)
     typed = _typed(each.where(~bad), schema).to_numpy(dtype=object)
@@ -769,9 +781,8 @@ MISSING_GROUP = "(missing)"
 
 def group_labels(values: pd.Series) -> np.ndarray:
     """Group names as strings, missing values as one named group, for slices and weights."""
-    if values.dtype == object:  # text: named once per distinct value (a million logged rows)
-        codes, distinct = pd.factorize(values, use_na_sentinel=True)
-        if all(isinstance(value, str) for value in distinct):
-            names = np.array([*distinct, MISSING_GROUP], dtype=object)
-            return names[codes]  # the sentinel -1 picks the last name: missing
+    coded = _text_codes(values)
+    if coded is not None:  # text: named once per distinct value
+        codes, distinct = coded
+        return np.array([*distinct, MISSING_GROUP], dtype=object)[codes]  # -1: missing
     return values.astype("string").fillna(MISSING_GROUP).to_numpy(dtype=object)

@@ -185,7 +185,7 @@ def _publish_segment(location: LogLocation, model: str, contents: SegmentContent
             if location.fs.exists(final):
                 _check_published(location, final, table)
                 continue
-            _publish(location, folder, final, table)
+            publish_parquet(location.fs, final, table)
             written.append(final)
     return written
 
@@ -213,16 +213,20 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
         return pa.Table.from_pandas(frame.assign(**mixed), preserve_index=False)
 
 
-def _publish(location: LogLocation, folder: str, final: str, table: pa.Table) -> None:
-    """A part appears whole under its final name or not at all."""
-    if not location.local:
+def publish_parquet(fs: AbstractFileSystem, path: str, table: pa.Table) -> None:
+    """A Parquet file appears whole under its name or not at all, replacing any file there:
+    on local disk written beside it, flushed, renamed over it (new folders flushed too); an
+    object store's single put is whole by itself. Compaction publishes parts this way and
+    erasure rewrites them this way."""
+    if not isinstance(fs, LocalFileSystem):
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
-        location.fs.pipe_file(final, buffer.getvalue())
+        fs.pipe_file(path, buffer.getvalue())
         return
-    directory = Path(folder)
+    final = Path(path)
+    directory = final.parent
     directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{Path(final).name}.tmp-{uuid.uuid4().hex}"
+    temporary = directory / f".{final.name}.tmp-{uuid.uuid4().hex}"
     pq.write_table(table, temporary)
     fd = os.open(temporary, os.O_RDONLY)
     try:
@@ -230,8 +234,8 @@ def _publish(location: LogLocation, folder: str, final: str, table: pa.Table) ->
     finally:
         os.close(fd)
     os.replace(temporary, final)
-    for folder_ in (directory, directory.parent, directory.parent.parent):  # new folders too
-        fsync_dir(folder_)
+    for folder in (directory, directory.parent, directory.parent.parent):
+        fsync_dir(folder)
 
 
 def _check_published(location: LogLocation, final: str, table: pa.Table) -> None:

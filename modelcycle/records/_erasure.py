@@ -14,25 +14,27 @@ hash (HMAC-SHA256 with the state folder's privacy key), never by the value.
 
 from __future__ import annotations
 
-import io
-import os
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
-from fsspec.implementations.local import LocalFileSystem
 
 from modelcycle.errors import ModelcycleError
+from modelcycle.logstore import (
+    INPUT_PREFIX,
+    Kind,
+    LogLocation,
+    compact,
+    list_parts,
+    locate,
+    publish_parquet,
+    read_feedback,
+    read_predictions,
+)
 from modelcycle.registry import Registry, open_run
-from modelcycle.serving import compact, read_feedback, read_predictions
 from modelcycle.utils import keyed_hash
-
-INPUT_PREFIX = "input."
 
 
 @dataclass
@@ -85,31 +87,8 @@ def _matches(table: pa.Table, column: str, forms: set[str]) -> pa.Array | None:
     return pc.fill_null(pc.is_in(values, value_set=pa.array(sorted(forms))), False)
 
 
-def _rewrite(fs: Any, path: str, table: pa.Table) -> None:
-    """The part without the erased rows, replacing the old one whole."""
-    if not isinstance(fs, LocalFileSystem):
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        fs.pipe_file(path, buffer.getvalue())
-        return
-    final = Path(path)
-    temporary = final.parent / f".{final.name}.erase-{uuid.uuid4().hex}"
-    pq.write_table(table, temporary)
-    fd = os.open(temporary, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, final)
-    fd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _parts(fs: Any, base: str, model: str, kind: str) -> list[str]:
-    return sorted(fs.glob(f"{base.rstrip('/')}/{model}/{kind}/date=*/part-*.parquet"))
+def _parts(location: LogLocation, model: str, kind: Kind) -> list[str]:
+    return [path for path, _ in list_parts(location, model, kind)]
 
 
 def erase_subject(
@@ -136,13 +115,13 @@ def erase_subject(
     forms = {value, subject}
     report = ErasureReport(model, column, subject)
     compact(log_root, model)
-    fs, base = url_to_fs(log_root)
+    location = locate(log_root)
 
     # What will go, counted before anything is touched, and recorded first.
     plans: list[tuple[str, pa.Table]] = []
     erased_ids: set[str] = set()
-    for path in _parts(fs, base, model, "predictions"):
-        table = pq.read_table(path, filesystem=fs)
+    for path in _parts(location, model, "predictions"):
+        table = pq.read_table(path, filesystem=location.fs)
         mask = _matches(table, column, forms)
         if mask is None or not pc.any(mask).as_py():
             continue
@@ -151,8 +130,8 @@ def erase_subject(
         report.predictions += int(pc.sum(mask).as_py())
     if erased_ids:
         ids = pa.array(sorted(erased_ids))
-        for path in _parts(fs, base, model, "feedback"):
-            table = pq.read_table(path, filesystem=fs)
+        for path in _parts(location, model, "feedback"):
+            table = pq.read_table(path, filesystem=location.fs)
             mask = pc.is_in(table.column("id"), value_set=ids)
             if pc.any(mask).as_py():
                 plans.append((path, table.filter(pc.invert(mask))))
@@ -187,7 +166,7 @@ def erase_subject(
             },
         )
     for path, table in plans:
-        _rewrite(fs, path, table)
+        publish_parquet(location.fs, path, table)
 
     # Verify from the log as any reader sees it (segments a live writer holds included).
     left = read_predictions(log_root, model)
