@@ -1,7 +1,8 @@
 """The monitoring flow: the champion's view of a production window, and what follows from it.
 
 load champion + reference -> load window (files, or the prediction log) -> schema findings ->
-score (files only: the log holds what the service answered) -> feature drift -> prediction
+score (files only: the log holds what the service answered) -> feature drift (Evidently's
+HTML built from here on, in its own process, while the flow goes on) -> prediction
 drift -> quality (realised and estimated) -> [log: per-version figures, labels and delays,
 service health, fairness, back-filled history] -> status -> evidence folder (JSON + Evidently
 HTML + plots) -> incidents -> drift event -> [automatic rollback] -> Prefect artifacts.
@@ -34,6 +35,7 @@ from tasks.monitoring import (
     measure_production,
     measure_quality,
     no_verdict,
+    prepare_html_report,
     publish_monitoring_report,
     record_incidents,
     rollback_due,
@@ -82,7 +84,8 @@ def monitoring(
         raise ValueError("window: a file or glob is needed when source is 'file'")
     settings, run_id = get_settings(), flow_run.id
 
-    # read: the champion with its reference, and the window
+    # read: the champion with its reference, and the window (Evidently imports meanwhile)
+    prepare_html_report()
     champion = load_monitored_champion(
         model_name, settings.registry_url, settings.artifact_store, config_path
     )
@@ -90,16 +93,18 @@ def monitoring(
     data = load_window(window, settings.home, config, time_range, latest_only)
     findings = check_window(data, config)
 
-    # measure: drift and quality, unless the window is too small for a verdict
+    # measure: drift (its report built meanwhile) and quality, unless the window is too small
+    # for a verdict
     decision = no_verdict(data, config)
     features = prediction = quality = html = None
     if decision is None:
         scored = score_window(champion.pipeline, data, config, settings.training_threads)
         features = measure_feature_drift(champion.reference, scored.inputs, config)
+        report = build_html_report.submit(champion, scored.inputs, features, data.pattern)
         prediction = measure_prediction_drift(champion.reference, scored.outputs, config)
         quality = measure_quality(data, scored, champion.reference, config)
         decision = decide_status(features, prediction, quality, findings, config)
-        html = build_html_report(champion, scored.inputs, features, data.pattern)
+        html = report.result()
 
     # record: one record of the run, then its evidence, incidents, event and report
     run = collect_monitoring_run(
@@ -123,7 +128,9 @@ def _monitor_log(
     log's own facts (versions, labels, latency, groups) are judged beside drift."""
     settings, run_id = get_settings(), flow_run.id
 
-    # read: the champion with its reference, and the log window with its feedback
+    # read: the champion with its reference, and the log window with its feedback (Evidently
+    # imports meanwhile, in the report process)
+    prepare_html_report()
     champion = load_monitored_champion(
         model_name, settings.registry_url, settings.artifact_store, config_path
     )
@@ -132,20 +139,23 @@ def _monitor_log(
     data, findings = logged.window, logged.findings
 
     # measure: drift on every row's inputs, quality on the champion's own answers
+    # measure: drift on every row's inputs (its report built meanwhile), quality on the
+    # champion's own answers
     decision = no_verdict(data, config)
-    features = prediction = quality = html = None
+    features = prediction = quality = html = report = None
     if decision is None:
         scored, answered = logged_outputs(logged, champion)
         features = measure_feature_drift(champion.reference, scored.inputs, config)
+        report = build_html_report.submit(champion, scored.inputs, features, data.pattern)
         prediction = measure_prediction_drift(champion.reference, scored.outputs, config)
         quality = measure_quality(answered, scored, champion.reference, config)
         decision = decide_status(features, prediction, quality, findings, config)
-        html = build_html_report(champion, scored.inputs, features, data.pattern)
     production = measure_production(logged, champion, quality)
     decision = judge_production(decision, production)
     production = backfill_and_record(
         run_id, settings.home, logged, champion, production, decision, features
     )
+    html = None if report is None else report.result()
 
     # record: evidence, incidents, event, an automatic rollback if due, and the report
     run = collect_monitoring_run(

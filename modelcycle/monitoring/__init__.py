@@ -19,9 +19,11 @@ from modelcycle.monitoring._drift import (
 )
 from modelcycle.monitoring._evidently import (
     EvidentlyColumn,
+    ReportJob,
     SampledReport,
     evidently_drift,
     read_value_drift,
+    render_html,
     run_preset,
     sampled_html_report,
 )
@@ -69,6 +71,7 @@ from modelcycle.monitoring._reference import (
     prediction_kind,
     score,
 )
+from modelcycle.monitoring._report_process import ReportProcess, report_process
 from modelcycle.monitoring._status import (
     DRIFT_EVENT,
     Decision,
@@ -78,6 +81,7 @@ from modelcycle.monitoring._status import (
     assess_quality,
     decide,
     drift_rules,
+    estimate_outputs,
     feature_drift,
     importance_weights,
     prediction_drift,
@@ -141,6 +145,8 @@ __all__ = [
     "Quality",
     "QualityCheck",
     "Reference",
+    "ReportJob",
+    "ReportProcess",
     "SampledReport",
     "ServiceHealth",
     "ServiceMetrics",
@@ -161,6 +167,7 @@ __all__ = [
     "drift_rules",
     "due_for_backfill",
     "estimate",
+    "estimate_outputs",
     "evidently_drift",
     "expected_accuracy",
     "expected_calibration_error",
@@ -187,6 +194,8 @@ __all__ = [
     "read_value_drift",
     "read_window",
     "realised_intervals",
+    "render_html",
+    "report_process",
     "request_latencies",
     "resolve_pattern",
     "run_preset",

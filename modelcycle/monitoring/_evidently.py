@@ -9,7 +9,7 @@ name, never by position.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -148,6 +148,29 @@ def _banner(report: SampledReport, title: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ReportJob:
+    """What Evidently's page is built from: both samples, the column kinds, the drift rules."""
+
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    columns: dict[str, ColumnKind]
+    rules: dict[str, ColumnRule]
+    drift_share: float
+
+
+def render_html(job: ReportJob) -> str:
+    """Evidently's drift and summary page for one job, in this process."""
+    from evidently import Report
+    from evidently.presets import DataSummaryPreset
+
+    report = Report([_preset(job.columns, job.rules, job.drift_share), DataSummaryPreset()])
+    snapshot = report.run(_dataset(job.current, job.columns), _dataset(job.reference, job.columns))
+    page = snapshot.get_html_str(as_iframe=False)
+    del snapshot
+    return page
+
+
 def sampled_html_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -157,17 +180,13 @@ def sampled_html_report(
     sample_rows: int,
     seed: int,
     title: str,
+    render: Callable[[ReportJob], str] = render_html,
 ) -> SampledReport:
-    """Evidently's drift and summary report on at most `sample_rows` rows per side."""
-    from evidently import Report
-    from evidently.presets import DataSummaryPreset
-
+    """Evidently's drift and summary report on at most `sample_rows` rows per side; `render`
+    builds the page (`ReportProcess.render` builds it in a process of its own)."""
     cur = _sample(current, sample_rows, seed)
     ref = _sample(reference, sample_rows, seed)
-    report = Report([_preset(columns, rules or {}, drift_share), DataSummaryPreset()])
-    snapshot = report.run(_dataset(cur, columns), _dataset(ref, columns))
-    page = snapshot.get_html_str(as_iframe=False)
-    del snapshot
+    page = render(ReportJob(ref, cur, dict(columns), dict(rules or {}), drift_share))
     info = SampledReport("", len(current), len(cur), len(reference), len(ref))
     marker = page.find("<body")
     cut = page.find(">", marker) + 1 if marker >= 0 else 0

@@ -22,7 +22,6 @@ from modelcycle.monitoring._reference import PREDICTION_COLUMN
 from modelcycle.monitoring._traffic import (
     LogWindow,
     as_classes,
-    request_latencies,
     wilson_interval,
 )
 from modelcycle.utils import to_json_dict
@@ -120,9 +119,9 @@ def service_health(
     version; each limit judged only on versions with at least `min_requests` requests."""
     traffic = log_window.traffic
     rows, breaches, notes = [], [], []
-    for version in sorted(int(v) for v in traffic["version"].unique()):
-        part = traffic[traffic["version"] == version]
-        latencies = request_latencies(part)
+    for version, mask in log_window.version_rows.items():
+        part = traffic if mask.all() else traffic[mask]
+        latencies = log_window.request_latencies(version)
         seconds = float((part["time"].max() - part["time"].min()).total_seconds())
         rate = len(part) / seconds if seconds > 0 else None
         error_rate, counted = _error_rate(metrics.requests.get(str(version), {}))

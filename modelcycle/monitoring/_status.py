@@ -18,7 +18,7 @@ from modelcycle.config import PipelineConfig, higher_is_better
 from modelcycle.monitoring._drift import ColumnDrift, ColumnRule, DriftResult, Method
 from modelcycle.monitoring._drift import column_drift as _column_drift
 from modelcycle.monitoring._drift import dataset_drift as _dataset_drift
-from modelcycle.monitoring._performance import estimate
+from modelcycle.monitoring._performance import Calibration, estimate
 from modelcycle.monitoring._reference import (
     PREDICTION_COLUMN,
     SCORE_COLUMN,
@@ -246,6 +246,27 @@ def quality_checks(
     return checks
 
 
+def estimate_outputs(
+    outputs: pd.DataFrame,
+    classes: np.ndarray | None,
+    config: PipelineConfig,
+    calibration: Calibration | None,
+) -> dict[str, float] | None:
+    """The label-free estimate of a binary classifier's outputs (scored, or as logged); rows
+    without a score (answered by a version with other classes) are left out. None without a
+    calibration, classes or any scored row."""
+    if calibration is None or classes is None or SCORE_COLUMN not in outputs or outputs.empty:
+        return None
+    scores = outputs[SCORE_COLUMN].to_numpy(dtype="float64")
+    keep = np.isfinite(scores)
+    if not keep.any():
+        return None
+    predicted = outputs[PREDICTION_COLUMN].to_numpy() == evaluation.positive_class(config, classes)
+    if not keep.all():
+        scores, predicted = scores[keep], predicted[keep]
+    return estimate(scores, predicted, calibration)
+
+
 def assess_quality(
     window: Window,
     outputs: pd.DataFrame,
@@ -258,13 +279,7 @@ def assess_quality(
     the floors and the allowed drops, next to the holdout figures and the label-free estimate.
     """
     holdout = dict(reference.meta.get("holdout_metrics", {}))
-    estimated = None
-    calibration = reference.calibration
-    if calibration is not None and SCORE_COLUMN in outputs:
-        assert classes is not None
-        pos = evaluation.positive_class(config, classes)
-        predicted_positive = outputs[PREDICTION_COLUMN].to_numpy() == pos
-        estimated = estimate(outputs[SCORE_COLUMN].to_numpy(), predicted_positive, calibration)
+    estimated = estimate_outputs(outputs, classes, config, reference.calibration)
     table = window.table
     rows = len(table)
     if config.target not in table.columns:

@@ -14,6 +14,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,24 @@ class LogWindow:
     findings: list[Finding] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     unmatched_feedback: int = 0
+
+    @cached_property
+    def version_rows(self) -> dict[int, np.ndarray]:
+        """Each answering version's rows, oldest version first; every figure of a window is
+        per version, so the masks are made once."""
+        versions = self.traffic["version"].to_numpy()
+        return {int(v): versions == v for v in np.unique(versions)}
+
+    @cached_property
+    def request_starts(self) -> np.ndarray:
+        """The first row of each request: a request's latency is repeated on all its rows
+        (which one version answers)."""
+        return ~self.traffic["request_id"].duplicated().to_numpy()
+
+    def request_latencies(self, version: int) -> np.ndarray:
+        """One latency per request answered by `version`."""
+        rows = self.version_rows[version] & self.request_starts
+        return self.traffic["latency_ms"].to_numpy(dtype="float64")[rows]
 
     def facts(self) -> dict[str, Any]:
         return {
@@ -269,7 +288,9 @@ def flag_findings(flags: pd.Series, rows: int) -> list[Finding]:
     """The service's data-quality flags (`unseen_category:<col>`, `out_of_range:<col>`,
     `missing:<col>`, `pii_dropped:<col>`) counted per kind and column, one finding each."""
     counts: Counter[str] = Counter()
-    for row_flags in [f for f in flags.to_numpy() if len(f)]:
+    values = flags.to_numpy()
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    for row_flags in values[np.flatnonzero(lengths)]:  # most rows carry none
         counts.update(row_flags)
     findings = []
     for flag, count in sorted(counts.items()):
@@ -358,31 +379,34 @@ def version_summaries(
     reference_estimate: Any,
     config: PipelineConfig,
     known: dict[int, tuple[dict[str, float], dict[str, dict[str, float]]]] | None = None,
+    estimated: dict[int, dict[str, float] | None] | None = None,
 ) -> list[VersionSummary]:
     """Each answering version on its own: a window that spans a promotion or a rollback mixes
     two models, whose quality and latency mean nothing averaged together.
 
     `reference_estimate(outputs) -> dict | None` is the label-free estimate (the monitored
     version's calibration), applied to each version's logged scores. `known` gives a
-    version's realised figures and intervals already measured on exactly its labelled rows
-    (the monitored version's, by the quality step), so the bootstrap is not run twice.
+    version's realised figures and intervals already measured on exactly its labelled rows,
+    and `estimated` its estimate already made on exactly its rows (the monitored version's,
+    by the quality step), so neither is computed twice.
     """
     from modelcycle.monitoring._status import realised_intervals
 
     traffic, table = log_window.traffic, log_window.window.table
+    known, estimated = known or {}, estimated or {}
     summaries = []
-    for version in sorted(int(v) for v in traffic["version"].unique()):
-        mask = (traffic["version"] == version).to_numpy()
-        part = traffic[mask]
-        outputs = log_window.outputs[mask].reset_index(drop=True)
-        latencies = request_latencies(part)
+    for version, mask in log_window.version_rows.items():
+        whole = bool(mask.all())  # one version answered the window: no copies
+        part = traffic if whole else traffic[mask]
+        outputs = log_window.outputs if whole else log_window.outputs[mask].reset_index(drop=True)
+        latencies = log_window.request_latencies(version)
         labels = table[config.target].to_numpy()[mask]
         labelled = pd.notna(labels)
         count = int(labelled.sum())
         realised = intervals = None
         note = ""
-        if version in (known or {}) and count >= config.monitoring.min_rows:
-            realised, intervals = (known or {})[version]
+        if version in known and count >= config.monitoring.min_rows:
+            realised, intervals = known[version]
         elif count >= config.monitoring.min_rows:
             y = as_classes(labels[labelled], log_window.classes)
             proba = None if log_window.proba is None else log_window.proba[mask][labelled]
@@ -405,7 +429,9 @@ def version_summaries(
                 labelled=count,
                 realised=realised,
                 intervals=intervals,
-                estimated=reference_estimate(outputs),
+                estimated=(
+                    estimated[version] if version in estimated else reference_estimate(outputs)
+                ),
                 latency_p50_ms=_percentile(latencies, 50),
                 latency_p99_ms=_percentile(latencies, 99),
                 note=note,
