@@ -147,6 +147,40 @@ def test_feedback_for_an_id_of_another_model_is_counted_and_ignored(tmp_path, co
     assert any("never answered" in f.message for f in window.findings)
 
 
+def test_the_arrow_join_of_labels_answers_as_the_pandas_join(tmp_path, config):
+    """Labels are joined on Arrow columns; the pandas join (kept for parts whose schemas do
+    not combine) is the reference: shadow rows left out, the earliest answer of an id
+    winning, another model's id counted."""
+    from modelcycle.logstore import log_rows, read_log_table
+    from modelcycle.monitoring import _traffic as traffic
+
+    rows = _traffic(40, T0)
+    shadow = _traffic(5, T0, version=2, seed=3)
+    for row, of in zip(shadow, rows, strict=False):
+        row["role"], row["id"] = "shadow", f"{of['id']}.shadow"
+    other = record("other-model", 1, {"x": 1}, 1, 0.9, T0)
+    labels = [
+        feedback(MODEL, r["id"], i % 2, T0 + timedelta(hours=1)) for i, r in enumerate(rows[:15])
+    ]
+    labels.append(feedback(MODEL, rows[3]["id"], 0, T0 + timedelta(hours=2)))  # a later answer
+    labels.append(feedback(MODEL, other["id"], 1, T0 + timedelta(hours=1)))
+    write(tmp_path, [*rows, *shadow, other], labels)
+    end = T0 + timedelta(days=1)
+    read = read_log_table(str(tmp_path), MODEL, "predictions", None, end)
+    logged, answered = traffic._answered_rows(log_rows(read))
+    assert answered is not None and int((~answered).sum()) == 5
+    answers = read_log_table(str(tmp_path), MODEL, "feedback")
+    ids = read.table["id"].filter(answered)
+    arrow = traffic._join_feedback_arrow(ids, answers.table, None, end, str(tmp_path), MODEL)
+    pandas = traffic._join_feedback(logged, log_rows(answers), None, end, str(tmp_path), MODEL)
+    assert arrow[0].tolist() == pandas[0].tolist()
+    np.testing.assert_array_equal(arrow[1], pandas[1])
+    assert arrow[2] == pandas[2] == 1
+    by_id = dict(zip(logged["id"], arrow[0], strict=True))
+    assert by_id[rows[3]["id"]] == 1  # the first answer (3 % 2), not the later 0
+    assert sum(v is not None for v in arrow[0]) == 15
+
+
 def test_service_flags_become_findings_counted_per_column(tmp_path, config):
     rows = _traffic(40, T0, flags=())
     for r in rows[:4]:

@@ -169,14 +169,25 @@ class ReportProcess:
         return f": {lines[-1]}" if lines else ""
 
 
+# The child works beside a monitoring run: one thread each for the numeric libraries, whose
+# idle threads would otherwise spin against the run's (its quality step took 1.4 s instead
+# of 1.15 s at a million rows).
+_ONE_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 def _child_environment() -> dict[str, str]:
-    """This environment, with this modelcycle first on the path: the child must run the same
-    code as its parent, installed or not (the benchmarks run from a checkout)."""
+    """This environment, with this modelcycle first on the path (the child must run the same
+    code as its parent, installed or not: the benchmarks run from a checkout) and one thread
+    per numeric library."""
     import modelcycle
 
     source = str(Path(modelcycle.__file__).resolve().parent.parent)
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": source if not path else f"{source}{os.pathsep}{path}"}
+    return {
+        **os.environ,
+        **_ONE_THREAD,
+        "PYTHONPATH": source if not path else f"{source}{os.pathsep}{path}",
+    }
 
 
 class ChildError(RuntimeError):

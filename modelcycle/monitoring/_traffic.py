@@ -19,11 +19,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from modelcycle import evaluation
 from modelcycle.config import PipelineConfig
 from modelcycle.errors import DataError
-from modelcycle.logstore import INPUT_PREFIX, OUTPUT_PREFIX, read_feedback, read_predictions, utc
+from modelcycle.logstore import (
+    INPUT_PREFIX,
+    OUTPUT_PREFIX,
+    log_rows,
+    read_log_table,
+    read_predictions,
+    utc,
+)
 from modelcycle.monitoring._reference import PREDICTION_COLUMN, SCORE_COLUMN
 from modelcycle.monitoring._window import Finding, Window
 from modelcycle.utils import to_json_dict
@@ -113,17 +121,29 @@ def read_log_window(
     start, end = utc(since), utc(until) or datetime.now(UTC)
     if start is not None and start >= end:
         raise DataError(f"prediction log of {model}: since {start} is not before until {end}")
-    logged = read_predictions(root, model, start, end, spool=spool)
-    refused = list(logged.attrs.get("refused", []))
-    logged, shadowed = _answered_rows(logged)
+    read = read_log_table(root, model, "predictions", start, end, spool=spool)
+    logged = log_rows(read, start, end)
+    refused = list(read.refused)
+    ids = None if read.table is None else read.table["id"]  # the rest is in `logged` now
+    del read
+    logged, answered = _answered_rows(logged)
+    shadowed = 0 if answered is None else int((~answered).sum())
     where = f"prediction log {root} ({model}, {describe_range(start, end)})"
     if logged.empty:
         detail = f"; refused: {'; '.join(refused)}" if refused else ""
         raise DataError(f"{where}: no predictions in this range{detail}")
     # A label comes after its prediction: feedback from `since` on is all this window can have.
-    feedback = read_feedback(root, model, start, spool=spool)
-    refused += [r for r in feedback.attrs.get("refused", []) if r not in refused]
-    labels, label_times, unmatched = _join_feedback(logged, feedback, start, end, root, model)
+    feedback = read_log_table(root, model, "feedback", start, spool=spool)
+    refused += [r for r in feedback.refused if r not in refused]
+    if ids is not None and feedback.table is not None:
+        answering = ids if answered is None else ids.filter(answered)
+        labels, label_times, unmatched = _join_feedback_arrow(
+            answering, feedback.table, start, end, root, model
+        )
+    else:  # parts whose schemas do not combine: the same join on pandas columns
+        labels, label_times, unmatched = _join_feedback(
+            logged, log_rows(feedback, start), start, end, root, model
+        )
     table = _input_table(logged, config)
     table[config.target] = labels
     outputs, proba = _logged_outputs(logged, config, classes)
@@ -181,20 +201,19 @@ def read_log_window(
     )
 
 
-def _answered_rows(logged: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Rows that answered a request. A shadow version's rows (role `shadow`) score the same
-    requests again: counted in the window they would double every input in the drift check
-    and put a version nobody was answered by into the per-version figures. Canary rows did
-    answer, and stay."""
+def _answered_rows(logged: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Rows that answered a request, and which rows those were (None: all of them). A
+    shadow version's rows (role `shadow`) score the same requests again: counted in the
+    window they would double every input in the drift check and put a version nobody was
+    answered by into the per-version figures. Canary rows did answer, and stay."""
     if "role" not in logged.columns:
-        return logged, 0
-    shadow = (logged["role"] == "shadow").to_numpy()
-    count = int(shadow.sum())
-    if not count:
-        return logged, 0
-    kept = logged.loc[~shadow].reset_index(drop=True)
+        return logged, None
+    answered = (logged["role"] != "shadow").to_numpy()
+    if answered.all():
+        return logged, None
+    kept = logged.loc[answered].reset_index(drop=True)
     kept.attrs = dict(logged.attrs)
-    return kept, count
+    return kept, answered
 
 
 def _join_feedback(
@@ -222,15 +241,51 @@ def _join_feedback(
     matched[position[found]] = True
     unmatched = 0
     if not matched.all():
-        rest = feedback.loc[~matched, "id"]
-        minted = _minted(rest)
-        if minted is None:  # not time-ordered ids: only the whole log can tell
-            known = read_predictions(root, model)["id"]
-            unmatched = int((~rest.isin(known)).sum())
-        else:
-            low = -np.inf if start is None else start.timestamp() * 1000
-            unmatched = int(((minted >= low) & (minted < end.timestamp() * 1000)).sum())
+        unmatched = _unmatched(feedback.loc[~matched, "id"], start, end, root, model)
     return labels, times, unmatched
+
+
+def _join_feedback_arrow(
+    ids: pa.ChunkedArray,
+    feedback: pa.Table,
+    start: datetime | None,
+    end: datetime,
+    root: str,
+    model: str,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """`_join_feedback` on Arrow columns: a hash join of the logged ids with the feedback
+    ids (each once, the earliest), without making a Python string of every id (at a million
+    labelled rows 0.24 s against 0.72 s for pandas' index with both conversions)."""
+    rows = len(ids)
+    logged = pa.table({"id": ids, "row": pa.array(np.arange(rows))})
+    answers = pa.table({"id": feedback["id"], "at": pa.array(np.arange(feedback.num_rows))})
+    joined = logged.join(answers, keys="id", join_type="inner")
+    row, at = joined["row"].to_numpy(), joined["at"].to_numpy()
+    labels = np.full(rows, None, dtype=object)
+    labels[row] = feedback["label"].to_pandas().to_numpy(dtype=object)[at]
+    arrived = feedback["time"].cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()
+    times = np.full(rows, np.datetime64("NaT"), "M8[ns]")
+    times[row] = arrived[at].astype("M8[ns]")
+    matched = np.zeros(feedback.num_rows, dtype=bool)
+    matched[at] = True
+    unmatched = 0
+    if not matched.all():
+        rest = feedback["id"].filter(pa.array(~matched)).to_pandas()
+        unmatched = _unmatched(rest, start, end, root, model)
+    return labels, times, unmatched
+
+
+def _unmatched(
+    rest: pd.Series, start: datetime | None, end: datetime, root: str, model: str
+) -> int:
+    """How many of the feedback ids no logged row matched were minted in this range (ids
+    minted outside it are other windows' late labels)."""
+    minted = _minted(rest)
+    if minted is None:  # not time-ordered ids: only the whole log can tell
+        known = read_predictions(root, model)["id"]
+        return int((~rest.isin(known)).sum())
+    low = -np.inf if start is None else start.timestamp() * 1000
+    return int(((minted >= low) & (minted < end.timestamp() * 1000)).sum())
 
 
 def _minted(ids: pd.Series) -> np.ndarray | None:
