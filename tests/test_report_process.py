@@ -72,7 +72,7 @@ def process():
     reports.stop()
 
 
-def test_the_child_builds_the_page_this_process_would_build(monkeypatch):
+def test_the_child_builds_the_page_this_process_would_build_page_after_page(monkeypatch):
     """Evidently orders some tables by set iteration, which follows the hash seed of the
     process: both sides get the same seed, the reference page a process of its own."""
     monkeypatch.setenv("PYTHONHASHSEED", "0")
@@ -81,7 +81,10 @@ def test_the_child_builds_the_page_this_process_would_build(monkeypatch):
     try:
         page = process.render(_job(), warn=warnings.append)
         assert warnings == []
-        assert process.pid is not None  # built there, and still running for the next page
+        child = process.pid
+        assert child is not None  # built there, and still running for the next page
+        assert "hours" in process.render(_job(seed=1), warn=pytest.fail)
+        assert process.pid == child  # one child, page after page
     finally:
         process.stop()
     here = subprocess.run(
@@ -94,14 +97,6 @@ def test_the_child_builds_the_page_this_process_would_build(monkeypatch):
     assert "age" in page and "sector" in page
     assert _same_page(page) == _same_page(here)
     assert page != here  # the ids differ: the two pages were really built apart
-
-
-def test_one_child_builds_page_after_page(process):
-    process.start()
-    first = process.pid
-    for seed in (1, 2):
-        assert "hours" in process.render(_job(seed=seed), warn=pytest.fail)
-    assert process.pid == first
 
 
 def test_a_child_that_cannot_start_leaves_the_page_to_this_process():

@@ -80,7 +80,7 @@ class ReportProcess:
             try:
                 with self._lock:
                     return self._render_in_child(job)
-            except (OSError, ValueError, pa.ArrowException, ChildError) as exc:
+            except Exception as exc:  # whatever it was, the page is built here instead
                 warn(f"HTML report built in the monitoring process instead: {exc}")
         return render_html(job)
 
@@ -179,15 +179,17 @@ def _child_environment() -> dict[str, str]:
     """This environment, with this modelcycle first on the path (the child must run the same
     code as its parent, installed or not: the benchmarks run from a checkout) and one thread
     per numeric library."""
+    import site
+
     import modelcycle
 
-    source = str(Path(modelcycle.__file__).resolve().parent.parent)
-    path = os.environ.get("PYTHONPATH")
-    return {
-        **os.environ,
-        **_ONE_THREAD,
-        "PYTHONPATH": source if not path else f"{source}{os.pathsep}{path}",
-    }
+    environment = {**os.environ, **_ONE_THREAD}
+    source = Path(modelcycle.__file__).resolve().parent.parent
+    installed = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    if source not in installed:  # a site-packages folder ahead of the standard library: never
+        path = os.environ.get("PYTHONPATH")
+        environment["PYTHONPATH"] = f"{source}{os.pathsep}{path}" if path else str(source)
+    return environment
 
 
 class ChildError(RuntimeError):
