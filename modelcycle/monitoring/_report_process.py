@@ -17,6 +17,7 @@ is never lost to the optimisation.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -110,15 +111,15 @@ class ReportProcess:
     def _stop_child(self) -> None:
         child, self._child = self._child, None
         if child is not None:
-            try:
-                if child.stdin:
-                    child.stdin.close()
-                child.wait(_STOP_GRACE_SECONDS)
-            except (OSError, subprocess.TimeoutExpired):
-                child.kill()
-                child.wait()
-            if child.stdout:
-                child.stdout.close()
+            # No job is in flight here and the child keeps nothing: waiting for it to read
+            # the end of its input would hold a process that exits early (a monitoring run
+            # refused on bad input) until the child's import of Evidently is done.
+            child.kill()
+            child.wait()
+            for stream in (child.stdin, child.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
         if self._errors is not None:
             self._errors.close()
             self._errors = None
