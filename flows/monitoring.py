@@ -138,7 +138,6 @@ def _monitor_log(
     logged = load_log_window(champion, settings.registry_url, settings.home, since, until)
     data, findings = logged.window, logged.findings
 
-    # measure: drift on every row's inputs, quality on the champion's own answers
     # measure: drift on every row's inputs (its report built meanwhile), quality on the
     # champion's own answers
     decision = no_verdict(data, config)
