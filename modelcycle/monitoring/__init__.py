@@ -97,7 +97,6 @@ from modelcycle.monitoring._traffic import (
     label_delays,
     label_report,
     read_log_window,
-    request_latencies,
     version_summaries,
     wilson_interval,
 )
@@ -196,7 +195,6 @@ __all__ = [
     "realised_intervals",
     "render_html",
     "report_process",
-    "request_latencies",
     "resolve_pattern",
     "run_preset",
     "sampled_html_report",

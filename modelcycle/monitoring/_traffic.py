@@ -423,12 +423,6 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else math.nan
 
 
-def request_latencies(traffic: pd.DataFrame) -> np.ndarray:
-    """One latency per request: every row of a request carries the request's latency."""
-    per_request = traffic.drop_duplicates("request_id")
-    return per_request["latency_ms"].to_numpy(dtype="float64")
-
-
 def version_summaries(
     log_window: LogWindow,
     reference_estimate: Any,
